@@ -1,0 +1,114 @@
+"""Turning the writers' entries into a committed directory file, atomically.
+
+A reader sees the old directory file or the new one, never half of one:
+the new one is written under a temporary name in the same folder, fsynced,
+renamed over the old name, and the folder is fsynced.
+"""
+import os
+import tempfile
+
+import numpy as np
+
+from . import format as fmt
+from .errors import DuplicateBlockError, WriterError
+from .writer import WRITTEN
+
+
+def write_atomically(path, data):
+    """Replace the file at path with data so that no reader ever sees a partial file."""
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".commit",
+                                     dir=folder)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+        os.close(fd)
+        fd = None
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, path)
+    except BaseException:
+        if fd is not None:
+            os.close(fd)
+        os.unlink(temporary)
+        raise
+    folder_fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(folder_fd)
+    finally:
+        os.close(folder_fd)
+
+
+def build_index(geometry, written, base=None, writer_kind="data file"):
+    """A dense format 2 index from WRITTEN rows, on top of a base index.
+
+    A block in rows of two different data files is an error that names the
+    block and both writers; within one file the newest frame already won.
+    """
+    index = fmt.empty_index(geometry.n_blocks) if base is None else base.copy()
+    written = np.asarray(written, WRITTEN)
+    blocks, counts = np.unique(written["block"], return_counts=True)
+    if len(blocks) and blocks[-1] >= geometry.n_blocks:
+        raise WriterError(f"block number {blocks[-1]} is outside the volume "
+                          f"({geometry.n_blocks} blocks)")
+    twice = blocks[counts > 1]
+    if len(twice):
+        problems = []
+        for block in twice[:10]:
+            writers = sorted(set(written["file"][written["block"] == block].tolist()))
+            x, y, z = geometry.block_origin(block)
+            problems.append(f"block {block} at (x={x}, y={y}, z={z}) by "
+                            + " and ".join(f"{writer_kind} {w}" for w in writers))
+        more = f" and {len(twice) - 10} more" if len(twice) > 10 else ""
+        raise DuplicateBlockError(f"{len(twice)} block(s) written by more than one writer: "
+                                  + "; ".join(problems) + more)
+    rows = written[np.argsort(written["block"], kind="stable")]
+    index["offset"][rows["block"]] = rows["offset"]
+    index["size"][rows["block"]] = rows["size"]
+    index["file"][rows["block"]] = rows["file"]
+    return index
+
+
+def commit(path, header, written, base=None, writer_kind="data file"):
+    """Build the index from WRITTEN rows and replace the directory file atomically."""
+    index = build_index(header.geometry, written, base, writer_kind)
+    write_atomically(path, fmt.encode_directory2(header, index))
+    return index
+
+
+def collective_commit(comm, path, header, rows, local_error=None, base=None):
+    """close() under MPI: gather every rank's rows to rank 0, which commits; all ranks agree.
+
+    Rank r's data file is file number r. Every rank calls this exactly once,
+    whatever happened to it before, so no rank can be left waiting: a rank's own failure travels as local_error and
+    makes every rank raise the same WriterError, naming the ranks at fault.
+    """
+    from mpi4py import MPI
+    rank = comm.Get_rank()
+    rows = np.ascontiguousarray(rows, WRITTEN)
+    errors = comm.gather(local_error, root=0)
+    counts = comm.gather(rows.nbytes, root=0)
+    if rank == 0:
+        gathered = np.empty(sum(counts) // WRITTEN.itemsize, WRITTEN)
+        receive = [gathered.view(np.uint8), (counts, np.cumsum([0] + counts[:-1])), MPI.BYTE]
+    else:
+        receive = None
+    comm.Gatherv([rows.view(np.uint8), MPI.BYTE], receive, root=0)
+    outcome = None
+    if rank == 0:
+        failed = [f"rank {r}: {e}" for r, e in enumerate(errors) if e]
+        if failed:
+            outcome = "not committed, " + "; ".join(failed)
+        else:
+            try:
+                commit(path, header, gathered, base, writer_kind="rank")
+            except DuplicateBlockError as e:
+                outcome = ("duplicate", str(e))
+            except Exception as e:
+                outcome = f"rank 0: commit of {path} failed: {e}"
+    outcome = comm.bcast(outcome, root=0)
+    if isinstance(outcome, tuple):
+        raise DuplicateBlockError(f"{path} not committed: {outcome[1]}")
+    if outcome:
+        raise WriterError(f"{path} {outcome}" if outcome.startswith("not") else outcome)

@@ -1,0 +1,64 @@
+"""Blosc codecs by name, as both formats store them (numcodecs does the work)."""
+import enum
+import struct
+
+from numcodecs import Blosc, blosc
+
+from .errors import FormatError
+
+
+class Compression(enum.Enum):
+    """The Blosc compressors a volume may use (the original blockfs names)."""
+
+    zstd = 1
+    blosclz = 2
+    lz4 = 3
+    lz4hc = 4
+    zlib = 5
+
+    @classmethod
+    def parse(cls, value):
+        """A Compression from an enum member or its name; FormatError otherwise."""
+        if isinstance(value, cls):
+            return value
+        try:
+            return cls[str(value)]
+        except KeyError:
+            names = ", ".join(member.name for member in cls)
+            raise FormatError(
+                f"unknown compression {value!r}: expected one of {names}") from None
+
+
+SHUFFLES = {"none": Blosc.NOSHUFFLE, "byte": Blosc.SHUFFLE, "bit": Blosc.BITSHUFFLE}
+
+
+def make_codec(compression, level, shuffle="byte"):
+    """The numcodecs Blosc codec for a compression, level 0-9 and shuffle name."""
+    compression = Compression.parse(compression)
+    level = int(level)
+    if not 0 <= level <= 9:
+        raise FormatError(f"compression level {level} is outside 0-9")
+    if shuffle not in SHUFFLES:
+        raise FormatError(f"unknown shuffle {shuffle!r}: expected one of {', '.join(SHUFFLES)}")
+    return Blosc(cname=compression.name, clevel=level, shuffle=SHUFFLES[shuffle])
+
+
+def single_threaded():
+    """Make Blosc use one thread in this process: one writer per core is our parallelism."""
+    blosc.use_threads = False
+    blosc.set_nthreads(1)
+
+
+BLOSC_HEADER = struct.Struct("<4xIII")  # version, flags, typesize; nbytes, blocksize, cbytes
+
+
+def blosc_sizes(payload):
+    """(uncompressed, compressed) sizes a Blosc buffer announces in its 16-byte header.
+
+    Checked before decoding so that a damaged buffer can never make Blosc
+    allocate or read more than the block it claims to be.
+    """
+    if len(payload) < BLOSC_HEADER.size:
+        return None, None
+    nbytes, _blocksize, cbytes = BLOSC_HEADER.unpack_from(payload)
+    return nbytes, cbytes

@@ -1,0 +1,363 @@
+"""The volume object people use: create, open, write and read blocks, numpy slicing.
+
+`Directory` keeps the original blockfs API. Under an MPI launcher (or with a
+communicator passed in) every rank writes the blocks it produced into a data
+file of its own and `close()` commits collectively. Without MPI, writer
+processes own the data files, and any process holding the Directory (forked,
+spawned or forkserver workers alike) hands its blocks to them.
+"""
+import operator
+import os
+
+import numpy as np
+
+from . import format as fmt
+from . import parallel
+from .commit import collective_commit, commit, write_atomically
+from .compression import Compression, make_codec, single_threaded
+from .errors import (BlockCoordinateError, BlockfsError, BlockShapeError, ReadOnlyError,
+                     WriterError)
+from .geometry import Geometry
+from .local_writers import WriterClient, WriterProcesses
+from .reader import BlockReader, read_header
+from .writer import BlockWriter, MPIFile, PosixFile
+
+NEW, WRITING, READING = "new", "writing", "reading"
+
+
+def check_castable(block, dtype, where):
+    """Raise BlockShapeError unless every value of block is exactly representable in dtype."""
+    if np.can_cast(block.dtype, dtype, casting="safe"):
+        return
+    if block.dtype.kind in "uib" and dtype.kind in "ui" and block.size:
+        info = np.iinfo(dtype)
+        if info.min <= block.min() and block.max() <= info.max:
+            return
+    raise BlockShapeError(f"{where}: a {block.dtype} block cannot be stored as {dtype} without "
+                          f"loss; convert it first")
+
+
+class Directory:
+    """A blockfs volume: a directory file and its data files.
+
+    Construct it to write a new volume (then `create()`, `write_block`...,
+    `close()`), or get one from `Directory.open(path)` to read.
+    """
+
+    HEADER = fmt.FORMAT2_MAGIC
+
+    def __init__(self, x_extent, y_extent, z_extent, dtype, directory_filename,
+                 n_filenames=None, x_block_size=64, y_block_size=64, z_block_size=64,
+                 block_filenames=None, compression=Compression.zstd, compression_level=5,
+                 metadata=None, comm=None, shuffle="byte", hints=None):
+        """Describe a new volume of the given extents (voxels) and numpy dtype.
+
+        Data files default to `<directory_filename>.<n>` and can be put
+        anywhere with `block_filenames`. Under MPI there is one data file per
+        rank of `comm` (default: MPI.COMM_WORLD when launched by mpiexec or
+        srun, else no MPI at all) and `n_filenames` is not used; without MPI,
+        `n_filenames` writer processes (default: one per core) share the work.
+        `hints` are MPI-IO hints for creating data files, e.g. Lustre's
+        {"striping_factor": 8, "striping_unit": 4 << 20}.
+        """
+        self.directory_filename = os.path.abspath(directory_filename)
+        self.comm = parallel.world() if comm is None else comm
+        size = parallel.size_of(self.comm)
+        if block_filenames is not None:
+            block_filenames = [os.path.abspath(name) for name in block_filenames]
+            if self.comm is not None and len(block_filenames) != size:
+                raise ValueError(f"{len(block_filenames)} block_filenames for {size} MPI ranks: "
+                                 f"under MPI each rank writes one data file")
+        else:
+            count = size if self.comm is not None else (n_filenames or os.cpu_count() or 1)
+            block_filenames = [f"{self.directory_filename}.{i}" for i in range(count)]
+        folder = os.path.dirname(self.directory_filename)
+        self.header = fmt.Header(
+            geometry=Geometry(x_extent, y_extent, z_extent,
+                              x_block_size, y_block_size, z_block_size),
+            dtype=fmt.parse_dtype(dtype, self.directory_filename),
+            data_files=[os.path.relpath(name, folder) for name in block_filenames],
+            compression=Compression.parse(compression), compression_level=compression_level,
+            shuffle=shuffle, metadata=dict(metadata or {}))
+        make_codec(compression, compression_level, shuffle)  # refuse bad settings now
+        self.hints = hints
+        self._state = NEW
+        self._reader = None
+        self._writer = None  # this rank's BlockWriter (MPI)
+        self._processes = None  # the writer processes this process started (no MPI)
+        self._client = None  # connections to them, from any process
+        self._owner_pid = os.getpid()
+
+    # ------------------------------------------------------------ opening --
+
+    @classmethod
+    def open(cls, directory_filename, comm=None):
+        """Open an existing volume (format 1 or 2) for reading."""
+        path = os.path.abspath(directory_filename)
+        self = cls.__new__(cls)
+        self.directory_filename = path
+        self.comm = comm
+        self.header = read_header(path)
+        self.hints = None
+        self._state = READING
+        self._reader = BlockReader(path, self.header)
+        self._writer = self._processes = self._client = None
+        self._owner_pid = os.getpid()
+        return self
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, traceback):
+        if error is None:
+            self.close()
+        else:
+            self._abandon(error)
+
+    def __getstate__(self):
+        if self._writer is not None:
+            raise BlockfsError(f"{self.directory_filename}: a volume being written by MPI ranks "
+                               f"cannot be sent to another process; each rank writes its own")
+        state = self.__dict__.copy()
+        state.update(comm=None, _reader=None, _processes=None)
+        return state
+
+    def __repr__(self):
+        g = self.header.geometry
+        return (f"<Directory {self.directory_filename} {g.x_extent}x{g.y_extent}x{g.z_extent} "
+                f"{self.dtype} blocks {g.x_block_size}x{g.y_block_size}x{g.z_block_size} "
+                f"format {self.header.version} ({self._state})>")
+
+    # --------------------------------------------------------- attributes --
+
+    geometry = property(lambda self: self.header.geometry)
+    dtype = property(lambda self: self.header.dtype)
+    x_extent = property(lambda self: self.geometry.x_extent)
+    y_extent = property(lambda self: self.geometry.y_extent)
+    z_extent = property(lambda self: self.geometry.z_extent)
+    x_block_size = property(lambda self: self.geometry.x_block_size)
+    y_block_size = property(lambda self: self.geometry.y_block_size)
+    z_block_size = property(lambda self: self.geometry.z_block_size)
+    shape = property(lambda self: self.geometry.shape, doc="(z, y, x) extents")
+    block_size = property(lambda self: self.geometry.block_size, doc="(z, y, x) block size")
+    compression = property(lambda self: self.header.compression)
+    compression_level = property(lambda self: self.header.compression_level)
+    metadata = property(lambda self: self.header.metadata, doc="application metadata")
+    version = property(lambda self: self.header.version, doc="on-disk format, 1 or 2")
+
+    @property
+    def block_filenames(self):
+        """Absolute paths of the data files."""
+        if self._reader is not None:
+            return list(self._reader.data_paths)
+        folder = os.path.dirname(self.directory_filename)
+        return [os.path.join(folder, name) for name in self.header.data_files]
+
+    def get_block_size(self, x, y, z):
+        """The (z, y, x) shape of the block at (x, y, z), clipped at the volume's edge."""
+        return self.geometry.block_shape(x, y, z)
+
+    # ------------------------------------------------------------ writing --
+
+    @property
+    def _mpi(self):
+        return self.comm is not None
+
+    def create(self):
+        """Create (or truncate) the data files and commit an empty volume. Collective."""
+        if self._state != NEW:
+            raise BlockfsError(f"{self.directory_filename}: create() on a volume that is "
+                               f"{self._state}")
+        folder = os.path.dirname(self.directory_filename)
+        if not os.path.isdir(folder):
+            raise FileNotFoundError(f"{self.directory_filename}: folder {folder} does not exist")
+        empty = fmt.encode_directory2(self.header, fmt.empty_index(self.geometry.n_blocks))
+        if self._mpi:
+            self._create_collectively(empty)
+        else:
+            for path in self.block_filenames:
+                PosixFile(path, truncate=True).close()
+            write_atomically(self.directory_filename, empty)
+        self._state = WRITING
+
+    def _create_collectively(self, empty):
+        rank = self.comm.Get_rank()
+        error = None
+        try:
+            single_threaded()
+            self._writer = BlockWriter(
+                MPIFile(self.block_filenames[rank], truncate=True, hints=self.hints), rank,
+                make_codec(self.compression, self.compression_level, self.header.shuffle))
+        except Exception as e:
+            error = f"rank {rank}: cannot create {self.block_filenames[rank]}: {e}"
+        errors = [e for e in self.comm.allgather(error) if e]
+        if not errors and rank == 0:
+            try:
+                write_atomically(self.directory_filename, empty)
+            except Exception as e:
+                errors = [f"rank 0: cannot write {self.directory_filename}: {e}"]
+        errors = self.comm.bcast(errors, root=0)
+        if errors:
+            if self._writer is not None:
+                self._writer.file.close()
+                self._writer = None
+            raise WriterError("; ".join(errors))
+
+    def start_writer_processes(self, queue_depth=10):
+        """Start the local writer processes now (before a multiprocessing pool is made).
+
+        Under MPI each rank writes its own data file and this does nothing.
+        """
+        self._require_writing()
+        if self._mpi or self._client is not None:
+            return
+        codec_args = (self.compression.name, self.compression_level, self.header.shuffle)
+        self._processes = WriterProcesses(self.block_filenames, codec_args, self.dtype,
+                                          queue_depth)
+        self._client = WriterClient(self._processes.addresses, self._processes.authkey)
+
+    def _require_writing(self):
+        if self._state == READING:
+            raise ReadOnlyError(f"{self.directory_filename} was opened for reading")
+        if self._state != WRITING:
+            raise BlockfsError(f"{self.directory_filename}: call create() before writing "
+                               f"(volume is {self._state})")
+
+    def write_block(self, block, x, y, z):
+        """Write the block whose origin is voxel (x, y, z); edge blocks come clipped."""
+        self._require_writing()
+        block = np.asarray(block)
+        block_number = self.geometry.block_number(x, y, z)
+        where = f"{self.directory_filename}: block at (x={x}, y={y}, z={z})"
+        expected = self.geometry.block_shape(x, y, z)
+        if block.shape != expected:
+            raise BlockShapeError(f"{where} must have shape {expected} (z, y, x), "
+                                  f"not {block.shape}")
+        check_castable(block, self.dtype, where)
+        block = np.ascontiguousarray(block, self.dtype)
+        if self._writer is not None:
+            self._writer.write(block_number, block)
+        elif self._mpi:
+            raise BlockfsError(f"{where}: this rank's writer is closed")
+        else:
+            if self._client is None:
+                if os.getpid() != self._owner_pid:
+                    raise WriterError("start_writer_processes() must be called before the "
+                                      "Directory is handed to other processes")
+                self.start_writer_processes()
+            self._client.send(block_number % len(self.header.data_files), block_number, block)
+
+    def close(self):
+        """Finish writing and commit the index atomically (collective under MPI).
+
+        On a volume opened for reading, closes its files. Calling it again
+        does nothing.
+        """
+        if self._state == WRITING:
+            if self._mpi:
+                error, rows = None, None
+                try:
+                    rows = self._writer.close()
+                except Exception as e:
+                    error = str(e)
+                self._writer = None
+                self._state = READING
+                collective_commit(self.comm, self.directory_filename, self.header,
+                                  rows if rows is not None else [], error)
+            elif self._processes is not None:
+                processes, self._processes, self._client = self._processes, None, None
+                self._state = READING
+                commit(self.directory_filename, self.header, processes.close())
+            else:
+                self._state = READING
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+
+    def _abandon(self, error):
+        """Leave after an exception: stop writing, commit nothing, lose nothing on disk."""
+        if self._state == WRITING and self._mpi and parallel.size_of(self.comm) > 1:
+            parallel.abort(self.comm, f"{self.directory_filename}: {error!r}")
+        if self._writer is not None:
+            self._writer.close()
+        if self._processes is not None:
+            self._processes.terminate()
+        self._writer = self._processes = self._client = None
+        self._state = READING
+
+    # ------------------------------------------------------------ reading --
+
+    @property
+    def reader(self):
+        """The BlockReader of the committed volume (opened on first use)."""
+        if self._reader is None:
+            self._reader = BlockReader(self.directory_filename)
+        return self._reader
+
+    def read_block(self, x, y, z):
+        """The block whose origin is (x, y, z) as a (z, y, x) array; zeros if never written."""
+        return self.reader.read(self.geometry.block_number(x, y, z),
+                                self.geometry.block_shape(x, y, z))
+
+    def _region(self, key):
+        """((z0, z1), (y0, y1), (x0, x1)) and the axes to squeeze, from a numpy-style key."""
+        key = key if isinstance(key, tuple) else (key,)
+        if len(key) > 3:
+            raise IndexError(f"too many indices for a 3-D volume: {len(key)}")
+        key = key + (slice(None),) * (3 - len(key))
+        bounds, squeeze = [], []
+        for axis, (k, n) in enumerate(zip(key, self.shape)):
+            if isinstance(k, slice):
+                start, stop, step = k.indices(n)
+                if step != 1:
+                    raise IndexError("only step 1 slices are supported")
+                bounds.append((start, max(start, stop)))
+            else:
+                i = operator.index(k)
+                i = i + n if i < 0 else i
+                if not 0 <= i < n:
+                    raise IndexError(f"index {k} is out of bounds for axis {axis} with size {n}")
+                bounds.append((i, i + 1))
+                squeeze.append(axis)
+        return bounds, tuple(squeeze)
+
+    def _blocks_in(self, bounds):
+        """Origins (x, y, z) of the blocks overlapping a region."""
+        (z0, z1), (y0, y1), (x0, x1) = bounds
+        zb, yb, xb = self.block_size
+        for z in range(z0 - z0 % zb, z1, zb):
+            for y in range(y0 - y0 % yb, y1, yb):
+                for x in range(x0 - x0 % xb, x1, xb):
+                    yield x, y, z
+
+    def __getitem__(self, key):
+        """Any sub-volume, across block boundaries: directory[z0:z1, y0:y1, x0:x1]."""
+        bounds, squeeze = self._region(key)
+        (z0, z1), (y0, y1), (x0, x1) = bounds
+        out = np.zeros((z1 - z0, y1 - y0, x1 - x0), self.dtype)
+        for x, y, z in self._blocks_in(bounds):
+            block = self.read_block(x, y, z)
+            zs, ys, xs = block.shape
+            sz, sy, sx = max(z0, z), max(y0, y), max(x0, x)
+            ez, ey, ex = min(z1, z + zs), min(y1, y + ys), min(x1, x + xs)
+            out[sz - z0:ez - z0, sy - y0:ey - y0, sx - x0:ex - x0] = \
+                block[sz - z:ez - z, sy - y:ey - y, sx - x:ex - x]
+        return out.squeeze(squeeze) if squeeze else out
+
+    def __setitem__(self, key, value):
+        """Write whole blocks: directory[z0:z1, y0:y1, x0:x1] = array, on block boundaries."""
+        bounds, squeeze = self._region(key)
+        for (start, stop), size, extent, axis in zip(bounds, self.block_size, self.shape, "zyx"):
+            if start % size or (stop % size and stop != extent):
+                raise BlockCoordinateError(
+                    f"{self.directory_filename}: {axis} range {start}:{stop} does not cover "
+                    f"whole blocks of {size}; only whole blocks can be written")
+        (z0, z1), (y0, y1), (x0, x1) = bounds
+        value = np.asarray(value)
+        if squeeze:
+            value = np.expand_dims(value, squeeze)
+        value = np.broadcast_to(value, (z1 - z0, y1 - y0, x1 - x0))
+        for x, y, z in self._blocks_in(bounds):
+            zs, ys, xs = self.get_block_size(x, y, z)
+            self.write_block(value[z - z0:z - z0 + zs, y - y0:y - y0 + ys, x - x0:x - x0 + xs],
+                             x, y, z)

@@ -1,0 +1,33 @@
+"""The exceptions blockfs_mpi raises; every one names the file, block or rank at fault."""
+
+
+class BlockfsError(Exception):
+    """Base class of every error blockfs_mpi raises on purpose."""
+
+
+class FormatError(BlockfsError, ValueError):
+    """A file is not a blockfs file, or its bytes do not follow the format."""
+
+
+class CorruptBlockError(FormatError):
+    """A block's stored bytes are damaged: bad frame, checksum or size."""
+
+
+class BlockCoordinateError(BlockfsError, IndexError):
+    """Coordinates outside the volume or not on a block boundary."""
+
+
+class BlockShapeError(BlockfsError, ValueError):
+    """A block of the wrong shape, or of a dtype that cannot be cast safely."""
+
+
+class ReadOnlyError(BlockfsError, PermissionError):
+    """Writing to a volume that was opened for reading."""
+
+
+class DuplicateBlockError(BlockfsError):
+    """The same block was written by two different writers in one job."""
+
+
+class WriterError(BlockfsError):
+    """A writer (an MPI rank or a local writer process) failed."""

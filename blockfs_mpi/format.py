@@ -1,0 +1,307 @@
+"""Bytes of the on-disk formats: directory headers, index entries and frames.
+
+Format 2 (written by blockfs_mpi; spec in docs/FORMAT.md) and format 1 (the
+original blockfs, read and rewritten in place). Pure encoding and decoding,
+no I/O policy: callers hand in bytes and the file size, and get values or a
+FormatError that says what is wrong.
+"""
+import json
+import struct
+from dataclasses import dataclass, field
+
+import google_crc32c
+import numpy as np
+
+from .compression import Compression
+from .errors import CorruptBlockError, FormatError
+from .geometry import Geometry
+
+FORMAT1_MAGIC = b"BlockFS\0"
+FORMAT2_MAGIC = b"BlockFS2"
+FORMAT1_VERSION = "1.0.0"
+FORMAT2_VERSION = 2
+
+# Format 2 directory header: magic, metadata length, index offset, entries,
+# crc32c of the metadata, crc32c of the 28 bytes before it.
+HEADER2 = struct.Struct("<8sIIQI")
+HEADER2_SIZE = HEADER2.size + 4
+INDEX_ALIGNMENT = 16
+
+# One index entry per block: payload offset, payload size, data file number.
+ENTRY = np.dtype([("offset", "<u8"), ("size", "<u4"), ("file", "<u4")])
+MISSING_FILE = 0xFFFFFFFF  # file number of a never-written block (size 0, offset 0)
+
+# Frame header before every payload in a format 2 data file.
+FRAME_MAGIC = b"BFRM"
+FRAME = struct.Struct("<4sIQQI")  # magic, payload size, block number, sequence, payload crc32c
+FRAME_SIZE = FRAME.size + 4  # + crc32c of the header's first 28 bytes
+
+FORMAT1_KEYS = {"XBlockSize", "YBlockSize", "ZBlockSize", "DType", "NOffsetBits",
+                "NSizeBits", "XExtent", "YExtent", "ZExtent", "BlockFilenames",
+                "XStride", "YStride", "ZStride", "Compression", "CompressionLvl", "Version"}
+
+
+def crc32c(data):
+    """CRC-32C (Castagnoli) of a bytes-like object."""
+    return google_crc32c.value(bytes(data) if isinstance(data, memoryview) else data)
+
+
+@dataclass
+class Header:
+    """Everything a directory file says about a volume except its index."""
+
+    geometry: Geometry
+    dtype: np.dtype
+    data_files: list
+    compression: Compression = Compression.zstd
+    compression_level: int = 5
+    shuffle: str = "byte"
+    metadata: dict = field(default_factory=dict)
+    version: int = FORMAT2_VERSION
+    index_offset: int = 0
+    n_entries: int = 0
+    index_crc32c: int = None
+    n_offset_bits: int = None  # format 1 only
+    n_size_bits: int = None  # format 1 only
+
+    @property
+    def entry_size(self):
+        """Bytes of one index entry."""
+        if self.version == 1:
+            return (self.n_offset_bits + self.n_size_bits + 7) // 8
+        return ENTRY.itemsize
+
+    def entry_position(self, block_number):
+        """Byte offset of a block's index entry in the directory file."""
+        return self.index_offset + block_number * self.entry_size
+
+    def data_file_of(self, block_number, file_number=None):
+        """Index of the data file that holds a block (format 1: block % n_files)."""
+        if self.version == 1:
+            return block_number % len(self.data_files)
+        return file_number
+
+
+def empty_index(n_blocks):
+    """A format 2 index in which no block has been written."""
+    index = np.zeros(n_blocks, ENTRY)
+    index["file"] = MISSING_FILE
+    return index
+
+
+# ---------------------------------------------------------------- format 2 --
+
+def _metadata2(header, index_crc):
+    g = header.geometry
+    return {
+        "format": "blockfs", "version": FORMAT2_VERSION,
+        "x_extent": g.x_extent, "y_extent": g.y_extent, "z_extent": g.z_extent,
+        "x_block_size": g.x_block_size, "y_block_size": g.y_block_size,
+        "z_block_size": g.z_block_size,
+        "dtype": header.dtype.str,
+        "compression": header.compression.name,
+        "compression_level": int(header.compression_level),
+        "shuffle": header.shuffle,
+        "data_files": list(header.data_files),
+        "n_blocks": g.n_blocks,
+        "index_crc32c": index_crc,
+        "metadata": header.metadata,
+    }
+
+
+def encode_directory2(header, index):
+    """The complete bytes of a format 2 directory file."""
+    index = np.ascontiguousarray(index, ENTRY)
+    if len(index) != header.geometry.n_blocks:
+        raise ValueError(f"index has {len(index)} entries, the volume {header.geometry.n_blocks}")
+    index_bytes = index.tobytes()
+    metadata = json.dumps(_metadata2(header, crc32c(index_bytes)), indent=1).encode()
+    index_offset = -(-(HEADER2_SIZE + len(metadata)) // INDEX_ALIGNMENT) * INDEX_ALIGNMENT
+    head = HEADER2.pack(FORMAT2_MAGIC, len(metadata), index_offset, len(index), crc32c(metadata))
+    head += struct.pack("<I", crc32c(head))
+    padding = b"\0" * (index_offset - len(head) - len(metadata))
+    return b"".join((head, metadata, padding, index_bytes))
+
+
+def _decode_header2(prefix, file_size, name):
+    if len(prefix) < HEADER2_SIZE:
+        raise FormatError(f"{name}: truncated directory header ({len(prefix)} bytes)")
+    magic, md_size, index_offset, n_entries, md_crc = HEADER2.unpack_from(prefix)
+    (head_crc,) = struct.unpack_from("<I", prefix, HEADER2.size)
+    if crc32c(prefix[:HEADER2.size]) != head_crc:
+        raise FormatError(f"{name}: directory header checksum mismatch (damaged header)")
+    if index_offset < HEADER2_SIZE + md_size or index_offset + n_entries * ENTRY.itemsize > file_size:
+        raise FormatError(f"{name}: truncated directory file ({file_size} bytes; header says "
+                          f"index at {index_offset} with {n_entries} entries)")
+    return md_size, index_offset, n_entries, md_crc
+
+
+def _parse_metadata2(raw, md_crc, index_offset, n_entries, name):
+    if crc32c(raw) != md_crc:
+        raise FormatError(f"{name}: metadata checksum mismatch (damaged directory file)")
+    meta = _load_json(raw, name)
+    try:
+        geometry = Geometry(meta["x_extent"], meta["y_extent"], meta["z_extent"],
+                            meta["x_block_size"], meta["y_block_size"], meta["z_block_size"])
+        header = Header(geometry=geometry, dtype=parse_dtype(meta["dtype"], name),
+                        data_files=list(meta["data_files"]),
+                        compression=Compression.parse(meta["compression"]),
+                        compression_level=int(meta["compression_level"]),
+                        shuffle=meta.get("shuffle", "byte"),
+                        metadata=dict(meta.get("metadata", {})), version=FORMAT2_VERSION,
+                        index_offset=index_offset, n_entries=n_entries,
+                        index_crc32c=meta.get("index_crc32c"))
+    except (KeyError, TypeError, ValueError) as e:
+        raise FormatError(f"{name}: bad metadata: {e}") from None
+    if n_entries != geometry.n_blocks:
+        raise FormatError(f"{name}: index has {n_entries} entries, the volume needs "
+                          f"{geometry.n_blocks}")
+    return header
+
+
+# ---------------------------------------------------------------- format 1 --
+
+def _decode_header1(prefix, file_size, name):
+    if len(prefix) < 16:
+        raise FormatError(f"{name}: truncated directory header ({len(prefix)} bytes)")
+    md_size, index_offset = struct.unpack_from("<II", prefix, 8)
+    if 16 + md_size > file_size:
+        raise FormatError(f"{name}: truncated directory file ({file_size} bytes; metadata "
+                          f"needs {16 + md_size})")
+    return md_size, index_offset
+
+
+def _parse_metadata1(raw, index_offset, file_size, name):
+    meta = _load_json(raw, name)
+    try:
+        geometry = Geometry(meta["XExtent"], meta["YExtent"], meta["ZExtent"],
+                            meta["XBlockSize"], meta["YBlockSize"], meta["ZBlockSize"],
+                            meta["XStride"], meta["YStride"], meta["ZStride"])
+        header = Header(geometry=geometry, dtype=parse_dtype(meta["DType"], name),
+                        data_files=list(meta["BlockFilenames"]),
+                        compression=Compression.parse(meta["Compression"]),
+                        compression_level=int(meta["CompressionLvl"]),
+                        metadata={k: v for k, v in meta.items() if k not in FORMAT1_KEYS},
+                        version=1, index_offset=index_offset,
+                        n_offset_bits=int(meta["NOffsetBits"]), n_size_bits=int(meta["NSizeBits"]))
+    except (KeyError, TypeError, ValueError) as e:
+        raise FormatError(f"{name}: bad format 1 metadata: {e}") from None
+    if not header.data_files or not 0 < header.n_offset_bits + header.n_size_bits <= 64:
+        raise FormatError(f"{name}: bad format 1 metadata: no data files or bad entry bits")
+    header.n_entries = max(0, (file_size - index_offset) // header.entry_size)
+    return header
+
+
+def format1_json(header):
+    """The JSON metadata of a format 1 directory file, keys as the original writes them."""
+    g = header.geometry
+    meta = dict(header.metadata)
+    meta.update(XBlockSize=g.x_block_size, YBlockSize=g.y_block_size, ZBlockSize=g.z_block_size,
+                DType=header.dtype.name, NOffsetBits=header.n_offset_bits,
+                NSizeBits=header.n_size_bits, XExtent=g.x_extent, YExtent=g.y_extent,
+                ZExtent=g.z_extent, BlockFilenames=list(header.data_files),
+                XStride=g.x_stride, YStride=g.y_stride, ZStride=g.z_stride,
+                Compression=header.compression.name, CompressionLvl=header.compression_level,
+                Version=FORMAT1_VERSION)
+    return json.dumps(meta).encode()
+
+
+def encode_header1(header):
+    """Header and metadata of a format 1 directory file; its index follows directly."""
+    metadata = format1_json(header)
+    return FORMAT1_MAGIC + struct.pack("<II", len(metadata), 16 + len(metadata)) + metadata
+
+
+def encode_entries1(header, offsets, sizes):
+    """Packed format 1 entries (offset | size << NOffsetBits) for arrays of offsets and sizes."""
+    packed = (np.asarray(offsets, np.uint64)
+              | (np.asarray(sizes, np.uint64) << np.uint64(header.n_offset_bits)))
+    as_bytes = packed.astype("<u8").view(np.uint8).reshape(-1, 8)
+    return as_bytes[:, :header.entry_size].tobytes()
+
+
+def decode_entries1(header, raw):
+    """Arrays (offsets, sizes) of the packed format 1 entries in raw."""
+    n = len(raw) // header.entry_size
+    padded = np.zeros((n, 8), np.uint8)
+    padded[:, :header.entry_size] = np.frombuffer(raw, np.uint8, n * header.entry_size).reshape(
+        n, header.entry_size)
+    packed = padded.view("<u8").ravel()
+    offsets = packed & np.uint64((1 << header.n_offset_bits) - 1)
+    sizes = (packed >> np.uint64(header.n_offset_bits)) & np.uint64((1 << header.n_size_bits) - 1)
+    return offsets, sizes
+
+
+# ------------------------------------------------------------------ common --
+
+MAX_METADATA = 64 << 20  # a directory's JSON is kilobytes; refuse absurd lengths
+
+
+def _load_json(raw, name):
+    try:
+        meta = json.loads(bytes(raw).decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise FormatError(f"{name}: metadata is not valid JSON: {e}") from None
+    if not isinstance(meta, dict):
+        raise FormatError(f"{name}: metadata is not a JSON object")
+    return meta
+
+
+def parse_dtype(value, name):
+    try:
+        dtype = np.dtype(value)
+    except TypeError:
+        raise FormatError(f"{name}: unknown dtype {value!r}") from None
+    if dtype.kind not in "uifb" or dtype.itemsize > 8:
+        raise FormatError(f"{name}: unsupported dtype {value!r} (numeric scalars only)")
+    return dtype
+
+
+def parse_directory(read_at, file_size, name):
+    """Parse a directory file (either format) into a Header.
+
+    read_at(offset, n) returns up to n bytes of the file; only the header and
+    metadata are read, never the index. Any malformation is a FormatError.
+    """
+    prefix = read_at(0, HEADER2_SIZE)
+    magic = bytes(prefix[:8])
+    if magic == FORMAT2_MAGIC:
+        md_size, index_offset, n_entries, md_crc = _decode_header2(prefix, file_size, name)
+        raw = _read_metadata(read_at, HEADER2_SIZE, md_size, name)
+        return _parse_metadata2(raw, md_crc, index_offset, n_entries, name)
+    if magic == FORMAT1_MAGIC:
+        md_size, index_offset = _decode_header1(prefix, file_size, name)
+        raw = _read_metadata(read_at, 16, md_size, name)
+        return _parse_metadata1(raw, index_offset, file_size, name)
+    raise FormatError(f"{name} is not a blockfs directory file (magic {magic!r})")
+
+
+def _read_metadata(read_at, offset, size, name):
+    if size > MAX_METADATA:
+        raise FormatError(f"{name}: metadata length {size} is implausible (damaged header)")
+    raw = read_at(offset, size)
+    if len(raw) != size:
+        raise FormatError(f"{name}: truncated metadata")
+    return raw
+
+
+# ------------------------------------------------------------------ frames --
+
+def encode_frame_header(block_number, payload, sequence):
+    """The 32-byte header that precedes a payload in a format 2 data file."""
+    head = FRAME.pack(FRAME_MAGIC, len(payload), block_number, sequence, crc32c(payload))
+    return head + struct.pack("<I", crc32c(head))
+
+
+def decode_frame_header(raw, where):
+    """(block number, payload size, sequence, payload crc) of a frame header.
+
+    Raises CorruptBlockError naming `where` if the bytes are not an intact header.
+    """
+    if len(raw) < FRAME_SIZE:
+        raise CorruptBlockError(f"{where}: truncated frame header")
+    magic, size, block_number, sequence, payload_crc = FRAME.unpack_from(raw)
+    (head_crc,) = struct.unpack_from("<I", raw, FRAME.size)
+    if magic != FRAME_MAGIC or crc32c(bytes(raw[:FRAME.size])) != head_crc:
+        raise CorruptBlockError(f"{where}: damaged frame header")
+    return block_number, size, sequence, payload_crc

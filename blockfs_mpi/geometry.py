@@ -1,0 +1,108 @@
+"""Block arithmetic of a volume: block numbers, clipped block shapes, block grids."""
+import itertools
+from dataclasses import dataclass
+
+from .errors import BlockCoordinateError
+
+
+def _ceil_div(a, b):
+    return -(-a // b)
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Extents, block sizes and index strides of a volume (all in voxels, x fastest).
+
+    The block at voxel (x, y, z) has number
+    (x // xb) * x_stride + (y // yb) * y_stride + (z // zb) * z_stride,
+    which is both formats' index position.
+    """
+
+    x_extent: int
+    y_extent: int
+    z_extent: int
+    x_block_size: int = 64
+    y_block_size: int = 64
+    z_block_size: int = 64
+    x_stride: int = None
+    y_stride: int = None
+    z_stride: int = None
+
+    def __post_init__(self):
+        for name in ("x_extent", "y_extent", "z_extent",
+                     "x_block_size", "y_block_size", "z_block_size"):
+            value = getattr(self, name)
+            if int(value) != value or value <= 0:
+                raise ValueError(f"{name} must be a positive integer, not {value!r}")
+            object.__setattr__(self, name, int(value))
+        strides = dict(x_stride=1, y_stride=self.n_x_blocks,
+                       z_stride=self.n_x_blocks * self.n_y_blocks)
+        for name, default in strides.items():
+            value = getattr(self, name)
+            object.__setattr__(self, name, default if value is None else int(value))
+
+    @property
+    def n_x_blocks(self):
+        return _ceil_div(self.x_extent, self.x_block_size)
+
+    @property
+    def n_y_blocks(self):
+        return _ceil_div(self.y_extent, self.y_block_size)
+
+    @property
+    def n_z_blocks(self):
+        return _ceil_div(self.z_extent, self.z_block_size)
+
+    @property
+    def n_blocks(self):
+        """Index entries needed: one past the largest block number."""
+        return ((self.n_x_blocks - 1) * self.x_stride + (self.n_y_blocks - 1) * self.y_stride
+                + (self.n_z_blocks - 1) * self.z_stride + 1)
+
+    @property
+    def shape(self):
+        """The volume's numpy shape, (z, y, x)."""
+        return (self.z_extent, self.y_extent, self.x_extent)
+
+    @property
+    def block_size(self):
+        """The full block shape, (z, y, x)."""
+        return (self.z_block_size, self.y_block_size, self.x_block_size)
+
+    def check_origin(self, x, y, z):
+        """Raise BlockCoordinateError unless (x, y, z) is a block origin inside the volume."""
+        for axis, value, extent, size in (("x", x, self.x_extent, self.x_block_size),
+                                          ("y", y, self.y_extent, self.y_block_size),
+                                          ("z", z, self.z_extent, self.z_block_size)):
+            if not 0 <= value < extent:
+                raise BlockCoordinateError(
+                    f"block at (x={x}, y={y}, z={z}): {axis}={value} is outside 0..{extent - 1}")
+            if value % size:
+                raise BlockCoordinateError(
+                    f"block at (x={x}, y={y}, z={z}): {axis}={value} is not a multiple "
+                    f"of the {axis} block size {size}")
+
+    def block_number(self, x, y, z):
+        """Index position of the block whose origin is (x, y, z) (checked)."""
+        self.check_origin(x, y, z)
+        return ((x // self.x_block_size) * self.x_stride + (y // self.y_block_size) * self.y_stride
+                + (z // self.z_block_size) * self.z_stride)
+
+    def block_origin(self, number):
+        """Voxel origin (x, y, z) of the block with this index position (default strides)."""
+        number, xi = divmod(int(number), self.n_x_blocks)
+        zi, yi = divmod(number, self.n_y_blocks)
+        return xi * self.x_block_size, yi * self.y_block_size, zi * self.z_block_size
+
+    def block_shape(self, x, y, z):
+        """The (z, y, x) shape of the block at this origin, clipped at the volume's edge."""
+        return (min(self.z_extent - z, self.z_block_size),
+                min(self.y_extent - y, self.y_block_size),
+                min(self.x_extent - x, self.x_block_size))
+
+    def block_origins(self):
+        """Every block origin (x, y, z), x fastest."""
+        for z, y, x in itertools.product(range(0, self.z_extent, self.z_block_size),
+                                         range(0, self.y_extent, self.y_block_size),
+                                         range(0, self.x_extent, self.x_block_size)):
+            yield x, y, z

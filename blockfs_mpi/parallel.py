@@ -1,0 +1,69 @@
+"""The thin MPI layer: is this an MPI job, which communicator, rank-0 output, aborts.
+
+MPI is initialised only when it is really in use (a launcher started us, or
+a communicator was passed in): a plain `python` run never loads libmpi, so
+fork-based multiprocessing keeps working and no launcher is needed.
+"""
+import logging
+import os
+import sys
+import traceback
+
+# Variables the common launchers (MPICH/Hydra, Open MPI/PRRTE, PMIx, Slurm's PMI2) set.
+LAUNCHER_VARIABLES = ("PMI_RANK", "PMI_SIZE", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE")
+
+log = logging.getLogger("blockfs_mpi")
+
+
+def launched_by_mpi():
+    """True when an MPI launcher started this process (BLOCKFS_MPI=0/1 overrides)."""
+    forced = os.environ.get("BLOCKFS_MPI")
+    if forced in ("0", "1"):
+        return forced == "1"
+    return any(name in os.environ for name in LAUNCHER_VARIABLES)
+
+
+def world():
+    """MPI.COMM_WORLD under an MPI launcher, else None (one rank, no MPI)."""
+    if not launched_by_mpi():
+        return None
+    from mpi4py import MPI
+    return MPI.COMM_WORLD
+
+
+def rank_of(comm):
+    return 0 if comm is None else comm.Get_rank()
+
+
+def size_of(comm):
+    return 1 if comm is None else comm.Get_size()
+
+
+def abort(comm, message, code=1):
+    """End the whole job with a message naming this rank; never returns."""
+    rank = rank_of(comm)
+    sys.stderr.write(f"[rank {rank}] {message}\n")
+    sys.stderr.flush()
+    if size_of(comm) > 1:
+        comm.Abort(code)
+    sys.exit(code)
+
+
+def run_program(main, argv=None):
+    """Run a program's main(argv); an error on any rank ends the job with its message.
+
+    Without this an exception on one rank would leave the others waiting
+    forever in their next collective call.
+    """
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    comm = world()
+    try:
+        return main(argv)
+    except SystemExit:
+        raise
+    except KeyboardInterrupt:
+        abort(comm, "interrupted", 130)
+    except Exception as e:
+        if os.environ.get("BLOCKFS_TRACEBACK"):
+            traceback.print_exc()
+        abort(comm, f"error: {e}")

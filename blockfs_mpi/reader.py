@@ -1,0 +1,169 @@
+"""Reading blocks with POSIX pread: one read for the index entry, one for the payload.
+
+File descriptors are opened lazily and per process, so a reader that crossed
+a fork (multiprocessing) opens its own and never shares a file offset.
+"""
+import os
+import threading
+
+import numpy as np
+
+from . import format as fmt
+from .compression import blosc_sizes, make_codec
+from .errors import CorruptBlockError, FormatError
+
+
+def pread_exact(fd, size, offset):
+    """Up to size bytes at offset: fewer only at end of file."""
+    chunks = []
+    while size > 0:
+        chunk = os.pread(fd, size, offset)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size -= len(chunk)
+        offset += len(chunk)
+    return b"".join(chunks)
+
+
+def read_header(path):
+    """The Header of the directory file at path (either format)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no such blockfs directory file") from None
+    try:
+        size = os.fstat(fd).st_size
+        return fmt.parse_directory(lambda offset, n: pread_exact(fd, n, offset), size, path)
+    finally:
+        os.close(fd)
+
+
+def resolve_data_file(directory_path, name):
+    """Where a data file named in a directory file is on this machine.
+
+    Format 2 names are relative to the directory file's folder. Format 1
+    names are absolute paths of the writing machine: when such a path does
+    not exist here, the file of the same name beside the directory file is used.
+    """
+    folder = os.path.dirname(os.path.abspath(directory_path))
+    path = os.path.join(folder, name)
+    if os.path.isabs(name) and not os.path.exists(path):
+        beside = os.path.join(folder, os.path.basename(name))
+        if os.path.exists(beside):
+            return beside
+    return path
+
+
+class BlockReader:
+    """Payloads of a committed volume, verified and decoded; missing blocks are None."""
+
+    def __init__(self, path, header=None):
+        self.path = os.path.abspath(path)
+        self.header = header if header is not None else read_header(self.path)
+        self.data_paths = [resolve_data_file(self.path, name) for name in self.header.data_files]
+        self.codec = make_codec(self.header.compression, self.header.compression_level,
+                                self.header.shuffle)
+        self._lock = threading.Lock()
+        self._pid = None
+        self._fds = {}
+
+    def _fd(self, key):
+        """The descriptor for key (None = directory file, else a data file number)."""
+        fds = self._fds
+        if self._pid != os.getpid():
+            with self._lock:
+                if self._pid != os.getpid():
+                    self._fds = fds = {}
+                    self._pid = os.getpid()
+        fd = fds.get(key)
+        if fd is None:
+            with self._lock:
+                fd = fds.get(key)
+                if fd is None:
+                    path = self.path if key is None else self.data_paths[key]
+                    try:
+                        fd = fds[key] = os.open(path, os.O_RDONLY)
+                    except FileNotFoundError:
+                        raise FileNotFoundError(
+                            f"{path}: data file of volume {self.path} is missing") from None
+        return fd
+
+    def close(self):
+        """Close this process's descriptors."""
+        with self._lock:
+            if self._pid == os.getpid():
+                for fd in self._fds.values():
+                    os.close(fd)
+            self._fds = {}
+
+    def entry(self, block_number):
+        """(file number, payload offset, payload size) of a block, or None if never written."""
+        header = self.header
+        raw = pread_exact(self._fd(None), header.entry_size, header.entry_position(block_number))
+        if header.version == 1:
+            if len(raw) < header.entry_size:  # the original stops at the last block it wrote
+                return None
+            offsets, sizes = fmt.decode_entries1(header, raw)
+            if sizes[0] == 0:
+                return None
+            return header.data_file_of(block_number), int(offsets[0]), int(sizes[0])
+        if len(raw) < header.entry_size:
+            raise FormatError(f"{self.path}: truncated directory file (index entry of block "
+                              f"{block_number} is past its end)")
+        entry = np.frombuffer(raw, fmt.ENTRY)[0]
+        offset, size, file_number = int(entry["offset"]), int(entry["size"]), int(entry["file"])
+        if size == 0 and file_number == fmt.MISSING_FILE and offset == 0:
+            return None
+        if size == 0 or file_number >= len(self.data_paths) or offset < fmt.FRAME_SIZE:
+            raise CorruptBlockError(f"{self.path}: damaged index entry of block {block_number} "
+                                    f"(file {file_number}, offset {offset}, size {size})")
+        return file_number, offset, size
+
+    def payload(self, block_number):
+        """The verified compressed bytes of a block, or None if it was never written."""
+        entry = self.entry(block_number)
+        if entry is None:
+            return None
+        file_number, offset, size = entry
+        fd = self._fd(file_number)
+        where = f"{self.data_paths[file_number]}: block {block_number} at offset {offset}"
+        if self.header.version == 1:
+            payload = pread_exact(fd, size, offset)
+            if len(payload) < size:
+                raise CorruptBlockError(f"{where}: index entry points past the end of the data "
+                                        f"file ({size} bytes wanted, {len(payload)} there)")
+            return payload
+        raw = pread_exact(fd, fmt.FRAME_SIZE + size, offset - fmt.FRAME_SIZE)
+        if len(raw) < fmt.FRAME_SIZE + size:
+            raise CorruptBlockError(f"{where}: index entry points past the end of the data "
+                                    f"file (truncated data file?)")
+        frame_block, frame_size, _sequence, payload_crc = fmt.decode_frame_header(raw, where)
+        payload = raw[fmt.FRAME_SIZE:]
+        if frame_block != block_number or frame_size != size:
+            raise CorruptBlockError(f"{where}: frame holds block {frame_block} of {frame_size} "
+                                    f"bytes, index says block {block_number} of {size}")
+        if fmt.crc32c(payload) != payload_crc:
+            raise CorruptBlockError(f"{where}: checksum mismatch (damaged payload)")
+        return payload
+
+    def decode(self, payload, shape, block_number):
+        """Decode a payload into a new array of the given block shape."""
+        out = np.empty(shape, self.header.dtype)
+        nbytes, cbytes = blosc_sizes(payload)
+        if nbytes != out.nbytes or cbytes != len(payload):
+            raise CorruptBlockError(
+                f"{self.path}: block {block_number} decompresses to {nbytes} bytes in "
+                f"{cbytes} stored, expected {out.nbytes} in {len(payload)} (damaged or wrong shape)")
+        try:
+            self.codec.decode(payload, out=out)
+        except (RuntimeError, ValueError) as e:
+            raise CorruptBlockError(f"{self.path}: block {block_number} does not decode: {e}") from None
+        return out
+
+    def read(self, block_number, shape):
+        """The block as an array of the given shape; zeros if never written."""
+        payload = self.payload(block_number)
+        if payload is None:
+            return np.zeros(shape, self.header.dtype)
+        return self.decode(payload, shape, block_number)

@@ -1,0 +1,149 @@
+"""One writer's append-only data file: compress, frame, buffer, append, fsync.
+
+A writer owns its file alone (no locks, no shared file pointer, no
+read-back). Frames go out in large appends written by a background thread,
+so compression of the next blocks overlaps the I/O of the previous ones.
+The writer keeps its index entries in memory and hands them over at close.
+"""
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from . import format as fmt
+from .errors import WriterError
+
+# What a writer reports at close: one row per block it holds, the newest frame of each.
+WRITTEN = np.dtype([("block", "<u8"), ("offset", "<u8"), ("size", "<u4"), ("file", "<u4"),
+                    ("sequence", "<u8")])
+
+DEFAULT_BUFFER_SIZE = 8 << 20
+
+
+class PosixFile:
+    """A data file written with os.pwrite (local writer processes)."""
+
+    def __init__(self, path, truncate):
+        flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if truncate else 0)
+        self.path = path
+        self.fd = os.open(path, flags, 0o644)
+
+    def size(self):
+        return os.fstat(self.fd).st_size
+
+    def write_at(self, offset, data):
+        view = memoryview(data)
+        while view:
+            written = os.pwrite(self.fd, view, offset)
+            view = view[written:]
+            offset += written
+
+    def sync(self):
+        os.fsync(self.fd)
+
+    def close(self):
+        os.close(self.fd)
+
+
+class MPIFile:
+    """A data file written with MPI-IO, opened on COMM_SELF by the rank that owns it.
+
+    Explicit offsets only; data sieving is disabled so nothing is read back.
+    Striping hints (Lustre) apply when the file is created.
+    """
+
+    def __init__(self, path, truncate, hints=None):
+        from mpi4py import MPI
+        self._MPI = MPI
+        info = MPI.Info.Create()
+        info.Set("romio_ds_write", "disable")
+        info.Set("romio_ds_read", "disable")
+        for key, value in (hints or {}).items():
+            info.Set(key, str(value))
+        self.path = path
+        self.fh = MPI.File.Open(MPI.COMM_SELF, path, MPI.MODE_WRONLY | MPI.MODE_CREATE, info)
+        info.Free()
+        if truncate:
+            self.fh.Set_size(0)
+
+    def size(self):
+        return self.fh.Get_size()
+
+    def write_at(self, offset, data):
+        self.fh.Write_at(offset, [data, self._MPI.BYTE])
+
+    def sync(self):
+        self.fh.Sync()
+
+    def close(self):
+        self.fh.Close()
+
+
+class BlockWriter:
+    """Appends framed, compressed blocks to one data file and remembers where they went."""
+
+    def __init__(self, file, file_number, codec, buffer_size=DEFAULT_BUFFER_SIZE, append=False):
+        self.file = file
+        self.file_number = file_number
+        self.codec = codec
+        self.buffer_size = buffer_size
+        self.position = file.size() if append else 0  # where the next frame starts
+        self.entries = {}  # block number -> (payload offset, size, sequence)
+        self._buffer = bytearray()
+        self._buffer_start = self.position
+        self._sequence = 0
+        self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="blockfs-io")
+        self._pending = None
+        self.bytes_in = 0
+
+    def write(self, block_number, array):
+        """Compress an array and append it as the newest frame of block_number."""
+        payload = self.codec.encode(np.ascontiguousarray(array))
+        self._sequence = max(self._sequence + 1, time.time_ns())
+        header = fmt.encode_frame_header(block_number, payload, self._sequence)
+        self._buffer += header
+        self._buffer += payload
+        self.entries[int(block_number)] = (self.position + fmt.FRAME_SIZE, len(payload),
+                                           self._sequence)
+        self.position += fmt.FRAME_SIZE + len(payload)
+        self.bytes_in += array.nbytes
+        if len(self._buffer) >= self.buffer_size:
+            self.flush()
+
+    def flush(self):
+        """Hand the buffered frames to the I/O thread (waiting for its previous append)."""
+        self._wait()
+        if self._buffer:
+            buffer, start = self._buffer, self._buffer_start
+            self._buffer, self._buffer_start = bytearray(), self.position
+            self._pending = self._io.submit(self.file.write_at, start, buffer)
+
+    def _wait(self):
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            try:
+                pending.result()
+            except Exception as e:
+                raise WriterError(f"{self.file.path}: write failed: {e}") from e
+
+    def close(self):
+        """Write everything, fsync, close; the entries as a WRITTEN array."""
+        try:
+            self.flush()
+            self._wait()
+            self.file.sync()
+        finally:
+            self._io.shutdown()
+            self.file.close()
+        return self.written()
+
+    def written(self):
+        """The newest frame of every block written so far, as a WRITTEN array."""
+        rows = np.zeros(len(self.entries), WRITTEN)
+        if self.entries:
+            rows["block"] = list(self.entries)
+            offsets, sizes, sequences = zip(*self.entries.values())
+            rows["offset"], rows["size"], rows["sequence"] = offsets, sizes, sequences
+        rows["file"] = self.file_number
+        return rows

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Set up (or update) the project's virtual environment: blockfs_mpi, its
+# dependencies, MPI itself (the MPICH wheel gives .venv/bin/mpiexec) and the
+# test tools. Idempotent; a second run takes a few seconds.
+#
+#   scripts/setup.sh            -> .venv (override with BLOCKFS_VENV=path)
+#   BLOCKFS_SYSTEM_MPI=1 ...    -> use the cluster's MPI: mpi4py is built
+#                                  against the mpicc on PATH, no MPICH wheel
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${BLOCKFS_VENV:-.venv}
+PYTHON=${PYTHON:-python3}
+
+if [ ! -x "$VENV/bin/python" ]; then
+    "$PYTHON" -m venv "$VENV"
+    "$VENV/bin/pip" install --quiet --upgrade pip
+fi
+if [ "${BLOCKFS_SYSTEM_MPI:-0}" = 1 ]; then
+    "$VENV/bin/pip" install --quiet --no-binary=mpi4py mpi4py
+    "$VENV/bin/pip" install --quiet -e ".[jp2k,test]"
+else
+    "$VENV/bin/pip" install --quiet -e ".[jp2k,mpich,test]"
+fi
+# glymur needs an OpenJPEG shared library; Debian's is the simplest source.
+if ! "$VENV/bin/python" -c "import glymur, sys; sys.exit(glymur.version.openjpeg_version < '2.4')" 2>/dev/null; then
+    if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+        (apt-get install -y -qq --no-install-recommends libopenjp2-7 >/dev/null 2>&1 \
+         || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq --no-install-recommends libopenjp2-7 >/dev/null 2>&1; }) \
+         || echo "setup: could not install libopenjp2-7; blockfs2jp2k will say how to get OpenJPEG" >&2
+    else
+        echo "setup: OpenJPEG >= 2.4 not found; install libopenjp2 for blockfs2jp2k" >&2
+    fi
+fi
+echo "setup: ready in $VENV ($("$VENV/bin/python" -m mpi4py --mpi-library 2>/dev/null | head -n 1))"
