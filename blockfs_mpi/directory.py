@@ -275,13 +275,21 @@ class Directory:
             self._reader = None
 
     def _abandon(self, error):
-        """Leave after an exception: stop writing, commit nothing, lose nothing on disk."""
+        """Leave after an exception: write out what was handed over, commit nothing.
+
+        The frames stay in the data files, where fsck --repair or a resumed
+        job finds them. Under MPI with several ranks the others cannot be
+        told to skip the collective commit, so the job is aborted instead.
+        """
         if self._state == WRITING and self._mpi and parallel.size_of(self.comm) > 1:
             parallel.abort(self.comm, f"{self.directory_filename}: {error!r}")
         if self._writer is not None:
             self._writer.close()
         if self._processes is not None:
-            self._processes.terminate()
+            try:
+                self._processes.close()
+            except WriterError:
+                pass
         self._writer = self._processes = self._client = None
         self._state = READING
 

@@ -43,7 +43,7 @@ FORMAT1_KEYS = {"XBlockSize", "YBlockSize", "ZBlockSize", "DType", "NOffsetBits"
 
 def crc32c(data):
     """CRC-32C (Castagnoli) of a bytes-like object."""
-    return google_crc32c.value(bytes(data) if isinstance(data, memoryview) else data)
+    return google_crc32c.value(data if isinstance(data, bytes) else bytes(data))
 
 
 @dataclass

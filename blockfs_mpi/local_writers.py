@@ -178,7 +178,7 @@ class WriterClient:
                 try:
                     connection = Client(self.addresses[index], family="AF_UNIX",
                                         authkey=self.authkey)
-                except OSError as e:
+                except (OSError, EOFError, multiprocessing.AuthenticationError) as e:
                     raise WriterError(f"cannot reach writer process {index} (was the volume "
                                       f"closed already?): {e}") from None
                 self._connections[index] = connection

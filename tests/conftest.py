@@ -1,0 +1,73 @@
+"""Shared test helpers: real mpiexec jobs with a time limit, the format-1 fixture."""
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+HERE = Path(__file__).parent
+ROOT = HERE.parent
+FORMAT1_FIXTURE = ROOT.parent / "shared" / "data" / "format1"
+MPI_TIMEOUT = 120  # seconds; a hung collective fails the test instead of stalling CI
+
+
+def mpiexec():
+    """The mpiexec of this environment (the MPICH wheel's), else the one on PATH."""
+    beside = Path(sys.executable).parent / "mpiexec"
+    return str(beside) if beside.exists() else shutil.which("mpiexec")
+
+
+def run_checked(command, timeout=MPI_TIMEOUT, env=None, expect_failure=False, cwd=None):
+    """Run a command in its own process group; kill the group when it overruns."""
+    environment = dict(os.environ, **(env or {}))
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True, env=environment, cwd=cwd)
+    try:
+        out, err = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        out, err = process.communicate()
+        pytest.fail(f"{command} hung for more than {timeout} s\n{out}\n{err}")
+    if expect_failure:
+        assert process.returncode != 0, f"{command} should have failed\n{out}\n{err}"
+    else:
+        assert process.returncode == 0, f"{command} failed ({process.returncode})\n{out}\n{err}"
+    return subprocess.CompletedProcess(command, process.returncode, out, err)
+
+
+def run_mpi(n, script, *args, timeout=MPI_TIMEOUT, expect_failure=False, env=None,
+            abort_on_exception=True):
+    """Run tests/mpi/<script> on n ranks under a real mpiexec.
+
+    By default through `python -m mpi4py`, so an uncaught exception on any rank
+    aborts the whole job; abort_on_exception=False runs plain `python`, to
+    show that blockfs_mpi itself never leaves ranks hanging.
+    """
+    runner = ["-m", "mpi4py"] if abort_on_exception else []
+    command = [mpiexec(), "-n", str(n), sys.executable, *runner,
+               str(HERE / "mpi" / script), *map(str, args)]
+    return run_checked(command, timeout, env, expect_failure)
+
+
+@pytest.fixture
+def format1_copy(tmp_path):
+    """A writable copy of the real format-1 volume written by the original blockfs."""
+    if not FORMAT1_FIXTURE.exists():
+        pytest.skip(f"{FORMAT1_FIXTURE} is not here")
+    target = tmp_path / "format1"
+    shutil.copytree(FORMAT1_FIXTURE, target)
+    for path in target.iterdir():
+        path.chmod(0o644)
+    return target
+
+
+def microscopy_volume(shape, seed=0, dtype=np.uint16):
+    """A small smooth-plus-noise volume that compresses like real data."""
+    rng = np.random.default_rng(seed)
+    z, y, x = np.indices(shape, dtype=np.float32)
+    smooth = 200 + 100 * np.sin(x / 17) * np.cos(y / 23) + z
+    return (smooth + rng.poisson(20, shape)).astype(dtype)

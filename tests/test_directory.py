@@ -1,0 +1,305 @@
+"""The Directory API on one rank (no MPI): the contract lab code depends on."""
+import os
+import pickle
+
+import numpy as np
+import pytest
+
+from blockfs_mpi import (BlockCoordinateError, BlockfsError, BlockShapeError, Compression,
+                         CorruptBlockError, Directory, FormatError, ReadOnlyError, WriterError)
+from blockfs_mpi import format as fmt
+
+from conftest import microscopy_volume
+
+SHAPE = (70, 100, 130)  # (z, y, x): not multiples of the block size
+
+
+def write_volume(path, volume, n_filenames=2, **kwargs):
+    z, y, x = volume.shape
+    directory = Directory(x, y, z, volume.dtype, path, n_filenames=n_filenames,
+                          x_block_size=32, y_block_size=32, z_block_size=32, **kwargs)
+    directory.create()
+    directory[:] = volume
+    directory.close()
+    return directory
+
+
+@pytest.fixture
+def volume():
+    return microscopy_volume(SHAPE)
+
+
+@pytest.fixture
+def written(tmp_path, volume):
+    write_volume(tmp_path / "v.blockfs", volume)
+    return tmp_path / "v.blockfs"
+
+
+def test_attributes(tmp_path):
+    directory = Directory(130, 100, 70, np.uint16, tmp_path / "v.blockfs", n_filenames=3,
+                          x_block_size=32, y_block_size=16, z_block_size=8,
+                          compression=Compression.lz4, compression_level=3,
+                          metadata={"VoxelSize": [1.8, 1.8, 2.0]})
+    assert directory.shape == (70, 100, 130)
+    assert (directory.x_extent, directory.y_extent, directory.z_extent) == (130, 100, 70)
+    assert (directory.x_block_size, directory.y_block_size, directory.z_block_size) == (32, 16, 8)
+    assert directory.get_block_size(128, 96, 64) == (6, 4, 2)
+    directory.create()
+    directory.close()
+    opened = Directory.open(tmp_path / "v.blockfs")
+    assert opened.shape == (70, 100, 130) and opened.dtype == np.uint16
+    assert opened.compression is Compression.lz4 and opened.compression_level == 3
+    assert opened.metadata == {"VoxelSize": [1.8, 1.8, 2.0]}
+    assert opened.block_filenames == [str(tmp_path / f"v.blockfs.{i}") for i in range(3)]
+    assert opened.get_block_size(0, 0, 0) == (8, 16, 32)
+
+
+def test_every_voxel_round_trips(written, volume):
+    directory = Directory.open(written)
+    np.testing.assert_array_equal(directory[:], volume)
+    np.testing.assert_array_equal(directory[5:66, 31:33, 1:129], volume[5:66, 31:33, 1:129])
+    np.testing.assert_array_equal(directory[-1, 3, :], volume[-1, 3, :])
+    np.testing.assert_array_equal(directory[10], volume[10])
+    np.testing.assert_array_equal(directory.read_block(128, 96, 64), volume[64:, 96:, 128:])
+
+
+def test_write_block_and_read_block_like_the_original(tmp_path):
+    a = np.random.randint(0, 65535, (64, 64, 64), np.uint16)
+    b = np.random.randint(0, 65535, (64, 64, 64), np.uint16)
+    directory = Directory(1024, 1024, 1024, np.uint16, str(tmp_path / "v.blockfs"),
+                          compression=Compression.zstd, n_filenames=1)
+    directory.create()
+    directory.write_block(a, 64, 128, 192)
+    directory.write_block(b, 0, 0, 0)
+    directory.close()
+    np.testing.assert_array_equal(directory.read_block(64, 128, 192), a)  # after close, too
+    opened = Directory.open(str(tmp_path / "v.blockfs"))
+    np.testing.assert_array_equal(opened.read_block(0, 0, 0), b)
+    assert not opened.read_block(192, 128, 64).any()
+
+
+@pytest.mark.parametrize("compression", list(Compression))
+def test_every_compression(tmp_path, volume, compression):
+    write_volume(tmp_path / "v.blockfs", volume, compression=compression, compression_level=4)
+    np.testing.assert_array_equal(Directory.open(tmp_path / "v.blockfs")[:], volume)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int32, np.float32, np.float64])
+def test_dtypes(tmp_path, dtype):
+    volume = microscopy_volume((40, 40, 40)).astype(dtype)
+    write_volume(tmp_path / "v.blockfs", volume)
+    got = Directory.open(tmp_path / "v.blockfs")[:]
+    assert got.dtype == dtype
+    np.testing.assert_array_equal(got, volume)
+
+
+def test_last_write_of_a_block_wins(tmp_path):
+    directory = Directory(64, 64, 64, np.uint8, tmp_path / "v.blockfs", n_filenames=1)
+    directory.create()
+    for value in (1, 2, 3):
+        directory.write_block(np.full((64, 64, 64), value, np.uint8), 0, 0, 0)
+    directory.close()
+    assert (Directory.open(tmp_path / "v.blockfs")[:] == 3).all()
+
+
+def test_context_manager_and_block_filenames_elsewhere(tmp_path, volume):
+    elsewhere = tmp_path / "spindles"
+    elsewhere.mkdir()
+    names = [str(elsewhere / f"part{i}.bin") for i in range(3)]
+    z, y, x = volume.shape
+    with Directory(x, y, z, np.uint16, tmp_path / "v.blockfs", block_filenames=names) as d:
+        d.create()
+        d[:] = volume
+    assert all(os.path.getsize(name) > 0 for name in names)
+    opened = Directory.open(tmp_path / "v.blockfs")
+    assert opened.block_filenames == names
+    np.testing.assert_array_equal(opened[:], volume)
+
+
+def test_exception_in_context_commits_nothing(tmp_path, volume):
+    z, y, x = volume.shape
+    with pytest.raises(RuntimeError):
+        with Directory(x, y, z, np.uint16, tmp_path / "v.blockfs", n_filenames=1) as d:
+            d.create()
+            d.write_block(volume[:64, :64, :64], 0, 0, 0)
+            raise RuntimeError("user code failed")
+    assert not Directory.open(tmp_path / "v.blockfs")[:].any()  # the empty commit stands
+    assert os.path.getsize(tmp_path / "v.blockfs.0") > 0  # the frame is kept for repair
+
+
+def test_never_written_blocks_read_as_zeros(tmp_path):
+    directory = Directory(100, 100, 100, np.uint16, tmp_path / "v.blockfs", n_filenames=1)
+    directory.create()
+    directory.close()
+    assert not Directory.open(tmp_path / "v.blockfs")[:].any()
+
+
+def test_pickled_read_directory_reads_in_another_process(written, volume):
+    import multiprocessing
+    directory = Directory.open(written)
+    directory.read_block(0, 0, 0)  # descriptors opened here must not leak into the child
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        got = pool.apply(Directory.read_block, (pickle.loads(pickle.dumps(directory)), 32, 32, 32))
+    np.testing.assert_array_equal(got, volume[32:64, 32:64, 32:64])
+
+
+# ---------------------------------------------------------------- bad input --
+
+def new_volume(tmp_path):
+    directory = Directory(100, 100, 100, np.uint16, tmp_path / "v.blockfs", n_filenames=1)
+    directory.create()
+    return directory
+
+
+@pytest.mark.parametrize("shape", [(64, 64, 63), (36, 64, 64), (64, 64)])
+def test_wrong_block_shape(tmp_path, shape):
+    directory = new_volume(tmp_path)
+    with pytest.raises(BlockShapeError, match=r"block at \(x=0, y=0, z=0\) must have shape"):
+        directory.write_block(np.zeros(shape, np.uint16), 0, 0, 0)
+    directory.close()
+
+
+def test_edge_block_at_clipped_shape(tmp_path):
+    directory = new_volume(tmp_path)
+    directory.write_block(np.ones((36, 36, 36), np.uint16), 64, 64, 64)
+    with pytest.raises(BlockShapeError):
+        directory.write_block(np.ones((64, 64, 64), np.uint16), 64, 64, 64)
+    directory.close()
+    assert Directory.open(tmp_path / "v.blockfs")[64:, 64:, 64:].all()
+
+
+@pytest.mark.parametrize("block", [
+    np.full((64, 64, 64), 70000, np.int64),
+    np.full((64, 64, 64), -1, np.int32),
+    np.full((64, 64, 64), 1.5, np.float32),
+])
+def test_unsafe_dtype(tmp_path, block):
+    directory = new_volume(tmp_path)
+    with pytest.raises(BlockShapeError, match="cannot be stored as uint16"):
+        directory.write_block(block, 0, 0, 0)
+    directory.close()
+
+
+def test_integers_that_fit_are_accepted(tmp_path):
+    directory = new_volume(tmp_path)
+    directory.write_block(np.full((64, 64, 64), 65535, np.int64), 0, 0, 0)
+    directory.close()
+    assert (Directory.open(tmp_path / "v.blockfs").read_block(0, 0, 0) == 65535).all()
+
+
+@pytest.mark.parametrize("x,y,z,message", [
+    (100, 0, 0, "outside"), (0, -64, 0, "outside"), (0, 0, 32, "not a multiple"),
+])
+def test_bad_coordinates(tmp_path, x, y, z, message):
+    directory = new_volume(tmp_path)
+    with pytest.raises(BlockCoordinateError, match=message):
+        directory.write_block(np.zeros((64, 64, 64), np.uint16), x, y, z)
+    with pytest.raises(BlockCoordinateError, match=message):
+        directory.read_block(x, y, z)
+    directory.close()
+
+
+def test_partial_block_assignment_refused(tmp_path):
+    directory = new_volume(tmp_path)
+    with pytest.raises(BlockCoordinateError, match="whole blocks"):
+        directory[0:10, 0:64, 0:64] = 1
+    directory.close()
+
+
+def test_write_to_volume_opened_for_reading(written):
+    directory = Directory.open(written)
+    with pytest.raises(ReadOnlyError, match="opened for reading"):
+        directory.write_block(np.zeros((32, 32, 32), np.uint16), 0, 0, 0)
+
+
+def test_write_before_create(tmp_path):
+    directory = Directory(64, 64, 64, np.uint16, tmp_path / "v.blockfs")
+    with pytest.raises(BlockfsError, match="call create"):
+        directory.write_block(np.zeros((64, 64, 64), np.uint16), 0, 0, 0)
+
+
+def test_unknown_compression_and_dtype_at_construction(tmp_path):
+    with pytest.raises(FormatError, match="unknown compression"):
+        Directory(64, 64, 64, np.uint16, tmp_path / "v.blockfs", compression="brotli")
+    with pytest.raises(FormatError, match="unknown dtype"):
+        Directory(64, 64, 64, "nonsense", tmp_path / "v.blockfs")
+    with pytest.raises(FormatError, match="level"):
+        Directory(64, 64, 64, np.uint16, tmp_path / "v.blockfs", compression_level=12)
+
+
+def test_missing_folder(tmp_path):
+    directory = Directory(64, 64, 64, np.uint16, tmp_path / "no" / "v.blockfs")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        directory.create()
+
+
+# ------------------------------------------------------------ damaged files --
+
+def single_block_volume(tmp_path):
+    directory = Directory(64, 64, 64, np.uint16, tmp_path / "v.blockfs", n_filenames=1)
+    directory.create()
+    directory.write_block(microscopy_volume((64, 64, 64)), 0, 0, 0)
+    directory.close()
+    return tmp_path / "v.blockfs", tmp_path / "v.blockfs.0"
+
+
+def test_checksum_mismatch(tmp_path):
+    path, data = single_block_volume(tmp_path)
+    raw = bytearray(data.read_bytes())
+    raw[fmt.FRAME_SIZE + 100] ^= 0x40
+    data.write_bytes(bytes(raw))
+    with pytest.raises(CorruptBlockError, match=r"v.blockfs.0: block 0 .*checksum mismatch"):
+        Directory.open(path).read_block(0, 0, 0)
+
+
+def test_truncated_data_file(tmp_path):
+    path, data = single_block_volume(tmp_path)
+    os.truncate(data, os.path.getsize(data) - 10)
+    with pytest.raises(CorruptBlockError, match="past the end of the data file"):
+        Directory.open(path).read_block(0, 0, 0)
+
+
+def test_index_entry_past_end_of_data_file(tmp_path):
+    path, _ = single_block_volume(tmp_path)
+    raw = bytearray(path.read_bytes())
+    header = fmt.parse_directory(lambda o, n: raw[o:o + n], len(raw), str(path))
+    entry = np.frombuffer(raw, fmt.ENTRY, 1, header.index_offset).copy()
+    entry["offset"] += 10 ** 9
+    raw[header.index_offset:header.index_offset + 16] = entry.tobytes()
+    path.write_bytes(bytes(raw))
+    with pytest.raises(CorruptBlockError, match="past the end of the data file"):
+        Directory.open(path).read_block(0, 0, 0)
+
+
+def test_zeroed_index_is_an_error_not_zeros(tmp_path):
+    path, _ = single_block_volume(tmp_path)
+    raw = bytearray(path.read_bytes())
+    raw[-16:] = bytes(16)
+    path.write_bytes(bytes(raw))
+    with pytest.raises(CorruptBlockError, match="damaged index entry of block 0"):
+        Directory.open(path).read_block(0, 0, 0)
+
+
+def test_truncated_directory_file(tmp_path):
+    path, _ = single_block_volume(tmp_path)
+    os.truncate(path, os.path.getsize(path) - 3)
+    with pytest.raises(FormatError, match="truncated directory file"):
+        Directory.open(path)
+
+
+def test_missing_data_file(tmp_path):
+    path, data = single_block_volume(tmp_path)
+    data.unlink()
+    with pytest.raises(FileNotFoundError, match="v.blockfs.0: data file of volume"):
+        Directory.open(path).read_block(0, 0, 0)
+
+
+def test_writer_process_failure_is_reported(tmp_path):
+    directory = Directory(64, 64, 128, np.uint16, tmp_path / "v.blockfs", n_filenames=1)
+    directory.create()
+    directory.start_writer_processes()
+    directory._processes._processes[0].kill()
+    with pytest.raises(WriterError):
+        directory.write_block(np.zeros((64, 64, 64), np.uint16), 0, 0, 0)
+    with pytest.raises(WriterError, match="died"):
+        directory.close()

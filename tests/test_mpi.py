@@ -1,0 +1,33 @@
+"""Real mpiexec jobs on 1, 2 and 4 ranks: per-rank data files, collective commit, failures."""
+import pytest
+
+from conftest import run_mpi
+
+pytestmark = pytest.mark.mpi
+RANKS = [1, 2, 4]
+
+
+@pytest.mark.parametrize("n", RANKS)
+@pytest.mark.parametrize("pattern", ["round-robin", "rank0-only", "uneven", "reversed"])
+def test_write_then_read_every_voxel(tmp_path, n, pattern):
+    result = run_mpi(n, "write_read.py", tmp_path, pattern)
+    assert result.stdout.count(": ok") == n
+
+
+@pytest.mark.parametrize("n", RANKS)
+def test_block_written_by_two_ranks(tmp_path, n):
+    result = run_mpi(n, "duplicates.py", tmp_path)
+    assert result.stdout.count(": ok") == n
+
+
+@pytest.mark.parametrize("n", [2, 4])
+def test_one_rank_cannot_create_its_file(tmp_path, n):
+    result = run_mpi(n, "create_failure.py", tmp_path)
+    assert result.stdout.count(": ok") == n
+
+
+@pytest.mark.parametrize("n", [2, 4])
+def test_failing_rank_ends_the_job(tmp_path, n):
+    result = run_mpi(n, "rank_raises.py", tmp_path, expect_failure=True, timeout=60,
+                     abort_on_exception=False)
+    assert "[rank 1]" in result.stderr and "the stitching on this rank failed" in result.stderr
