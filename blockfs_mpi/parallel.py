@@ -4,6 +4,7 @@ MPI is initialised only when it is really in use (a launcher started us, or
 a communicator was passed in): a plain `python` run never loads libmpi, so
 fork-based multiprocessing keeps working and no launcher is needed.
 """
+import functools
 import logging
 import os
 import sys
@@ -39,6 +40,12 @@ def size_of(comm):
     return 1 if comm is None else comm.Get_size()
 
 
+def any_source():
+    """MPI.ANY_SOURCE (only called once MPI is in use)."""
+    from mpi4py import MPI
+    return MPI.ANY_SOURCE
+
+
 def abort(comm, message, code=1):
     """End the whole job with a message naming this rank; never returns."""
     rank = rank_of(comm)
@@ -49,21 +56,25 @@ def abort(comm, message, code=1):
     sys.exit(code)
 
 
-def run_program(main, argv=None):
-    """Run a program's main(argv); an error on any rank ends the job with its message.
-
-    Without this an exception on one rank would leave the others waiting
-    forever in their next collective call.
-    """
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    comm = world()
-    try:
-        return main(argv)
-    except SystemExit:
-        raise
-    except KeyboardInterrupt:
-        abort(comm, "interrupted", 130)
-    except Exception as e:
-        if os.environ.get("BLOCKFS_TRACEBACK"):
-            traceback.print_exc()
-        abort(comm, f"error: {e}")
+def program(main):
+    """Decorate a program's main(argv): logging set up, and an error on any rank
+    ends the whole job with its message instead of leaving the others waiting
+    forever in their next collective call. Rank 0 logs INFO; the others only
+    warnings and errors, prefixed with their rank."""
+    @functools.wraps(main)
+    def run(argv=None):
+        comm = world()
+        rank = rank_of(comm)
+        logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING,
+                            format=f"%(asctime)s [rank {rank}] %(levelname)s %(message)s")
+        try:
+            return main(argv)
+        except SystemExit:
+            raise
+        except KeyboardInterrupt:
+            abort(comm, "interrupted", 130)
+        except Exception as e:
+            if os.environ.get("BLOCKFS_TRACEBACK"):
+                traceback.print_exc()
+            abort(comm, f"error: {e}")
+    return run

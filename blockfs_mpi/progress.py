@@ -1,0 +1,90 @@
+"""One progress bar for a whole MPI job, drawn by rank 0.
+
+Other ranks send their counts to rank 0 every half second or so with
+non-blocking sends; rank 0 folds in whatever has arrived whenever it updates.
+No rank ever waits for another except once, in close().
+"""
+import sys
+import time
+
+from tqdm import tqdm
+
+from . import parallel
+
+REPORT_INTERVAL = 0.5
+TAG = 7001
+
+
+class Progress:
+    """A tqdm bar of `total` items (blocks, planes, chunks) and their bytes, over all ranks.
+
+    Create and close it on every rank (both are collective); call update()
+    as work is done. `disable=True` (--silent) draws nothing.
+    """
+
+    def __init__(self, comm, total, desc, unit="block", disable=False):
+        self.comm = None if comm is None or comm.Get_size() == 1 else comm.Dup()
+        self.rank = parallel.rank_of(comm)
+        self.bytes = 0
+        self.items = 0
+        self.started = time.monotonic()
+        self._unsent = [0, 0]
+        self._last_report = self.started
+        self._requests = []
+        self.bar = None
+        if self.rank == 0:
+            self.bar = tqdm(total=total, desc=desc, unit=unit, disable=disable, file=sys.stderr,
+                            mininterval=REPORT_INTERVAL, dynamic_ncols=True)
+
+    def update(self, items=1, nbytes=0):
+        """Count work done on this rank."""
+        if self.rank == 0:
+            self._advance(items, nbytes)
+            self._receive()
+            return
+        self._unsent[0] += items
+        self._unsent[1] += nbytes
+        now = time.monotonic()
+        if now - self._last_report >= REPORT_INTERVAL:
+            self._send(done=False)
+            self._last_report = now
+
+    def _advance(self, items, nbytes):
+        self.items += items
+        self.bytes += nbytes
+        if self.bar is not None:
+            elapsed = max(time.monotonic() - self.started, 1e-9)
+            self.bar.set_postfix_str(f"{self.bytes / elapsed / 1e6:.1f} MB/s", refresh=False)
+            self.bar.update(items)
+
+    def _send(self, done):
+        self._requests = [r for r in self._requests if not r.Test()]
+        self._requests.append(self.comm.isend((*self._unsent, done), dest=0, tag=TAG))
+        self._unsent = [0, 0]
+
+    def _receive(self, until_all_done=False):
+        if self.comm is None:
+            return
+        waiting = self.comm.Get_size() - 1 if until_all_done else 0
+        while waiting > 0 or self.comm.Iprobe(source=parallel.any_source(), tag=TAG):
+            items, nbytes, done = self.comm.recv(source=parallel.any_source(), tag=TAG)
+            self._advance(items, nbytes)
+            waiting -= bool(done)
+
+    def close(self):
+        """Collective: gather the last counts, close the bar; (items, bytes, seconds) of the job."""
+        if self.comm is not None:
+            if self.rank == 0:
+                self._receive(until_all_done=True)
+            else:
+                self._send(done=True)
+                for request in self._requests:
+                    request.wait()
+            totals = self.comm.bcast((self.items, self.bytes), root=0)
+            self.comm.Free()
+            self.comm = None
+        else:
+            totals = (self.items, self.bytes)
+        if self.bar is not None:
+            self.bar.close()
+        return (*totals, time.monotonic() - self.started)
