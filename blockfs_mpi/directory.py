@@ -13,14 +13,15 @@ import numpy as np
 
 from . import format as fmt
 from . import parallel
-from .commit import collective_commit, commit, write_atomically
+from .commit import collective_commit, commit, recovered_index, write_atomically
 from .compression import Compression, make_codec, single_threaded
-from .errors import (BlockCoordinateError, BlockfsError, BlockShapeError, ReadOnlyError,
-                     WriterError)
+from .errors import (BlockCoordinateError, BlockfsError, BlockShapeError, FormatError,
+                     ReadOnlyError, WriterError)
 from .geometry import Geometry
 from .local_writers import WriterClient, WriterProcesses
 from .reader import BlockReader, read_header
-from .writer import BlockWriter, MPIFile, PosixFile
+from .scan import scan_data_file
+from .writer import WRITTEN, BlockWriter, MPIFile, PosixFile
 
 NEW, WRITING, READING = "new", "writing", "reading"
 
@@ -87,6 +88,8 @@ class Directory:
         self._processes = None  # the writer processes this process started (no MPI)
         self._client = None  # connections to them, from any process
         self._owner_pid = os.getpid()
+        self._recovered = np.zeros(0, WRITTEN)  # frames a resumed job found on disk (this rank)
+        self._present = None  # blocks on disk when resumed, as a bool per block
 
     # ------------------------------------------------------------ opening --
 
@@ -103,7 +106,51 @@ class Directory:
         self._reader = BlockReader(path, self.header)
         self._writer = self._processes = self._client = None
         self._owner_pid = os.getpid()
+        self._recovered = np.zeros(0, WRITTEN)
+        self._present = None
         return self
+
+    @classmethod
+    def resume(cls, directory_filename, comm=None, hints=None):
+        """Reopen a format 2 volume to write more: after a killed job, or to add blocks.
+
+        Collective under MPI. Every frame that reached a data file intact
+        counts, committed or not, and `has_block` says which blocks need no
+        writing; the next close() commits them with the new ones. Rank r
+        appends to data file r: files are added when there are more ranks
+        than files, and files beyond the ranks are only scanned.
+        """
+        self = cls.open(directory_filename)
+        self._reader.close()
+        self._reader = None
+        if self.header.version != fmt.FORMAT2_VERSION:
+            raise FormatError(f"{self.directory_filename}: format {self.header.version} volumes "
+                              f"cannot be resumed; only format 2 keeps frames to resume from")
+        self.comm = parallel.world() if comm is None else comm
+        self.hints = hints
+        size, rank = parallel.size_of(self.comm), parallel.rank_of(self.comm)
+        base = os.path.basename(self.directory_filename)
+        if self._mpi:
+            self.header.data_files += [f"{base}.{i}"
+                                       for i in range(len(self.header.data_files), size)]
+        n_blocks = self.geometry.n_blocks
+        paths = self.block_filenames
+        scans = [scan_data_file(paths[f], f, n_blocks) for f in range(rank, len(paths), size)
+                 if os.path.exists(paths[f])]
+        self._recovered = np.concatenate([s.rows for s in scans] + [np.zeros(0, WRITTEN)])
+        present = np.zeros(n_blocks, np.uint8)
+        present[self._recovered["block"]] = 1
+        if self._mpi:
+            from mpi4py import MPI
+            self.comm.Allreduce(MPI.IN_PLACE, present, op=MPI.LOR)
+            self._open_rank_writer(truncate=False)
+        self._present = present.astype(bool)
+        self._state = WRITING
+        return self
+
+    def has_block(self, x, y, z):
+        """True if a resumed volume already holds the block at (x, y, z) intact on disk."""
+        return self._present is not None and bool(self._present[self.geometry.block_number(x, y, z)])
 
     def __enter__(self):
         return self
@@ -173,25 +220,30 @@ class Directory:
             raise FileNotFoundError(f"{self.directory_filename}: folder {folder} does not exist")
         empty = fmt.encode_directory2(self.header, fmt.empty_index(self.geometry.n_blocks))
         if self._mpi:
-            self._create_collectively(empty)
+            self._open_rank_writer(truncate=True, empty=empty)
         else:
             for path in self.block_filenames:
                 PosixFile(path, truncate=True).close()
             write_atomically(self.directory_filename, empty)
         self._state = WRITING
 
-    def _create_collectively(self, empty):
+    def _open_rank_writer(self, truncate, empty=None):
+        """Open this rank's data file (collective); rank 0 then commits `empty` if given.
+
+        A rank that fails makes every rank raise the same error, naming it.
+        """
         rank = self.comm.Get_rank()
         error = None
         try:
             single_threaded()
             self._writer = BlockWriter(
-                MPIFile(self.block_filenames[rank], truncate=True, hints=self.hints), rank,
-                make_codec(self.compression, self.compression_level, self.header.shuffle))
+                MPIFile(self.block_filenames[rank], truncate=truncate, hints=self.hints), rank,
+                make_codec(self.compression, self.compression_level, self.header.shuffle),
+                append=not truncate)
         except Exception as e:
             error = f"rank {rank}: cannot create {self.block_filenames[rank]}: {e}"
         errors = [e for e in self.comm.allgather(error) if e]
-        if not errors and rank == 0:
+        if not errors and rank == 0 and empty is not None:
             try:
                 write_atomically(self.directory_filename, empty)
             except Exception as e:
@@ -263,11 +315,14 @@ class Directory:
                 self._writer = None
                 self._state = READING
                 collective_commit(self.comm, self.directory_filename, self.header,
-                                  rows if rows is not None else [], error)
-            elif self._processes is not None:
+                                  rows if rows is not None else [], error, self._recovered)
+            elif self._processes is not None or len(self._recovered):
                 processes, self._processes, self._client = self._processes, None, None
                 self._state = READING
-                commit(self.directory_filename, self.header, processes.close())
+                rows = processes.close() if processes is not None else []
+                base = recovered_index(self.geometry, self._recovered) if len(self._recovered) \
+                    else None
+                commit(self.directory_filename, self.header, rows, base)
             else:
                 self._state = READING
         if self._reader is not None:
