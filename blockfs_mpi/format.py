@@ -115,12 +115,19 @@ def encode_directory2(header, index):
     if len(index) != header.geometry.n_blocks:
         raise ValueError(f"index has {len(index)} entries, the volume {header.geometry.n_blocks}")
     index_bytes = index.tobytes()
-    metadata = json.dumps(_metadata2(header, crc32c(index_bytes)), indent=1).encode()
+    return encode_head2(header, len(index), crc32c(index_bytes)) + index_bytes
+
+
+def encode_head2(header, n_entries, index_crc):
+    """Header, metadata and padding of a format 2 directory file: every byte before its index.
+
+    Separate from the index so that tools renaming data files can stream the index unchanged.
+    """
+    metadata = json.dumps(_metadata2(header, index_crc), indent=1).encode()
     index_offset = -(-(HEADER2_SIZE + len(metadata)) // INDEX_ALIGNMENT) * INDEX_ALIGNMENT
-    head = HEADER2.pack(FORMAT2_MAGIC, len(metadata), index_offset, len(index), crc32c(metadata))
+    head = HEADER2.pack(FORMAT2_MAGIC, len(metadata), index_offset, n_entries, crc32c(metadata))
     head += struct.pack("<I", crc32c(head))
-    padding = b"\0" * (index_offset - len(head) - len(metadata))
-    return b"".join((head, metadata, padding, index_bytes))
+    return b"".join((head, metadata, b"\0" * (index_offset - len(head) - len(metadata))))
 
 
 def _decode_header2(prefix, file_size, name):
