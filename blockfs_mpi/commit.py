@@ -52,34 +52,46 @@ def write_atomically(path, data):
             view = view[os.write(fd, view):]
 
 
-def build_index(geometry, written, base=None, writer_kind="data file"):
+def build_index(geometry, written, base=None, writer_kind="data file", newest_wins=False):
     """A dense format 2 index from WRITTEN rows, on top of a base index.
 
-    A block in rows of two different data files is an error that names the
-    block and both writers; within one file the newest frame already won.
+    Within one data file the newest frame of a block wins. A block in the rows
+    of two different files is an error naming the block and both writers,
+    unless newest_wins (rebuilding from frames: then the newest frame wins).
     """
     index = fmt.empty_index(geometry.n_blocks) if base is None else base.copy()
-    written = np.asarray(written, WRITTEN)
-    blocks, counts = np.unique(written["block"], return_counts=True)
-    if len(blocks) and blocks[-1] >= geometry.n_blocks:
-        raise WriterError(f"block number {blocks[-1]} is outside the volume "
+    rows = np.asarray(written, WRITTEN)
+    if len(rows) and rows["block"].max() >= geometry.n_blocks:
+        raise WriterError(f"block number {rows['block'].max()} is outside the volume "
                           f"({geometry.n_blocks} blocks)")
-    twice = blocks[counts > 1]
-    if len(twice):
-        problems = []
-        for block in twice[:10]:
-            writers = sorted(set(written["file"][written["block"] == block].tolist()))
-            x, y, z = geometry.block_origin(block)
-            problems.append(f"block {block} at (x={x}, y={y}, z={z}) by "
-                            + " and ".join(f"{writer_kind} {w}" for w in writers))
-        more = f" and {len(twice) - 10} more" if len(twice) > 10 else ""
-        raise DuplicateBlockError(f"{len(twice)} block(s) written by more than one writer: "
-                                  + "; ".join(problems) + more)
-    rows = written[np.argsort(written["block"], kind="stable")]
+    rows = rows[np.lexsort((rows["sequence"], rows["block"]))]
+    last = np.ones(len(rows), bool)  # the newest row of each block
+    last[:-1] = rows["block"][1:] != rows["block"][:-1]
+    if not newest_wins:
+        _refuse_shared_blocks(geometry, rows, writer_kind)
+    rows = rows[last]
     index["offset"][rows["block"]] = rows["offset"]
     index["size"][rows["block"]] = rows["size"]
     index["file"][rows["block"]] = rows["file"]
     return index
+
+
+def _refuse_shared_blocks(geometry, rows, writer_kind):
+    """Raise DuplicateBlockError if any block (rows sorted by block) has two writers."""
+    same_block = rows["block"][1:] == rows["block"][:-1]
+    other_file = rows["file"][1:] != rows["file"][:-1]
+    twice = np.unique(rows["block"][1:][same_block & other_file])
+    if not len(twice):
+        return
+    problems = []
+    for block in twice[:10]:
+        writers = sorted(set(rows["file"][rows["block"] == block].tolist()))
+        x, y, z = geometry.block_origin(block)
+        problems.append(f"block {block} at (x={x}, y={y}, z={z}) by "
+                        + " and ".join(f"{writer_kind} {w}" for w in writers))
+    more = f" and {len(twice) - 10} more" if len(twice) > 10 else ""
+    raise DuplicateBlockError(f"{len(twice)} block(s) written by more than one writer: "
+                              + "; ".join(problems) + more)
 
 
 def commit(path, header, written, base=None, writer_kind="data file"):
@@ -89,32 +101,45 @@ def commit(path, header, written, base=None, writer_kind="data file"):
     return index
 
 
-def collective_commit(comm, path, header, rows, local_error=None, base=None):
-    """close() under MPI: gather every rank's rows to rank 0, which commits; all ranks agree.
-
-    Rank r's data file is file number r. Every rank calls this exactly once,
-    whatever happened to it before, so no rank can be left waiting: a rank's own failure travels as local_error and
-    makes every rank raise the same WriterError, naming the ranks at fault.
-    """
+def _gather_rows(comm, rows):
+    """Every rank's WRITTEN rows, concatenated on rank 0 (None elsewhere)."""
     from mpi4py import MPI
-    rank = comm.Get_rank()
     rows = np.ascontiguousarray(rows, WRITTEN)
-    errors = comm.gather(local_error, root=0)
     counts = comm.gather(rows.nbytes, root=0)
-    if rank == 0:
+    receive, gathered = None, None
+    if comm.Get_rank() == 0:
         gathered = np.empty(sum(counts) // WRITTEN.itemsize, WRITTEN)
         receive = [gathered.view(np.uint8), (counts, np.cumsum([0] + counts[:-1])), MPI.BYTE]
-    else:
-        receive = None
     comm.Gatherv([rows.view(np.uint8), MPI.BYTE], receive, root=0)
+    return gathered
+
+
+def recovered_index(geometry, recovered):
+    """The index that frames found in data files describe (newest frame of each block)."""
+    return build_index(geometry, recovered, newest_wins=True)
+
+
+def collective_commit(comm, path, header, rows, local_error=None, recovered=()):
+    """close() under MPI: gather every rank's rows to rank 0, which commits; all ranks agree.
+
+    Rank r's data file is file number r. `recovered` are rows a resumed job
+    found in the data files; this job's rows override them. Every rank calls
+    this exactly once, whatever happened to it before, so no rank can be left
+    waiting: a rank's own failure travels as local_error and makes every rank
+    raise the same WriterError, naming the ranks at fault.
+    """
+    errors = comm.gather(local_error, root=0)
+    new_rows = _gather_rows(comm, rows)
+    old_rows = _gather_rows(comm, recovered)
     outcome = None
-    if rank == 0:
+    if comm.Get_rank() == 0:
         failed = [f"rank {r}: {e}" for r, e in enumerate(errors) if e]
         if failed:
             outcome = "not committed, " + "; ".join(failed)
         else:
             try:
-                commit(path, header, gathered, base, writer_kind="rank")
+                base = recovered_index(header.geometry, old_rows) if len(old_rows) else None
+                commit(path, header, new_rows, base, writer_kind="rank")
             except DuplicateBlockError as e:
                 outcome = ("duplicate", str(e))
             except Exception as e:
