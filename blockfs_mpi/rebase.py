@@ -1,0 +1,148 @@
+"""blockfs-rebase: point a directory file at the data files beside it, after a move by hand.
+
+Also the directory-file half of blockfs-mv/cp: checking that the data files
+hold what the index points to, and writing a directory file with new data
+file names while streaming its index in pieces (memory does not grow with
+the volume). Format 1 stays format 1.
+"""
+import dataclasses
+import os
+import sys
+
+import numpy as np
+from docopt import docopt
+
+from . import format as fmt
+from . import parallel
+from .commit import atomic_file
+from .errors import FormatError
+from .reader import pread_exact, read_header
+
+USAGE = """Make a blockfs directory file name the data files in the folder it now lives in.
+
+For volumes moved or renamed by hand: format 1 data file names are absolute
+and are rewritten; format 2 names are relative and need no change unless
+they are absolute. The directory file is replaced atomically.
+
+Usage:
+  blockfs-rebase <blockfs-file> [--block-size <bytes>]
+  blockfs-rebase -h | --help
+
+Options:
+  --block-size <bytes>  Bytes of the index read and written at a time [default: 16777216].
+  -h --help  Show this text.
+"""
+
+INDEX_PIECE = 16 << 20  # bytes of index held in memory at a time
+
+
+def index_pieces(fd, header, piece_bytes=INDEX_PIECE):
+    """(first block number, raw entries) of a directory file's index, piece_bytes at a time."""
+    step = max(1, piece_bytes // header.entry_size) * header.entry_size
+    start = header.index_offset
+    end = start + header.n_entries * header.entry_size
+    for position in range(start, end, step):
+        raw = pread_exact(fd, min(step, end - position), position)
+        yield (position - start) // header.entry_size, raw
+
+
+def data_file_ends(fd, header, piece_bytes=INDEX_PIECE):
+    """For each data file, the byte just past the last payload the index points into it."""
+    n_files = len(header.data_files)
+    ends = np.zeros(n_files, np.uint64)
+    for first, raw in index_pieces(fd, header, piece_bytes):
+        if header.version == 1:
+            offsets, sizes = fmt.decode_entries1(header, raw)
+            files = np.arange(first, first + len(sizes), dtype=np.uint64) % np.uint64(n_files)
+        else:
+            entries = np.frombuffer(raw, fmt.ENTRY)
+            offsets, sizes, files = entries["offset"], entries["size"], entries["file"]
+        used = sizes > 0
+        if used.any() and files[used].max() >= n_files:
+            raise FormatError(f"index entry names data file {files[used].max()} of {n_files} "
+                              f"(damaged directory file)")
+        np.maximum.at(ends, files[used], offsets[used] + sizes[used].astype(np.uint64))
+    return ends
+
+
+def check_data_files(path, header, data_paths, piece_bytes=INDEX_PIECE):
+    """Raise unless every data file exists and holds every payload the index points into it."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        ends = data_file_ends(fd, header, piece_bytes)
+    finally:
+        os.close(fd)
+    for data_path, end in zip(data_paths, ends.tolist()):
+        try:
+            size = os.stat(data_path).st_size
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{data_path}: data file of {path} is missing") from None
+        if size < end:
+            raise FormatError(f"{data_path}: data file is {size} bytes but the index of {path} "
+                              f"points up to byte {end} (truncated or wrong file)")
+
+
+def write_directory(source, target, header, data_files, piece_bytes=INDEX_PIECE):
+    """Write target atomically: the directory file source with data_files as its data file names.
+
+    The index is copied unchanged, piece by piece; with unchanged names the
+    file is copied byte for byte.
+    """
+    fd = os.open(source, os.O_RDONLY)
+    try:
+        if list(data_files) == list(header.data_files):
+            head = pread_exact(fd, header.index_offset, 0)
+        else:
+            renamed = dataclasses.replace(header, data_files=list(data_files))
+            head = (fmt.encode_header1(renamed) if header.version == 1
+                    else fmt.encode_head2(renamed, header.n_entries, header.index_crc32c))
+        with atomic_file(target) as out:
+            for data in (head, *(raw for _, raw in index_pieces(fd, header, piece_bytes))):
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(out, view):]
+    finally:
+        os.close(fd)
+
+
+def rebased_names(path, header):
+    """The data file names that point to the folder the directory file at path is in."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if header.version == 1:
+        return [os.path.join(folder, os.path.basename(name)) for name in header.data_files]
+    return [os.path.basename(name) if os.path.isabs(name) else name for name in header.data_files]
+
+
+def rebase(path, piece_bytes=INDEX_PIECE):
+    """Rewrite the directory file at path to name the data files beside it; False if already so.
+
+    Every data file must be there and long enough first: nothing is changed otherwise.
+    """
+    path = os.path.abspath(path)
+    header = read_header(path)
+    names = rebased_names(path, header)
+    folder = os.path.dirname(path)
+    check_data_files(path, header, [os.path.join(folder, name) for name in names], piece_bytes)
+    if names == header.data_files:
+        return False
+    write_directory(path, path, header, names, piece_bytes)
+    return True
+
+
+@parallel.program
+def main(argv=None):
+    args = docopt(USAGE, argv)
+    piece_bytes = args["--block-size"]
+    if not piece_bytes.isdigit() or int(piece_bytes) <= 0:
+        sys.exit(f"--block-size must be a positive number of bytes, not {piece_bytes!r}")
+    path = args["<blockfs-file>"]
+    if rebase(path, int(piece_bytes)):
+        parallel.log.info("%s now names the data files in %s", path,
+                          os.path.dirname(os.path.abspath(path)))
+    else:
+        parallel.log.info("%s: data file names already point to its folder; nothing changed",
+                          path)
+
+
+if __name__ == "__main__":
+    main()

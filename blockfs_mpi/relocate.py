@@ -1,0 +1,292 @@
+"""blockfs-mv and blockfs-cp: move or copy a volume to another folder, in parallel, safely.
+
+The data files (or byte ranges of large ones) are split across MPI ranks and
+copied by the kernel (copy_file_range, else sendfile, else read/write). The
+directory file is written last, atomically, by rank 0, once every rank has
+reported success: until then the destination has no directory file and is
+clearly incomplete, and the source is only removed (mv) after that. A move
+within one filesystem hard-links the data files instead of copying them.
+"""
+import errno
+import os
+from dataclasses import dataclass
+
+from docopt import docopt
+
+from . import parallel
+from .errors import BlockfsError
+from .progress import Progress
+from .reader import BlockReader, read_header, resolve_data_file
+from .rebase import check_data_files, write_directory
+
+MV_USAGE = """Move a blockfs volume (directory file and data files) into another folder.
+
+Within one filesystem the data files are hard-linked, not copied. Across
+filesystems they are copied (split across the ranks of `mpiexec -n N`),
+checked (sizes; format 2 frame checksums), the directory file is written,
+and only then is the source removed. Format 1 volumes stay format 1, with
+their data file names rewritten.
+
+Usage:
+  blockfs-mv [--force] <src> <dest>
+  blockfs-mv -h | --help
+
+Arguments:
+  <src>   The volume's directory file.
+  <dest>  The folder to move it into (created if missing; its parent must exist).
+
+Options:
+  --force    Replace a volume of the same name in <dest>.
+  -h --help  Show this text.
+"""
+
+CP_USAGE = """Copy a blockfs volume (directory file and data files) into another folder.
+
+The data files are copied by the kernel, split across the ranks of
+`mpiexec -n N`; the directory file is written last, so a copy that did not
+finish has none. The source is never changed. Format 1 volumes stay
+format 1, with their data file names rewritten.
+
+Usage:
+  blockfs-cp [--force] <src> <dest>
+  blockfs-cp -h | --help
+
+Arguments:
+  <src>   The volume's directory file.
+  <dest>  The folder to copy it into (created if missing; its parent must exist).
+
+Options:
+  --force    Replace a volume of the same name in <dest>.
+  -h --help  Show this text.
+"""
+
+PIECE = 64 << 20  # bytes: the unit of work split across ranks
+# copy_file_range / sendfile cannot do this pair of files: try the next way.
+NOT_SUPPORTED = {errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL, errno.ENOTSUP}
+
+
+class RelocateError(BlockfsError):
+    """A move or copy was refused or failed; the message names the file or rank at fault."""
+
+
+@dataclass
+class Plan:
+    """What to copy where, decided by rank 0 and sent to every rank."""
+
+    source: str  # directory file
+    target: str  # directory file in the destination
+    header: object
+    sources: list  # data files
+    targets: list
+    names: list  # data file names in the new directory file
+    sizes: list
+    same_filesystem: bool
+
+
+def make_plan(src, dest, force):
+    """Check the request and the source volume; create dest. Raises on any bad input."""
+    source = os.path.abspath(src)
+    header = read_header(source)
+    dest = os.path.abspath(dest)
+    parent = os.path.dirname(dest)
+    if not os.path.isdir(parent):
+        raise RelocateError(f"{dest}: parent folder {parent} does not exist")
+    if os.path.exists(dest) and not os.path.isdir(dest):
+        raise RelocateError(f"{dest} exists and is not a folder")
+    folder, real_dest = os.path.realpath(os.path.dirname(source)), os.path.realpath(dest)
+    if real_dest == folder:
+        raise RelocateError(f"{dest} is the folder {source} is already in")
+    if real_dest.startswith(folder + os.sep):
+        raise RelocateError(f"{dest} is inside the source volume's folder {folder}")
+    basenames = [os.path.basename(name) for name in header.data_files]
+    if len(set(basenames)) < len(basenames):
+        raise RelocateError(f"{source}: two data files have the same name: {basenames}")
+    sources = [resolve_data_file(source, name) for name in header.data_files]
+    check_data_files(source, header, sources)
+    target = os.path.join(dest, os.path.basename(source))
+    targets = [os.path.join(dest, name) for name in basenames]
+    for a, b in zip([source, *sources], [target, *targets]):
+        if os.path.exists(b) and os.path.samefile(a, b):
+            raise RelocateError(f"{b} is the source file {a} itself")
+    if os.path.exists(target) and not force:
+        raise RelocateError(f"{target} already exists: use --force to replace that volume")
+    if not os.path.isdir(dest):
+        os.mkdir(dest)
+    if os.path.exists(target):  # --force: the old volume is gone before its files are replaced
+        os.unlink(target)
+    device = os.stat(dest).st_dev
+    return Plan(source, target, header, sources, targets,
+                targets if header.version == 1 else basenames,
+                [os.stat(path).st_size for path in sources],
+                all(os.stat(path).st_dev == device for path in [source, *sources]))
+
+
+def on_rank0(comm, task):
+    """Run task on rank 0 only; every rank returns its result or raises its error."""
+    outcome = None
+    if parallel.rank_of(comm) == 0:
+        try:
+            outcome = (task(), None)
+        except Exception as e:
+            outcome = (None, f"rank 0: {e}")
+    if comm is not None:
+        outcome = comm.bcast(outcome, root=0)
+    if outcome[1]:
+        raise RelocateError(outcome[1])
+    return outcome[0]
+
+
+def on_every_rank(comm, task):
+    """Run task on every rank; if any fails, every rank raises one error naming them all."""
+    try:
+        task()
+        error = None
+    except Exception as e:
+        error = f"rank {parallel.rank_of(comm)}: {e}"
+    errors = [error] if comm is None else comm.allgather(error)
+    if any(errors):
+        raise RelocateError("; ".join(e for e in errors if e))
+
+
+def copy_range(source_fd, target_fd, offset, length):
+    """Copy length bytes at offset to the same offset of another file, in the kernel where it can."""
+    def kernel_copy(n):
+        return os.copy_file_range(source_fd, target_fd, n, offset, offset)
+
+    def send(n):
+        os.lseek(target_fd, offset, os.SEEK_SET)
+        return os.sendfile(target_fd, source_fd, offset, n)
+
+    def read_write(n):
+        return os.pwrite(target_fd, os.pread(source_fd, min(n, 8 << 20), offset), offset)
+
+    end = offset + length
+    ways = [kernel_copy, send, read_write]
+    while offset < end:
+        try:
+            copied = ways[0](end - offset)
+        except OSError as e:
+            if e.errno not in NOT_SUPPORTED or len(ways) == 1:
+                raise
+            ways.pop(0)
+            continue
+        if copied == 0:
+            raise RelocateError(f"source ended at byte {offset}, {end} expected")
+        offset += copied
+
+
+def shares(sizes, n_ranks):
+    """For each rank, its (file number, offset, length) pieces: runs of about equal bytes."""
+    total = max(1, sum(sizes))
+    pieces = [[] for _ in range(n_ranks)]
+    done = 0
+    for number, size in enumerate(sizes):
+        for offset in range(0, size, PIECE):
+            length = min(PIECE, size - offset)
+            pieces[min(n_ranks - 1, done * n_ranks // total)].append((number, offset, length))
+            done += length
+    return pieces
+
+
+def link_files(plan):
+    """Hard-link the data files into the destination; False if this filesystem cannot."""
+    for source, target in zip(plan.sources, plan.targets):
+        if os.path.lexists(target):
+            os.unlink(target)
+        try:
+            os.link(source, target)
+        except OSError as e:
+            if e.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EMLINK, errno.EXDEV):
+                raise
+            parallel.log.warning("cannot hard-link %s (%s): copying instead", source, e)
+            return False
+    return True
+
+
+def prepare_targets(plan):
+    """Fresh empty data files in the destination (never truncating a file a link may share)."""
+    for target in plan.targets:
+        if os.path.lexists(target):
+            os.unlink(target)
+        os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+
+
+def copy_share(plan, comm):
+    """Copy this rank's pieces, then fsync what it wrote. Collective (the progress bar)."""
+    pieces = shares(plan.sizes, parallel.size_of(comm))
+    progress = Progress(comm, sum(map(len, pieces)), "copy", unit="piece")
+    fds = {}
+    try:
+        for number, offset, length in pieces[parallel.rank_of(comm)]:
+            if number not in fds:
+                fds[number] = (os.open(plan.sources[number], os.O_RDONLY),
+                               os.open(plan.targets[number], os.O_WRONLY))
+            try:
+                copy_range(*fds[number], offset, length)
+            except OSError as e:
+                raise RelocateError(f"copying {plan.sources[number]} to {plan.targets[number]}: "
+                                    f"{e.strerror or e}") from None
+            progress.update(1, length)
+        for _, target_fd in fds.values():
+            os.fsync(target_fd)
+    finally:
+        for pair in fds.values():
+            for fd in pair:
+                os.close(fd)
+        progress.close()
+
+
+def verify_frames(plan, comm):
+    """Read every block of the copy back and check its format 2 frame and checksum."""
+    reader = BlockReader(plan.source, plan.header)
+    reader.data_paths = list(plan.targets)
+    try:
+        for block in range(parallel.rank_of(comm), plan.header.n_entries, parallel.size_of(comm)):
+            reader.payload(block)
+    finally:
+        reader.close()
+
+
+def finish(plan, move):
+    """Check the copy's sizes, write its directory file; for a move, then remove the source."""
+    for target, size in zip(plan.targets, plan.sizes):
+        copied = os.stat(target).st_size
+        if copied != size:
+            raise RelocateError(f"{target} is {copied} bytes, its source {size}: not committed")
+    write_directory(plan.source, plan.target, plan.header, plan.names)
+    if move:
+        for path in [plan.source, *plan.sources]:  # the directory file first: never a volume
+            os.unlink(path)                       # whose data files are gone
+
+
+def relocate(src, dest, move, force=False, comm=None):
+    """Move (move=True) or copy the volume whose directory file is src into the folder dest.
+
+    Collective over comm (None: this process alone). Returns the new directory file's path.
+    """
+    plan = on_rank0(comm, lambda: make_plan(src, dest, force))
+    linked = move and plan.same_filesystem and on_rank0(comm, lambda: link_files(plan))
+    if not linked:
+        on_rank0(comm, lambda: prepare_targets(plan))
+        on_every_rank(comm, lambda: copy_share(plan, comm))
+        if move and plan.header.version == 2:
+            on_every_rank(comm, lambda: verify_frames(plan, comm))
+    on_rank0(comm, lambda: finish(plan, move))
+    return plan.target
+
+
+def run(usage, move, argv):
+    args = docopt(usage, argv)
+    comm = parallel.world()
+    target = relocate(args["<src>"], args["<dest>"], move, args["--force"], comm)
+    parallel.log.info("%s %s to %s", args["<src>"], "moved" if move else "copied", target)
+
+
+@parallel.program
+def mv_main(argv=None):
+    run(MV_USAGE, True, argv)
+
+
+@parallel.program
+def cp_main(argv=None):
+    run(CP_USAGE, False, argv)
