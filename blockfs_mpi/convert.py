@@ -1,0 +1,176 @@
+"""Converting a source volume into blockfs on every rank at once (blockfs-write's engine).
+
+The volume is cut into work units of whole blocks -- a z-slab one block deep,
+a y-stripe one block high, and as many blocks along x as the memory budget
+allows -- dealt out to the ranks in contiguous runs. Each rank reads only
+its units from the source, writes their blocks to its own data file, and
+close() commits everything collectively. Nothing is sent between ranks.
+"""
+import logging
+import os
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import parallel
+from .directory import Directory
+from .errors import BlockfsError
+from .progress import Progress
+
+log = logging.getLogger("blockfs_mpi")
+
+WRITER_OVERHEAD = 48 << 20  # a rank's write buffers, codec state and interpreter
+REGION_COPIES = 6  # source region, its temporaries (casts, synthetic float32) and blocks
+
+
+@dataclass
+class Summary:
+    """What a conversion did, over all ranks."""
+
+    blocks: int
+    skipped: int
+    bytes_in: int
+    bytes_out: int
+    seconds: float
+
+    def __str__(self):
+        ratio = self.bytes_in / self.bytes_out if self.bytes_out else float("nan")
+        return (f"{self.blocks} blocks written, {self.skipped} already present; "
+                f"{self.bytes_in / 1e6:.1f} MB in, {self.bytes_out / 1e6:.1f} MB out "
+                f"(ratio {ratio:.2f}); {self.bytes_in / 1e6 / max(self.seconds, 1e-9):.1f} MB/s "
+                f"in {self.seconds:.1f} s")
+
+
+def plan_units(geometry, itemsize, memory):
+    """Work units (z0, z1, y0, y1, x0, x1) of whole blocks, each within the memory budget."""
+    zb, yb, xb = geometry.block_size
+    block_bytes = zb * yb * xb * itemsize
+    fits = (memory - WRITER_OVERHEAD) // (REGION_COPIES * block_bytes)
+    if fits < 1:
+        need = (WRITER_OVERHEAD + REGION_COPIES * block_bytes) / 2 ** 20
+        raise BlockfsError(f"memory budget {memory / 2 ** 20:.0f} MiB is too small for "
+                           f"{zb}x{yb}x{xb} blocks of {itemsize} bytes; give at least {need:.0f} MiB")
+    width = min(int(fits), geometry.n_x_blocks) * xb
+    z_extent, y_extent, x_extent = geometry.shape
+    return [(z, min(z + zb, z_extent), y, min(y + yb, y_extent), x, min(x + width, x_extent))
+            for z in range(0, z_extent, zb)
+            for y in range(0, y_extent, yb)
+            for x in range(0, x_extent, width)]
+
+
+def my_share(units, comm):
+    """This rank's contiguous run of units (the runs differ in length by one at most)."""
+    rank, size = parallel.rank_of(comm), parallel.size_of(comm)
+    return units[rank * len(units) // size:(rank + 1) * len(units) // size]
+
+
+def blocks_of(directory, unit):
+    """Block origins (x, y, z) inside a unit."""
+    z0, z1, y0, y1, x0, x1 = unit
+    return [(x, y, z) for z in range(z0, z1, directory.z_block_size)
+            for y in range(y0, y1, directory.y_block_size)
+            for x in range(x0, x1, directory.x_block_size)]
+
+
+def data_file_names(output, count, data_dirs):
+    """Data file paths: beside the directory file, or round-robin over data_dirs."""
+    if not data_dirs:
+        return None
+    name = os.path.basename(output)
+    return [os.path.join(data_dirs[i % len(data_dirs)], f"{name}.{i}") for i in range(count)]
+
+
+def open_output(source, output, comm, *, block_size, dtype, resume, overwrite, data_dirs=(),
+                **volume_options):
+    """The Directory to write: created (collectively), or resumed after a killed job."""
+    exists = os.path.exists(output)
+    if exists and not (resume or overwrite):
+        raise BlockfsError(f"{output} exists: pass --resume to complete it or --overwrite "
+                           f"to replace it")
+    if exists and resume:
+        directory = Directory.resume(output, comm=comm, hints=volume_options.get("hints"))
+        expected = (tuple(source.shape), np.dtype(dtype), tuple(block_size))
+        found = (directory.shape, directory.dtype, directory.block_size)
+        if found != expected:
+            directory.close()
+            raise BlockfsError(f"{output} holds a {found[0]} {found[1]} volume of {found[2]} "
+                               f"blocks; this job makes {expected[0]} {expected[1]} in "
+                               f"{expected[2]}: not the same volume, so it cannot be resumed")
+        return directory
+    z, y, x = source.shape
+    count = parallel.size_of(comm) if comm is not None else (os.cpu_count() or 1)
+    directory = Directory(x, y, z, dtype, output, comm=comm, n_filenames=count,
+                          block_filenames=data_file_names(output, count, data_dirs),
+                          z_block_size=block_size[0], y_block_size=block_size[1],
+                          x_block_size=block_size[2], **volume_options)
+    directory.create()
+    return directory
+
+
+def convert(source, directory, memory, silent=False):
+    """Write this rank's share of source into directory, skipping blocks already present,
+    and commit (collective). The whole job's Summary on every rank."""
+    comm = directory.comm
+    started = time.monotonic()
+    bytes_before = _own_data_bytes(directory)
+    units = my_share(plan_units(directory.geometry, directory.dtype.itemsize, memory), comm)
+    total = directory.geometry.n_x_blocks * directory.geometry.n_y_blocks \
+        * directory.geometry.n_z_blocks
+    progress = Progress(comm, total, "blockfs-write", disable=silent)
+    written = skipped = bytes_in = 0
+    for unit in units:
+        origins = blocks_of(directory, unit)
+        todo = [origin for origin in origins if not directory.has_block(*origin)]
+        skipped += len(origins) - len(todo)
+        progress.update(len(origins) - len(todo))
+        if not todo:
+            continue
+        z0, _, y0, _, x0, _ = unit
+        region = source.read(*unit)
+        for x, y, z in todo:
+            zs, ys, xs = directory.get_block_size(x, y, z)
+            block = region[z - z0:z - z0 + zs, y - y0:y - y0 + ys, x - x0:x - x0 + xs]
+            directory.write_block(block, x, y, z)
+            written += 1
+            bytes_in += block.nbytes
+            progress.update(1, block.nbytes)
+        del region
+    progress.close()
+    directory.close()
+    totals = _sum(comm, written, skipped, bytes_in, _own_data_bytes(directory) - bytes_before)
+    return Summary(*totals, time.monotonic() - started)
+
+
+def verify(source, directory, memory, comm):
+    """Compare this rank's share of the committed volume with the source, block by block.
+
+    Returns (mismatched blocks, bytes read, seconds) over all ranks.
+    """
+    started = time.monotonic()
+    reader = Directory.open(directory.directory_filename)
+    bad = read = 0
+    for unit in my_share(plan_units(reader.geometry, reader.dtype.itemsize, memory), comm):
+        z0, z1, y0, y1, x0, x1 = unit
+        expected = source.read(*unit).astype(reader.dtype, copy=False)
+        got = reader[z0:z1, y0:y1, x0:x1]
+        read += got.nbytes
+        if not np.array_equal(got, expected):
+            bad += 1
+            log.error("verify: blocks in z %d:%d y %d:%d x %d:%d differ from the source", *unit)
+    bad, read = _sum(comm, bad, read)
+    return bad, read, time.monotonic() - started
+
+
+def _sum(comm, *values):
+    """Sums over all ranks of some integers (one collective call)."""
+    if comm is None:
+        return values
+    return tuple(int(v) for v in comm.allreduce(np.array(values, np.int64)))
+
+
+def _own_data_bytes(directory):
+    """Bytes now in the data files this rank writes (all of them without MPI)."""
+    comm = directory.comm
+    paths = directory.block_filenames[parallel.rank_of(comm)::parallel.size_of(comm)]
+    return sum(os.path.getsize(p) for p in paths if os.path.exists(p))

@@ -1,0 +1,193 @@
+"""Volumes to convert, read region by region: TIFF planes, TIFF stacks, HDF5, .npy, synthetic.
+
+Every source offers `shape` (z, y, x), `dtype` and `read(z0, z1, y0, y1, x0, x1)`,
+and reads only what a region needs: memory-mapped where the file allows,
+otherwise only the TIFF strips or tiles that overlap the region.
+"""
+import glob
+import os
+import re
+
+import numpy as np
+import tifffile
+
+from .errors import BlockfsError
+
+
+class SourceError(BlockfsError):
+    """A source that cannot be read as asked: missing, unreadable or inconsistent."""
+
+
+def natural_key(path):
+    """Sort key that puts img_2.tif before img_10.tif."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path)]
+
+
+def _page_region(page, y0, y1, x0, x1, where):
+    """Rows y0:y1, columns x0:x1 of a 2-D TIFF page, decoding only the overlapping chunks."""
+    if page.ndim != 2 and not (page.ndim == 3 and page.shape[-1] == 1):
+        raise SourceError(f"{where}: page of shape {page.shape} is not a single-channel plane")
+    out = np.empty((y1 - y0, x1 - x0), page.dtype)
+    chunk_y, chunk_x = page.chunks[0], page.chunks[1]
+    rows, cols = page.chunked[0], page.chunked[1] if len(page.chunked) > 1 else 1
+    handle = page.parent.filehandle
+    for row in range(y0 // chunk_y, (y1 - 1) // chunk_y + 1):
+        for col in range(x0 // chunk_x, (x1 - 1) // chunk_x + 1):
+            index = row * cols + col
+            handle.seek(page.dataoffsets[index])
+            data = handle.read(page.databytecounts[index])
+            segment, (_, _, sy, sx, _), _ = page.decode(data, index)
+            segment = segment.reshape(segment.shape[1:3])
+            ly0, ly1 = max(y0, sy), min(y1, sy + segment.shape[0])
+            lx0, lx1 = max(x0, sx), min(x1, sx + segment.shape[1])
+            out[ly0 - y0:ly1 - y0, lx0 - x0:lx1 - x0] = segment[ly0 - sy:ly1 - sy, lx0 - sx:lx1 - sx]
+    return out
+
+
+class TiffPlanes:
+    """A glob of 2-D TIFF files, one z plane each, in natural sort order."""
+
+    def __init__(self, pattern):
+        self.files = sorted(glob.glob(pattern), key=natural_key)
+        if not self.files:
+            raise SourceError(f"no files match {pattern!r}")
+        self.description = f"{len(self.files)} TIFF planes {pattern}"
+        with self._open(self.files[0]) as tif:
+            page = tif.pages.first
+            self.plane_shape, self.dtype = tuple(page.shape[:2]), page.dtype
+        self.shape = (len(self.files),) + self.plane_shape
+
+    def _open(self, path):
+        try:
+            return tifffile.TiffFile(path)
+        except FileNotFoundError:
+            raise SourceError(f"{path}: plane is missing") from None
+        except Exception as e:
+            raise SourceError(f"{path}: cannot read TIFF plane: {e}") from None
+
+    def read(self, z0, z1, y0, y1, x0, x1):
+        out = np.empty((z1 - z0, y1 - y0, x1 - x0), self.dtype)
+        for z in range(z0, z1):
+            path = self.files[z]
+            with self._open(path) as tif:
+                page = tif.pages.first
+                if tuple(page.shape[:2]) != self.plane_shape or page.dtype != self.dtype:
+                    raise SourceError(
+                        f"{path}: plane is {page.shape} {page.dtype}, the first plane "
+                        f"({self.files[0]}) is {self.plane_shape} {self.dtype}")
+                if page.is_memmappable:
+                    plane = tif.asarray(out="memmap")  # maps the file: only touched rows load
+                    out[z - z0] = plane[y0:y1, x0:x1]
+                    del plane
+                else:
+                    out[z - z0] = _page_region(page, y0, y1, x0, x1, path)
+        return out
+
+
+class TiffStack:
+    """One multi-page or 3-D TIFF file: pages are z planes."""
+
+    def __init__(self, path):
+        self.path = path
+        try:
+            with tifffile.TiffFile(path) as tif:
+                series = tif.series[0]
+                shape, self.dtype = series.shape, series.dtype
+                self._memmappable = all(p.is_memmappable for p in tif.pages)
+        except FileNotFoundError:
+            raise SourceError(f"{path}: no such TIFF file") from None
+        except Exception as e:
+            raise SourceError(f"{path}: cannot read TIFF: {e}") from None
+        if len(shape) != 3:
+            raise SourceError(f"{path}: a {len(shape)}-D TIFF is not a 3-D stack")
+        self.shape = tuple(shape)
+        self.description = f"TIFF stack {path}"
+
+    def read(self, z0, z1, y0, y1, x0, x1):
+        if self._memmappable:
+            volume = tifffile.memmap(self.path, mode="r")
+            return np.array(volume[z0:z1, y0:y1, x0:x1])
+        out = np.empty((z1 - z0, y1 - y0, x1 - x0), self.dtype)
+        with tifffile.TiffFile(self.path) as tif:
+            for z in range(z0, z1):
+                out[z - z0] = _page_region(tif.pages[z], y0, y1, x0, x1, f"{self.path} page {z}")
+        return out
+
+
+class HDF5Dataset:
+    """`file.h5:/path/to/dataset`: a 3-D HDF5 dataset, read by hyperslab."""
+
+    def __init__(self, spec):
+        import h5py
+        path, _, name = spec.rpartition(":")
+        try:
+            self._file = h5py.File(path, "r")
+        except (FileNotFoundError, OSError) as e:
+            raise SourceError(f"{path}: cannot open HDF5 file: {e}") from None
+        if name not in self._file:
+            raise SourceError(f"{path}: no dataset {name!r}")
+        self._dataset = self._file[name]
+        if self._dataset.ndim != 3:
+            raise SourceError(f"{spec}: dataset is {self._dataset.ndim}-D, not 3-D")
+        self.shape, self.dtype = self._dataset.shape, self._dataset.dtype
+        self.description = f"HDF5 dataset {spec}"
+
+    def read(self, z0, z1, y0, y1, x0, x1):
+        return self._dataset[z0:z1, y0:y1, x0:x1]
+
+
+class NumpyFile:
+    """A .npy file, memory-mapped."""
+
+    def __init__(self, path):
+        try:
+            self._array = np.load(path, mmap_mode="r")
+        except FileNotFoundError:
+            raise SourceError(f"{path}: no such .npy file") from None
+        except ValueError as e:
+            raise SourceError(f"{path}: cannot read .npy: {e}") from None
+        if self._array.ndim != 3:
+            raise SourceError(f"{path}: array is {self._array.ndim}-D, not 3-D")
+        self.shape, self.dtype = self._array.shape, self._array.dtype
+        self.description = f"NumPy file {path}"
+
+    def read(self, z0, z1, y0, y1, x0, x1):
+        return np.array(self._array[z0:z1, y0:y1, x0:x1])
+
+
+class Synthetic:
+    """`synthetic:ZxYxX`: the deterministic microscopy-like volume of blockfs_mpi.synthetic."""
+
+    def __init__(self, spec):
+        from .synthetic import SyntheticVolume
+        try:
+            shape = tuple(int(n) for n in spec.split(":", 1)[1].lower().split("x"))
+        except ValueError:
+            shape = ()
+        if len(shape) != 3 or min(shape) <= 0:
+            raise SourceError(f"{spec!r}: expected synthetic:ZxYxX, e.g. synthetic:512x512x512")
+        self._volume = SyntheticVolume(shape)
+        self.shape, self.dtype = shape, self._volume.dtype
+        self.description = f"synthetic volume {'x'.join(map(str, shape))}"
+
+    def read(self, z0, z1, y0, y1, x0, x1):
+        return self._volume.region(z0, z1, y0, y1, x0, x1)
+
+
+def open_source(spec):
+    """The source named by a command-line argument."""
+    if spec.startswith("synthetic:"):
+        return Synthetic(spec)
+    if any(ch in spec for ch in "*?["):
+        return TiffPlanes(spec)
+    lower = spec.lower()
+    if lower.endswith(".npy"):
+        return NumpyFile(spec)
+    if re.search(r"\.(h5|hdf5|hdf):", lower):
+        return HDF5Dataset(spec)
+    if lower.endswith((".tif", ".tiff")):
+        return TiffStack(spec)
+    if os.path.isdir(spec):
+        return TiffPlanes(os.path.join(spec, "*.tif*"))
+    raise SourceError(f"{spec!r}: not a source (a glob of TIFF planes, a .tif stack, "
+                      f"file.h5:/dataset, a .npy file or synthetic:ZxYxX)")
