@@ -31,6 +31,7 @@ class Progress:
         self._unsent = [0, 0]
         self._last_report = self.started
         self._requests = []
+        self._finished = 0  # ranks whose final report rank 0 has received
         self.bar = None
         if self.rank == 0:
             self.bar = tqdm(total=total, desc=desc, unit=unit, disable=disable, file=sys.stderr,
@@ -65,11 +66,12 @@ class Progress:
     def _receive(self, until_all_done=False):
         if self.comm is None:
             return
-        waiting = self.comm.Get_size() - 1 if until_all_done else 0
-        while waiting > 0 or self.comm.Iprobe(source=parallel.any_source(), tag=TAG):
+        others = self.comm.Get_size() - 1
+        while ((until_all_done and self._finished < others)
+               or self.comm.Iprobe(source=parallel.any_source(), tag=TAG)):
             items, nbytes, done = self.comm.recv(source=parallel.any_source(), tag=TAG)
             self._advance(items, nbytes)
-            waiting -= bool(done)
+            self._finished += bool(done)  # a rank's last report may arrive before close()
 
     def close(self):
         """Collective: gather the last counts, close the bar; (items, bytes, seconds) of the job."""
