@@ -1,0 +1,326 @@
+"""blockfs-cp and blockfs-mv as real programs on 1-3 ranks: every voxel, every refusal, kill -9, full disks."""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from blockfs_mpi import format as fmt
+from blockfs_mpi.errors import CorruptBlockError
+from blockfs_mpi.reader import BlockReader, read_header
+from blockfs_mpi.relocate import make_plan, shares, verify_frames
+from conftest import FORMAT1_FIXTURE, mpiexec
+from volumes import (big_volume, digest, format1_volume, format2_volume, program, volume_files,
+                     voxels)
+
+pytestmark = pytest.mark.mpi
+RANKS = [0, 1, 2, 3]  # 0: plain python, no launcher
+
+
+@pytest.fixture
+def mount(tmp_path):
+    """mount(size) -> a fresh tmpfs folder: another filesystem, and a small one fills up."""
+    mounted = []
+
+    def make(size):
+        folder = tmp_path / f"tmpfs{len(mounted)}"
+        folder.mkdir()
+        result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs",
+                                 str(folder)], capture_output=True, text=True)
+        if result.returncode:
+            pytest.skip(f"cannot mount a tmpfs here: {result.stderr.strip()}")
+        mounted.append(folder)
+        return folder
+
+    yield make
+    for folder in mounted:
+        subprocess.run(["umount", "-l", str(folder)])
+
+
+def assert_no_volume(folder, name="v.blockfs"):
+    """The destination is clearly incomplete: no directory file (the data may be partial)."""
+    assert not (Path(folder) / name).exists()
+
+
+# ------------------------------------------------------------ copies --
+
+@pytest.mark.parametrize("n", RANKS)
+def test_cp_format2_every_voxel(tmp_path, n):
+    source = tmp_path / "a" / "v.blockfs"
+    source.parent.mkdir()
+    data = format2_volume(source)
+    files = volume_files(source)
+    before = digest(files)
+    program(n, "cp", source, tmp_path / "b")
+    copy = tmp_path / "b" / "v.blockfs"
+    np.testing.assert_array_equal(voxels(copy), data)
+    assert digest(files) == before
+    assert read_header(copy).data_files == read_header(source).data_files  # relative: unchanged
+    assert copy.read_bytes() == source.read_bytes()
+
+
+@pytest.mark.parametrize("n", [0, 2])
+def test_cp_real_format1_fixture(format1_copy, tmp_path, n):
+    source = format1_copy / "fixture.blockfs"
+    expected = np.load(FORMAT1_FIXTURE / "fixture-voxels.npz")["voxels"]
+    program(n, "cp", source, tmp_path / "moved")
+    copy = tmp_path / "moved" / "fixture.blockfs"
+    header = read_header(copy)
+    assert copy.read_bytes()[:8] == fmt.FORMAT1_MAGIC and header.version == 1
+    assert header.data_files == [str(tmp_path / "moved" / f"fixture.blockfs.{i}") for i in range(3)]
+    assert header.metadata == read_header(source).metadata  # VoxelSize, Source kept
+    old = read_header(source)
+    assert (copy.read_bytes()[header.index_offset:]
+            == source.read_bytes()[old.index_offset:])  # same (short) index, byte for byte
+    np.testing.assert_array_equal(voxels(copy), expected)
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_cp_format1_built_with_foreign_names(tmp_path, n):
+    source = tmp_path / "src" / "v.blockfs"
+    source.parent.mkdir()
+    foreign = [f"/scratch/lab/expt7/v.blockfs.{i}" for i in range(3)]
+    data = format1_volume(source, data_files=foreign)
+    program(n, "cp", source, tmp_path / "out")
+    copy = tmp_path / "out" / "v.blockfs"
+    assert read_header(copy).data_files == [str(tmp_path / "out" / f"v.blockfs.{i}")
+                                            for i in range(3)]
+    assert read_header(source).data_files == foreign
+    np.testing.assert_array_equal(voxels(copy), data)
+
+
+def test_cp_format2_data_files_elsewhere_are_gathered(tmp_path):
+    """Format 2 names like ../data/v.0: the copy holds every file and names them beside it."""
+    (tmp_path / "data").mkdir()
+    (tmp_path / "dir").mkdir()
+    source = tmp_path / "dir" / "v.blockfs"
+    data = format2_volume(source)
+    header = read_header(source)
+    for name in header.data_files:
+        os.rename(tmp_path / "dir" / name, tmp_path / "data" / name)
+    from blockfs_mpi.rebase import write_directory
+    write_directory(str(source), str(source), header,
+                    [f"../data/{name}" for name in header.data_files])
+    np.testing.assert_array_equal(voxels(source), data)
+    program(2, "cp", source, tmp_path / "out")
+    copy = tmp_path / "out" / "v.blockfs"
+    assert read_header(copy).data_files == header.data_files
+    np.testing.assert_array_equal(voxels(copy), data)
+
+
+def test_large_files_are_split_in_byte_ranges():
+    pieces = shares([300 << 20, 10], 2)
+    assert {number for number, _, _ in pieces[0]} == {0}
+    assert pieces[1][-1] == (1, 0, 10) and any(n == 0 for n, _, _ in pieces[1])
+    covered = sorted((n, offset, length) for share in pieces for n, offset, length in share)
+    assert sum(length for n, _, length in covered if n == 0) == 300 << 20
+
+
+# ------------------------------------------------------------- moves --
+
+@pytest.mark.parametrize("kind", ["format1", "format2"])
+def test_mv_same_filesystem_links_the_data(tmp_path, kind):
+    source = tmp_path / "a" / "v.blockfs"
+    source.parent.mkdir()
+    data = format1_volume(source) if kind == "format1" else format2_volume(source)
+    inodes = [os.stat(path).st_ino for path in volume_files(source)[1:]]
+    program(0, "mv", source, tmp_path / "b")
+    moved = tmp_path / "b" / "v.blockfs"
+    assert [os.stat(path).st_ino for path in volume_files(moved)[1:]] == inodes
+    assert os.listdir(tmp_path / "a") == []
+    assert read_header(moved).version == (1 if kind == "format1" else 2)
+    np.testing.assert_array_equal(voxels(moved), data)
+
+
+@pytest.mark.parametrize("n", [1, 2])
+@pytest.mark.parametrize("kind", ["format1", "format2"])
+def test_mv_across_filesystems_copies_then_removes(tmp_path, mount, n, kind):
+    source = tmp_path / "src" / "v.blockfs"
+    source.parent.mkdir()
+    data = format1_volume(source) if kind == "format1" else format2_volume(source)
+    other = mount("64m")
+    program(n, "mv", source, other / "v")
+    moved = other / "v" / "v.blockfs"
+    np.testing.assert_array_equal(voxels(moved), data)
+    assert os.listdir(source.parent) == []
+    if kind == "format1":
+        assert read_header(moved).data_files[0] == str(other / "v" / "v.blockfs.0")
+
+
+def test_mv_verification_finds_a_damaged_copy(tmp_path):
+    """Before a move removes its source, every format 2 frame of the copy is checked."""
+    source = tmp_path / "v.blockfs"
+    format2_volume(source)
+    plan = make_plan(source, tmp_path.parent / (tmp_path.name + "-dest"), force=False)
+    for a, b in zip(plan.sources, plan.targets):
+        Path(b).write_bytes(Path(a).read_bytes())
+    verify_frames(plan, None)
+    damaged = bytearray(Path(plan.targets[1]).read_bytes())
+    damaged[fmt.FRAME_SIZE + 100] ^= 0xFF
+    Path(plan.targets[1]).write_bytes(bytes(damaged))
+    with pytest.raises(CorruptBlockError, match="checksum mismatch"):
+        verify_frames(plan, None)
+
+
+# ----------------------------------------------------- refused input --
+
+@pytest.fixture
+def volume(tmp_path):
+    source = tmp_path / "src" / "v.blockfs"
+    source.parent.mkdir()
+    format2_volume(source)
+    files = volume_files(source)
+    before = digest(files)
+    yield source
+    assert digest(files) == before, "the source volume was changed"
+
+
+@pytest.mark.parametrize("name", ["mv", "cp"])
+def test_destination_inside_the_source_folder(volume, name):
+    result = program(0, name, volume, volume.parent / "sub", expect_failure=True)
+    assert "inside the source volume's folder" in result.stderr
+    assert not (volume.parent / "sub").exists()
+
+
+@pytest.mark.parametrize("name", ["mv", "cp"])
+def test_destination_is_the_source_folder(volume, name):
+    result = program(0, name, volume, volume.parent, expect_failure=True)
+    assert "is the folder" in result.stderr
+
+
+def test_destination_is_the_source_through_a_link(volume, tmp_path):
+    (tmp_path / "alias").symlink_to(volume.parent)
+    result = program(2, "cp", volume, tmp_path / "alias", expect_failure=True)
+    assert "is the folder" in result.stderr
+
+
+@pytest.mark.parametrize("n", [0, 2])
+def test_destination_holds_a_volume_of_that_name(volume, tmp_path, n):
+    other = tmp_path / "dest" / "v.blockfs"
+    other.parent.mkdir()
+    old = format1_volume(other)
+    result = program(n, "cp", volume, other.parent, expect_failure=True)
+    assert "already exists: use --force" in result.stderr
+    np.testing.assert_array_equal(voxels(other), old)  # refused: the old volume untouched
+    program(n, "cp", "--force", volume, other.parent)
+    np.testing.assert_array_equal(voxels(other), voxels(volume))
+
+
+def test_destination_parent_missing(volume, tmp_path):
+    result = program(0, "cp", volume, tmp_path / "no" / "such" / "place", expect_failure=True)
+    assert "parent folder" in result.stderr and "does not exist" in result.stderr
+
+
+def test_source_is_not_a_volume(tmp_path):
+    (tmp_path / "notes.txt").write_text("hello")
+    result = program(0, "mv", tmp_path / "notes.txt", tmp_path / "out", expect_failure=True)
+    assert "not a blockfs directory file" in result.stderr
+    assert (tmp_path / "notes.txt").read_text() == "hello"
+
+
+@pytest.mark.parametrize("name", ["mv", "cp"])
+def test_missing_data_file(tmp_path, name):
+    source = tmp_path / "src" / "v.blockfs"
+    source.parent.mkdir()
+    format2_volume(source)
+    os.unlink(f"{source}.1")
+    result = program(2, name, source, tmp_path / "out", expect_failure=True)
+    assert "v.blockfs.1: data file of" in result.stderr and "is missing" in result.stderr
+    assert source.exists() and Path(f"{source}.0").exists()
+    assert_no_volume(tmp_path / "out")
+
+
+@pytest.mark.parametrize("name", ["mv", "cp"])
+@pytest.mark.parametrize("kind", ["format1", "format2"])
+def test_data_file_of_the_wrong_size(tmp_path, name, kind):
+    source = tmp_path / "src" / "v.blockfs"
+    source.parent.mkdir()
+    format1_volume(source) if kind == "format1" else format2_volume(source)
+    os.truncate(f"{source}.0", os.path.getsize(f"{source}.0") - 10)
+    files = volume_files(source)
+    before = digest(files)
+    result = program(0, name, source, tmp_path / "out", expect_failure=True)
+    assert "truncated or wrong file" in result.stderr
+    assert digest(files) == before
+    assert_no_volume(tmp_path / "out")
+
+
+# -------------------------------------------------- failures midway --
+
+@pytest.mark.parametrize("n", [1, 2])
+@pytest.mark.parametrize("name", ["mv", "cp"])
+def test_no_space_left(tmp_path, mount, n, name):
+    """A tmpfs too small for the volume: the job fails on every rank, the source stays whole."""
+    source = tmp_path / "src" / "v.blockfs"
+    source.parent.mkdir()
+    data = format2_volume(source, shape=(128, 128, 160))
+    files = volume_files(source)
+    before = digest(files)
+    small = mount(f"{sum(map(os.path.getsize, files)) // 2}")
+    result = program(n, name, source, small / "v", expect_failure=True)
+    assert "No space left on device" in result.stderr
+    assert_no_volume(small / "v")
+    assert digest(files) == before
+    np.testing.assert_array_equal(voxels(source), data)
+
+
+@pytest.fixture(scope="module")
+def big(tmp_path_factory):
+    """A 1.3 GB volume: long enough to copy that a kill lands in the middle."""
+    path = tmp_path_factory.mktemp("big") / "v.blockfs"
+    big_volume(str(path), n_blocks=40)
+    return path
+
+
+def kill_midway(command, targets, timeout=60):
+    """Start command, SIGKILL its whole process group once the copy has begun; bytes copied."""
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               start_new_session=True)
+    deadline = time.monotonic() + timeout
+    copied = 0
+    try:
+        while copied == 0:
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "the copy never started"
+            time.sleep(0.005)
+            copied = sum(os.path.getsize(t) for t in targets if os.path.exists(t))
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+    return copied
+
+
+def assert_source_reads(path):
+    """Every block of the volume reads back and passes its checksum."""
+    reader = BlockReader(path)
+    for block in range(reader.header.n_entries):
+        assert reader.payload(block) is not None
+    reader.close()
+
+
+@pytest.mark.parametrize("n", [1, 2])
+def test_kill_9_during_cp(big, tmp_path, n):
+    dest = tmp_path / "copy"
+    command = [mpiexec(), "-n", str(n), sys.executable, "-m", "blockfs_mpi.cp", str(big),
+               str(dest)]
+    copied = kill_midway(command, [dest / "v.blockfs.0", dest / "v.blockfs.1"])
+    total = os.path.getsize(f"{big}.0") + os.path.getsize(f"{big}.1")
+    assert 0 < copied < total, "the kill did not land during the copy"
+    assert_no_volume(dest)
+    assert_source_reads(big)
+    program(n, "cp", big, dest)  # a rerun completes over the remains
+    assert_source_reads(dest / "v.blockfs")
+
+
+def test_kill_9_during_mv_across_filesystems(big, tmp_path, mount):
+    """The move copies first: killed midway, the source is whole and the copy has no directory."""
+    dest = mount("2g") / "moved"
+    command = [mpiexec(), "-n", "2", sys.executable, "-m", "blockfs_mpi.mv", str(big), str(dest)]
+    kill_midway(command, [dest / "v.blockfs.0", dest / "v.blockfs.1"])
+    assert_no_volume(dest)
+    assert big.exists()
+    assert_source_reads(big)
