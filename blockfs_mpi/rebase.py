@@ -6,6 +6,7 @@ file names while streaming its index in pieces (memory does not grow with
 the volume). Format 1 stays format 1.
 """
 import dataclasses
+import itertools
 import os
 import sys
 
@@ -97,7 +98,8 @@ def write_directory(source, target, header, data_files, piece_bytes=INDEX_PIECE)
             head = (fmt.encode_header1(renamed) if header.version == 1
                     else fmt.encode_head2(renamed, header.n_entries, header.index_crc32c))
         with atomic_file(target) as out:
-            for data in (head, *(raw for _, raw in index_pieces(fd, header, piece_bytes))):
+            pieces = (raw for _, raw in index_pieces(fd, header, piece_bytes))
+            for data in itertools.chain([head], pieces):
                 view = memoryview(data)
                 while view:
                     view = view[os.write(out, view):]
