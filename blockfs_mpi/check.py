@@ -1,0 +1,337 @@
+"""What blockfs-info and blockfs-fsck do, usable from Python: describe, check and repair a volume.
+
+A check is split by data file (worker r of n takes files r, r + n, ...): each
+worker reads and verifies the committed blocks stored in its files and scans
+their frames; the shares are merged on rank 0. Repair rebuilds the index
+from the frames and commits it atomically; it never deletes data.
+"""
+import multiprocessing
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import format as fmt
+from . import parallel
+from .commit import build_index, write_atomically
+from .errors import BlockfsError, FormatError
+from .progress import Progress
+from .reader import BlockReader, read_header, resolve_data_file
+from .scan import scan_data_file
+from .writer import WRITTEN
+
+
+def read_index(path, header):
+    """Every index entry as an ENTRY array; format 1 converted (file = block % n files,
+    never-written blocks and entries past the end of the file as format 2's missing entry)."""
+    n_blocks = header.geometry.n_blocks
+    with open(path, "rb") as f:
+        f.seek(header.index_offset)
+        raw = f.read(n_blocks * header.entry_size)
+    if header.version != 1:
+        return np.frombuffer(raw, fmt.ENTRY, len(raw) // fmt.ENTRY.itemsize).copy()
+    offsets, sizes = fmt.decode_entries1(header, raw)
+    index = fmt.empty_index(n_blocks)
+    written = np.flatnonzero(sizes > 0)
+    index["offset"][written] = offsets[written]
+    index["size"][written] = sizes[written]
+    index["file"][written] = written % len(header.data_files)
+    return index
+
+
+def is_missing(index):
+    """True for the entries of never-written blocks."""
+    return (index["size"] == 0) & (index["file"] == fmt.MISSING_FILE) & (index["offset"] == 0)
+
+
+def data_paths(path, header):
+    """The data files of a volume, then any `<directory file>.<n>` that follows them unnamed:
+    the file of an extra rank of a resumed job that never committed (format 2 only)."""
+    paths = [resolve_data_file(path, name) for name in header.data_files]
+    if header.version != 1:
+        base = os.path.abspath(path)
+        while os.path.exists(f"{base}.{len(paths)}") and f"{base}.{len(paths)}" not in paths:
+            paths.append(f"{base}.{len(paths)}")
+    return paths
+
+
+def block_shapes(geometry, blocks):
+    """(z, y, x) shapes of the given block numbers, as an (n, 3) array (default strides)."""
+    blocks = np.asarray(blocks, np.int64)
+    x, rest = blocks % geometry.n_x_blocks, blocks // geometry.n_x_blocks
+    y, z = rest % geometry.n_y_blocks, rest // geometry.n_y_blocks
+    return np.stack([np.minimum(geometry.z_extent - z * geometry.z_block_size, geometry.z_block_size),
+                     np.minimum(geometry.y_extent - y * geometry.y_block_size, geometry.y_block_size),
+                     np.minimum(geometry.x_extent - x * geometry.x_block_size, geometry.x_block_size)],
+                    axis=-1)
+
+
+# -------------------------------------------------------------------- info --
+
+def volume_info(path):
+    """A JSON-ready description of a volume: format, geometry, codec, data files, blocks, ratio."""
+    header = read_header(path)
+    g = header.geometry
+    index = read_index(path, header)
+    present = np.flatnonzero(~is_missing(index))
+    voxels = int(block_shapes(g, present).prod(axis=-1).sum()) if len(present) else 0
+    compressed = int(index["size"][present].sum())
+    files = []
+    for name, file_path in zip(header.data_files, data_paths(path, header)):
+        size = os.path.getsize(file_path) if os.path.exists(file_path) else None
+        files.append({"name": name, "path": file_path, "bytes": size})
+    return {
+        "path": os.path.abspath(path), "format": header.version,
+        "extent": {"x": g.x_extent, "y": g.y_extent, "z": g.z_extent},
+        "block_size": {"x": g.x_block_size, "y": g.y_block_size, "z": g.z_block_size},
+        "dtype": header.dtype.name, "compression": header.compression.name,
+        "compression_level": header.compression_level,
+        "shuffle": header.shuffle if header.version != 1 else "byte",
+        "data_files": files, "blocks": g.n_blocks, "blocks_present": len(present),
+        "blocks_missing": g.n_blocks - len(present), "compressed_bytes": compressed,
+        "uncompressed_bytes": voxels * header.dtype.itemsize,
+        "compression_ratio": round(voxels * header.dtype.itemsize / compressed, 3)
+        if compressed else None,
+        "metadata": header.metadata,
+    }
+
+
+def format_info(info):
+    """The lines blockfs-info prints for a volume_info() dict."""
+    e, b = info["extent"], info["block_size"]
+    lines = [f"{info['path']}: blockfs format {info['format']}",
+             f"extent (x, y, z): {e['x']} x {e['y']} x {e['z']} voxels, {info['dtype']}",
+             f"block size (x, y, z): {b['x']} x {b['y']} x {b['z']}",
+             f"compression: blosc {info['compression']} level {info['compression_level']}, "
+             f"{info['shuffle']} shuffle",
+             f"blocks: {info['blocks_present']} present, {info['blocks_missing']} missing "
+             f"of {info['blocks']}",
+             f"bytes: {info['compressed_bytes']} compressed, {info['uncompressed_bytes']} "
+             f"uncompressed, ratio {info['compression_ratio']}",
+             f"data files: {len(info['data_files'])}"]
+    for f in info["data_files"]:
+        size = "missing" if f["bytes"] is None else f"{f['bytes']} bytes"
+        lines.append(f"  {f['name']}: {size}")
+    for key, value in info["metadata"].items():
+        lines.append(f"metadata {key}: {value}")
+    return lines
+
+
+# ------------------------------------------------------------------- check --
+
+@dataclass
+class Problem:
+    """One finding. kind: damaged, uncommitted, orphaned or index; warning if harmless."""
+
+    kind: str
+    message: str
+    block: int = None
+
+    def __str__(self):
+        return f"{self.kind}: {self.message}"
+
+
+@dataclass
+class Report:
+    """What a check found (one worker's share, or all of them merged)."""
+
+    path: str
+    problems: list = field(default_factory=list)
+    warnings: list = field(default_factory=list)
+    rows: np.ndarray = field(default_factory=lambda: np.zeros(0, WRITTEN))  # newest frames
+    entries: int = 0  # committed blocks read and verified
+    files: int = 0
+    frames: int = 0
+    repairable: bool = True  # False when the directory file itself is unreadable
+
+    @classmethod
+    def merge(cls, shares):
+        merged = cls(shares[0].path)
+        for share in shares:
+            merged.problems += share.problems
+            merged.warnings += share.warnings
+            merged.entries += share.entries
+            merged.files += share.files
+            merged.frames += share.frames
+            merged.repairable &= share.repairable
+        merged.rows = np.concatenate([merged.rows] + [s.rows for s in shares])
+        merged.problems.sort(key=lambda p: (p.block is not None, p.block or 0, p.kind))
+        return merged
+
+    @property
+    def damaged_blocks(self):
+        """Block numbers whose committed data cannot be read."""
+        return {p.block for p in self.problems if p.kind == "damaged" and p.block is not None}
+
+    def lines(self):
+        """One line per problem and warning, then the summary."""
+        kinds = {}
+        for p in self.problems:
+            kinds[p.kind] = kinds.get(p.kind, 0) + 1
+        counts = ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items()))
+        summary = (f"{self.path}: {len(self.problems)} problem(s)"
+                   + (f" ({counts})" if counts else "") + f", {len(self.warnings)} warning(s); "
+                   f"{self.entries} committed blocks verified, {self.frames} intact frames in "
+                   f"{self.files} data files")
+        return [str(p) for p in self.problems + self.warnings] + [summary]
+
+
+def _where(geometry, block):
+    x, y, z = geometry.block_origin(block)
+    return f"block {block} at (x={x}, y={y}, z={z})"
+
+
+def check_share(path, rank=0, size=1, progress=None):
+    """Check the committed blocks stored in data files rank, rank + size, ... and scan their
+    frames; rank 0 also checks the directory file itself. Returns a Report."""
+    report = Report(os.path.abspath(path))
+    try:
+        header = read_header(path)
+        index = read_index(path, header)
+    except FormatError as e:
+        report.repairable = False
+        if rank == 0:
+            report.problems.append(Problem("damaged", f"directory file: {e}"))
+        return report
+    geometry, paths = header.geometry, data_paths(path, header)
+    n_named = len(header.data_files)
+    if rank == 0:
+        _check_directory(report, header, index, paths)
+    owner = np.where(index["file"] < n_named, index["file"] % size, 0)
+    mine = np.flatnonzero(~is_missing(index) & (owner == rank))
+    reader = BlockReader(path, header)
+    try:
+        for block, shape in zip(mine, block_shapes(geometry, mine)):
+            try:
+                reader.read(int(block), tuple(shape))
+            except (BlockfsError, OSError) as e:
+                report.problems.append(Problem("damaged", f"{_where(geometry, block)}: {e}",
+                                               int(block)))
+            report.entries += 1
+            if progress is not None:
+                progress.update(1, int(index["size"][block]))
+    finally:
+        reader.close()
+    for number in range(rank, len(paths), size):
+        report.files += 1
+        if header.version != 1:
+            _check_frames(report, geometry, index, paths,
+                          scan_data_file(paths[number], number, geometry.n_blocks))
+    return report
+
+
+def _check_directory(report, header, index, paths):
+    """Problems of the directory file as a whole: index checksum, unnamed data files."""
+    if header.version != 1 and fmt.crc32c(index.tobytes()) != header.index_crc32c:
+        report.problems.append(Problem("index", f"{report.path}: index checksum mismatch "
+                                                f"(the damaged entries are listed as blocks)"))
+    for extra in paths[len(header.data_files):]:
+        report.problems.append(Problem("orphaned", f"{extra}: data file not named in the "
+                                                   f"directory file (a job that did not commit; "
+                                                   f"--repair adds it)"))
+
+
+def _check_frames(report, geometry, index, paths, scan):
+    """Compare the newest intact frames of one data file with the index."""
+    report.frames += scan.frames
+    report.rows = np.concatenate([report.rows, scan.rows])
+    committed = index[scan.rows["block"]]
+    same = (committed["file"] == scan.file_number) & (committed["offset"] == scan.rows["offset"])
+    for row, entry, missing in zip(scan.rows[~same], committed[~same], is_missing(committed[~same])):
+        block, where = int(row["block"]), f"{scan.path} at offset {row['offset']}"
+        if missing:
+            message = "is not in the index (a job that did not commit; --repair adds it)"
+        elif entry["file"] < len(paths) and row["sequence"] > _sequence(paths[entry["file"]],
+                                                                         entry["offset"]):
+            message = "is newer than the committed one (a job that did not commit)"
+        else:
+            continue
+        report.problems.append(Problem("uncommitted", f"{_where(geometry, block)}: intact frame "
+                                                      f"in {where} {message}", block))
+    starts = set((index["offset"][index["file"] == scan.file_number] - fmt.FRAME_SIZE).tolist())
+    for offset, reason in scan.damaged:
+        if offset not in starts:  # damage in a committed frame is reported as its block
+            report.warnings.append(Problem("warning", f"{reason} (no committed block there)"))
+
+
+def _sequence(path, payload_offset):
+    """Sequence number of the frame before a payload; -1 if it cannot be read."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(payload_offset - fmt.FRAME_SIZE)
+            return fmt.decode_frame_header(f.read(fmt.FRAME_SIZE), path)[2]
+    except (OSError, ValueError):
+        return -1
+
+
+def check(path, comm=None, n_workers=1, silent=True):
+    """Check a whole volume; the merged Report on rank 0, None on the other ranks.
+
+    Under MPI the ranks share the data files; without it, n_workers local processes do.
+    """
+    if comm is None and n_workers > 1:
+        with multiprocessing.Pool(n_workers) as pool:
+            return Report.merge(pool.starmap(check_share, [(path, r, n_workers)
+                                                           for r in range(n_workers)]))
+    progress = Progress(comm, None, "fsck", disable=silent)
+    share = check_share(path, parallel.rank_of(comm), parallel.size_of(comm), progress)
+    progress.close()
+    shares = [share] if comm is None else comm.gather(share, root=0)
+    return Report.merge(shares) if shares is not None else None
+
+
+def repair(path, report):
+    """Rebuild the index from the frames a check found and commit it atomically.
+
+    The newest intact frame of each block wins; a block without any keeps its
+    entry, so that it still reads as an error rather than as zeros. Unnamed
+    data files found beside the volume are added to it. Nothing is deleted.
+    Returns the number of index entries changed.
+    """
+    if not report.repairable:
+        raise FormatError(f"{path}: cannot repair: the directory file's header or metadata is "
+                          f"damaged, so the volume's geometry is unknown")
+    header = read_header(path)
+    if header.version == 1:
+        raise FormatError(f"{path}: cannot repair a format 1 volume: it has no frames to "
+                          f"rebuild the index from")
+    old = read_index(path, header)
+    folder = os.path.dirname(os.path.abspath(path))
+    header.data_files += [os.path.relpath(p, folder)
+                          for p in data_paths(path, header)[len(header.data_files):]]
+    index = build_index(header.geometry, report.rows, base=old, newest_wins=True)
+    write_atomically(path, fmt.encode_directory2(header, index))
+    return int((index != old).sum())
+
+
+def fsck(path, comm=None, n_workers=1, fix=False, silent=False, out=print):
+    """blockfs-fsck: check, print one line per problem and a summary (rank 0), repair if asked
+    and needed, then check again. Collective under MPI. Returns the exit status (0 = clean)."""
+    rank = parallel.rank_of(comm)
+    report = check(path, comm, n_workers, silent)
+    if rank == 0:
+        for line in report.lines():
+            out(line)
+    needed = report is not None and bool(report.problems)
+    if comm is not None:
+        needed = comm.bcast(needed, root=0)
+    if not (fix and needed):
+        return int(needed)
+    error = None
+    if rank == 0:
+        try:
+            out(f"{path}: repaired, {repair(path, report)} index entries changed")
+        except BlockfsError as e:
+            error = str(e)
+    if comm is not None:
+        error = comm.bcast(error, root=0)
+    if error:
+        if rank == 0:
+            out(error)
+        return 1
+    report = check(path, comm, n_workers, silent)
+    if rank == 0:
+        out("after repair:")
+        for line in report.lines():
+            out(line)
+    return int(bool(report.problems)) if rank == 0 else 0

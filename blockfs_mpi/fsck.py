@@ -1,0 +1,43 @@
+"""Check a blockfs volume, and with --repair rebuild its index from the data files' frames.
+
+Checks every index entry (in range, inside its data file, frame and payload
+checksums, decompresses to the block's size) and scans every data file's
+frames (format 2) for blocks that are damaged, not committed (a killed job)
+or orphaned. One line per problem, then a summary; exit status 0 only if
+the volume is clean. --repair commits a new index in which the newest intact
+frame of each block wins; it never deletes data. Format 1 volumes have no
+frames: their entries are checked and decoded, and they cannot be repaired.
+
+Run under `mpiexec -n N` to split the data files across ranks.
+
+Usage:
+  blockfs-fsck <blockfs-file> [--repair] [--n-workers <n>] [--silent]
+  blockfs-fsck -h | --help
+
+Arguments:
+  <blockfs-file>  The volume's directory file.
+
+Options:
+  --repair           Rebuild and commit the index from the frames if a problem is found.
+  --n-workers <n>    Local worker processes when not run under mpiexec [default: 1].
+  --silent           No progress bar.
+  -h --help          Show this text.
+"""
+import sys
+
+from docopt import docopt
+
+from . import parallel
+from .check import fsck
+
+
+@parallel.program
+def main(argv=None):
+    args = docopt(__doc__, argv)
+    status = fsck(args["<blockfs-file>"], parallel.world(), int(args["--n-workers"]),
+                  fix=args["--repair"], silent=args["--silent"])
+    sys.exit(status)
+
+
+if __name__ == "__main__":
+    main()
