@@ -242,7 +242,7 @@ def _check_frames(report, geometry, index, paths, scan):
         if missing:
             message = "is not in the index (a job that did not commit; --repair adds it)"
         elif entry["file"] < len(paths) and row["sequence"] > _sequence(paths[entry["file"]],
-                                                                         entry["offset"]):
+                                                                         int(entry["offset"])):
             message = "is newer than the committed one (a job that did not commit)"
         else:
             continue
