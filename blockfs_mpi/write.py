@@ -1,7 +1,7 @@
 """Convert a volume into blockfs, in parallel under mpiexec (or on one rank without it).
 
 Usage:
-  blockfs-write <source> <output> [options]
+  blockfs-write <source> <output> [options] [--metadata=<k=v>]...
   blockfs-write --help
 
 Sources:
@@ -99,9 +99,6 @@ def striping_hints(args):
 @parallel.program
 def main(argv=None):
     args = docopt(__doc__, argv)
-    # docopt gives one value for a repeatable option unless the usage repeats it.
-    metadata = args["--metadata"]
-    metadata = [] if metadata is None else metadata if isinstance(metadata, list) else [metadata]
     comm = parallel.world()
     rank = parallel.rank_of(comm)
     memory = parse_size(args["--memory"])
@@ -115,7 +112,7 @@ def main(argv=None):
         dtype=dtype, resume=args["--resume"], overwrite=args["--overwrite"],
         data_dirs=[d for d in (args["--data-dirs"] or "").split(",") if d],
         compression=Compression.parse(args["--compression"]),
-        compression_level=int(args["--level"]), metadata=parse_metadata(metadata),
+        compression_level=int(args["--level"]), metadata=parse_metadata(args["--metadata"]),
         hints=striping_hints(args))
     summary = convert(source, directory, memory, silent=args["--silent"])
     if rank == 0:

@@ -1,0 +1,245 @@
+"""blockfs-write: every source kind, 1 and 2 ranks, resume after a real kill, memory, errors."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import h5py
+import numpy as np
+import pytest
+import tifffile
+
+from blockfs_mpi import Directory
+from blockfs_mpi.synthetic import SyntheticVolume
+
+from conftest import HERE, microscopy_volume, mpiexec, run_checked
+
+SHAPE = (45, 70, 90)  # not multiples of the 32^3 blocks the tests use
+
+
+def write_command(ranks, *args):
+    """blockfs-write on `ranks` MPI ranks, or as a plain process when ranks is 0."""
+    program = [sys.executable, "-m", "blockfs_mpi.write", *map(str, args)]
+    return program if ranks == 0 else [mpiexec(), "-n", str(ranks), *program]
+
+
+def run_write(ranks, *args, **kwargs):
+    return run_checked(write_command(ranks, *args), **kwargs)
+
+
+@pytest.fixture(scope="module")
+def volume():
+    return microscopy_volume(SHAPE, seed=3)
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory, volume):
+    """The same volume as planes (mixed TIFF layouts), a stack, HDF5 and .npy."""
+    folder = tmp_path_factory.mktemp("sources")
+    (folder / "planes").mkdir()
+    for z, plane in enumerate(volume):
+        layout = [{}, {"compression": "zlib", "rowsperstrip": 7},
+                  {"compression": "zlib", "tile": (32, 32)}][z % 3]
+        tifffile.imwrite(folder / "planes" / f"img_{z}.tif", plane, **layout)
+    tifffile.imwrite(folder / "stack.tif", volume)
+    tifffile.imwrite(folder / "stack-zlib.tif", volume, compression="zlib")
+    with h5py.File(folder / "volume.h5", "w") as f:
+        f.create_dataset("/raw/channel0", data=volume, chunks=(16, 16, 16))
+    np.save(folder / "volume.npy", volume)
+    return {"planes": str(folder / "planes" / "img_*.tif"), "stack": str(folder / "stack.tif"),
+            "stack-zlib": str(folder / "stack-zlib.tif"),
+            "hdf5": f"{folder / 'volume.h5'}:/raw/channel0", "npy": str(folder / "volume.npy")}
+
+
+@pytest.mark.parametrize("ranks", [0, 2])
+@pytest.mark.parametrize("kind", ["planes", "stack", "stack-zlib", "hdf5", "npy"])
+def test_every_source_kind(tmp_path, sources, volume, kind, ranks):
+    output = tmp_path / "out.blockfs"
+    run_write(ranks, sources[kind], output, "--block-size", 32, "--silent")
+    directory = Directory.open(output)
+    assert directory.block_size == (32, 32, 32)
+    np.testing.assert_array_equal(directory[:], volume)
+
+
+def test_synthetic_with_options(tmp_path):
+    output = tmp_path / "out.blockfs"
+    dirs = [tmp_path / "disk0", tmp_path / "disk1"]
+    for d in dirs:
+        d.mkdir()
+    result = run_write(3, "synthetic:40x50x70", output, "--block-size", "16,32,64",
+                       "--compression", "lz4", "--level", "3", "--dtype", "uint32",
+                       "--data-dirs", ",".join(map(str, dirs)), "--stripe-count", 2,
+                       "--stripe-size", 1048576, "--metadata", "VoxelSize=[1.8,1.8,2]",
+                       "--metadata", "Lab=chung", "--verify")
+    assert "identical to the source" in result.stderr
+    directory = Directory.open(output)
+    assert directory.block_size == (16, 32, 64) and directory.dtype == np.uint32
+    assert directory.compression.name == "lz4" and directory.compression_level == 3
+    assert directory.metadata == {"VoxelSize": [1.8, 1.8, 2], "Lab": "chung"}
+    assert directory.block_filenames == [str(dirs[0] / "out.blockfs.0"),
+                                         str(dirs[1] / "out.blockfs.1"),
+                                         str(dirs[0] / "out.blockfs.2")]
+    np.testing.assert_array_equal(directory[:], SyntheticVolume((40, 50, 70))[:, :, :])
+
+
+def test_help():
+    result = run_write(0, "--help")
+    assert "Usage:" in result.stdout and "--resume" in result.stdout
+
+
+# ------------------------------------------------------------------ resume --
+
+def rank_pids(output):
+    """PIDs of the python ranks (not mpiexec) of a blockfs-write job writing output."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    argv = f.read().split(b"\0")
+                with open(f"/proc/{entry}/comm") as f:
+                    name = f.read().strip()
+            except OSError:
+                continue
+            if name.startswith("python") and str(output).encode() in argv:
+                pids.append(int(entry))
+    return pids
+
+
+def start_and_kill(output, shape, kill, ranks=2):
+    """Start a writer job, wait until frames reach the data files, then SIGKILL."""
+    command = write_command(ranks, f"synthetic:{shape}", output, "--silent", "--level", "9")
+    job = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           start_new_session=True)
+    deadline = time.monotonic() + 60
+    data = [f"{output}.{r}" for r in range(ranks)]
+    while sum(os.path.getsize(p) for p in data if os.path.exists(p)) < (4 << 20):
+        assert job.poll() is None, f"job ended before it could be killed: {job.communicate()}"
+        assert time.monotonic() < deadline, "no data reached the data files in 60 s"
+        time.sleep(0.05)
+    if kill == "one rank":
+        os.kill(rank_pids(output)[-1], signal.SIGKILL)
+    else:
+        os.killpg(job.pid, signal.SIGKILL)
+    job.communicate(timeout=60)
+    assert job.returncode != 0
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("kill", ["one rank", "whole job"])
+def test_resume_after_a_real_kill(tmp_path, kill):
+    output = tmp_path / "out.blockfs"
+    shape = "192x384x384"
+    start_and_kill(output, shape, kill)
+    result = run_write(2, f"synthetic:{shape}", output, "--resume", "--silent", timeout=300)
+    summary = [line for line in result.stderr.splitlines() if "blocks written" in line][-1]
+    present = int(summary.split(" already present")[0].split(", ")[-1])
+    written = int(summary.split(" blocks written")[0].split()[-1])
+    assert present > 0 and written > 0 and present + written == 3 * 6 * 6, summary
+    directory = Directory.open(output)
+    volume = SyntheticVolume((192, 384, 384))
+    for z in range(0, 192, 64):  # every voxel, a slab at a time
+        np.testing.assert_array_equal(directory[z:z + 64], volume[z:z + 64])
+
+
+def test_resume_of_a_complete_volume_writes_nothing(tmp_path):
+    output = tmp_path / "out.blockfs"
+    run_write(0, "synthetic:40x40x40", output, "--block-size", 16, "--silent")
+    result = run_write(0, "synthetic:40x40x40", output, "--block-size", 16, "--resume")
+    assert "0 blocks written, 27 already present" in result.stderr
+    np.testing.assert_array_equal(Directory.open(output)[:], SyntheticVolume((40, 40, 40))[:])
+
+
+def test_resume_of_another_volume_is_refused(tmp_path):
+    output = tmp_path / "out.blockfs"
+    run_write(0, "synthetic:40x40x40", output, "--silent")
+    result = run_write(0, "synthetic:40x40x48", output, "--resume", expect_failure=True)
+    assert "cannot be resumed" in result.stderr
+
+
+# ------------------------------------------------------------------ memory --
+
+@pytest.mark.mpi
+def test_memory_stays_within_budget(tmp_path):
+    """64 planes of 4 MiB would take 256 MiB a rank; the budget is 160 MiB."""
+    plane = microscopy_volume((1, 1024, 2048))[0]
+    (tmp_path / "planes").mkdir()
+    for z in range(64):
+        tifffile.imwrite(tmp_path / "planes" / f"p{z:03d}.tif", plane)
+    result = run_checked([mpiexec(), "-n", "2", sys.executable, str(HERE / "mpi" / "peak_rss.py"),
+                          str(tmp_path / "planes" / "p*.tif"), str(tmp_path / "out.blockfs"),
+                          "--memory", "160M", "--level", "1", "--silent"], timeout=300)
+    peaks = [int(line.split()[-2]) for line in result.stdout.splitlines() if "peak RSS" in line]
+    assert len(peaks) == 2, result.stdout
+    assert max(peaks) < 160 * 1024, f"peak RSS per rank {peaks} KiB exceeds the 160 MiB budget"
+    directory = Directory.open(tmp_path / "out.blockfs")
+    np.testing.assert_array_equal(directory[63], plane)
+
+
+# ------------------------------------------------------------------ errors --
+
+def test_bad_plane_names_the_file_and_rank(tmp_path, volume):
+    (tmp_path / "planes").mkdir()
+    for z in range(8):
+        tifffile.imwrite(tmp_path / "planes" / f"img_{z}.tif", volume[z])
+    (tmp_path / "planes" / "img_5.tif").write_bytes(b"not a tiff at all")
+    result = run_write(2, str(tmp_path / "planes" / "img_*.tif"), tmp_path / "out.blockfs",
+                       "--block-size", 4, "--silent", expect_failure=True, timeout=60)
+    assert "img_5.tif: cannot read TIFF plane" in result.stderr
+    assert "[rank 1]" in result.stderr
+
+
+def test_planes_of_different_shapes(tmp_path, volume):
+    (tmp_path / "planes").mkdir()
+    for z in range(4):
+        tifffile.imwrite(tmp_path / "planes" / f"img_{z}.tif", volume[z, :60 if z == 2 else 70])
+    result = run_write(0, str(tmp_path / "planes" / "img_*.tif"), tmp_path / "out.blockfs",
+                       "--silent", expect_failure=True)
+    assert "img_2.tif: plane is (60, 90) uint16, the first plane" in result.stderr
+
+
+def test_empty_glob(tmp_path):
+    result = run_write(0, str(tmp_path / "nothing_*.tif"), tmp_path / "out.blockfs",
+                       expect_failure=True)
+    assert "no files match" in result.stderr
+
+
+def test_existing_output_is_kept(tmp_path):
+    output = tmp_path / "out.blockfs"
+    run_write(0, "synthetic:30x30x30", output, "--silent")
+    before = {p: p.read_bytes() for p in tmp_path.iterdir()}
+    result = run_write(2, "synthetic:30x30x30", output, "--silent", expect_failure=True)
+    assert "exists: pass --resume" in result.stderr
+    assert {p: p.read_bytes() for p in tmp_path.iterdir()} == before
+    run_write(0, "synthetic:20x20x20", output, "--overwrite", "--silent")
+    assert Directory.open(output).shape == (20, 20, 20)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--block-size", "0"], "--block-size"),
+    (["--memory", "lots"], "not a size"),
+    (["--memory", "1M"], "too small"),
+    (["--compression", "gzip"], "unknown compression"),
+    (["--metadata", "novalue"], "key=value"),
+])
+def test_bad_options(tmp_path, args, message):
+    result = run_write(0, "synthetic:20x20x20", tmp_path / "out.blockfs", *args,
+                       expect_failure=True)
+    assert message in result.stderr
+
+
+def test_full_disk(tmp_path):
+    """A writer that runs out of space fails with a clear error on every rank."""
+    small = tmp_path / "small"
+    small.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(small)],
+                      capture_output=True).returncode:
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+    try:
+        result = run_write(2, "synthetic:256x256x256", small / "out.blockfs", "--silent",
+                           expect_failure=True, timeout=120)
+        assert "No space left on device" in result.stderr
+        assert "not committed" in result.stderr
+    finally:
+        subprocess.run(["umount", str(small)], check=True)
