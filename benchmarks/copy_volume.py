@@ -6,24 +6,29 @@ what it copies, so `cp` is timed both alone and followed by `sync` of the
 copied files. The page cache is warm for every run alike.
 
 Usage:
-  python benchmarks/copy.py [--gb <n>] [--folder <path>] [--repeats <n>]
+  benchmarks/copy_volume.py [--gb <n>] [--folder <path>] [--repeats <n>]
 
 Options:
   --gb <n>         Size of the volume in GB [default: 2].
   --folder <path>  Where to put the volume and the copies [default: /tmp/blockfs-bench-copy].
   --repeats <n>    Runs of each way; the best counts [default: 2].
 """
-import glob
 import os
-import shutil
-import subprocess
 import sys
-import time
 
-import numpy as np
-from docopt import docopt
+# Run as a script, this file's folder comes first on sys.path and its name
+# would shadow the standard library's copy module: take the folder off.
+sys.path = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
 
-from blockfs_mpi import Directory
+import glob  # noqa: E402
+import shutil  # noqa: E402
+import subprocess  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+from docopt import docopt  # noqa: E402
+
+from blockfs_mpi import Directory  # noqa: E402
 
 BLOCK = (64, 512, 512)  # (z, y, x) uint16: 32 MiB
 
