@@ -1,0 +1,27 @@
+"""One timed blockfs_mpi write of the benchmark volume, run under mpiexec by write_read.py.
+
+Rank r writes every size-th block from r on; the time runs from a barrier
+after imports to the end of the collective commit (fsync and rename included).
+"""
+import sys
+import time
+
+import numpy as np
+from mpi4py import MPI
+
+from blockfs_mpi import Directory
+from volume import benchmark_volume, block_origins
+
+comm = MPI.COMM_WORLD
+size, level, output = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+volume = benchmark_volume(size)
+comm.Barrier()
+started = time.perf_counter()
+directory = Directory(size, size, size, np.uint16, output, compression_level=level)
+directory.create()
+for x, y, z in block_origins(size)[comm.rank::comm.size]:
+    directory.write_block(volume[z:z + 64, y:y + 64, x:x + 64], x, y, z)
+directory.close()
+comm.Barrier()
+if comm.rank == 0:
+    print(f"seconds {time.perf_counter() - started:.4f}")

@@ -1,0 +1,116 @@
+"""Core write/read benchmark: blockfs_mpi against the compression and decompression ceilings.
+
+    python benchmarks/write_read.py [--size 512] [--level 5]
+
+Prints, in one run on the same volume and codec (Blosc zstd, byte shuffle,
+one Blosc thread per process):
+  - the compression ceiling: 64^3 blocks sliced from the memory-mapped volume
+    and encoded, in 1 and 2 processes (one per core);
+  - blockfs_mpi write MB/s with 1 and 2 MPI ranks (create, write every block,
+    collective commit with fsync), timed inside the job after a barrier;
+  - random 64^3 block reads per second through Directory.read_block against
+    decoding the same blocks' payloads already in memory.
+"""
+import argparse
+import multiprocessing
+import os
+import platform
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+from volume import CACHE, benchmark_volume, block_origins  # noqa: E402
+
+
+def encode_share(size, level, rank, ranks, barrier, results):
+    """One process of the compression ceiling: encode every ranks-th block."""
+    from blockfs_mpi.compression import make_codec, single_threaded
+    single_threaded()
+    volume = benchmark_volume(size)
+    codec = make_codec("zstd", level)
+    mine = block_origins(size)[rank::ranks]
+    barrier.wait()
+    started = time.perf_counter()
+    for x, y, z in mine:
+        codec.encode(np.ascontiguousarray(volume[z:z + 64, y:y + 64, x:x + 64]))
+    results.put(time.perf_counter() - started)
+
+
+def compression_ceiling(size, level, ranks):
+    """MB/s of encoding every block with `ranks` processes."""
+    context = multiprocessing.get_context("fork")
+    barrier, results = context.Barrier(ranks), context.Queue()
+    workers = [context.Process(target=encode_share, args=(size, level, r, ranks, barrier, results))
+               for r in range(ranks)]
+    for w in workers:
+        w.start()
+    seconds = max(results.get() for _ in workers)
+    for w in workers:
+        w.join()
+    return size ** 3 * 2 / 1e6 / seconds
+
+
+def blockfs_write(size, level, ranks, output):
+    """MB/s of blockfs_mpi writing every block under mpiexec -n ranks."""
+    mpiexec = os.path.join(os.path.dirname(sys.executable), "mpiexec")
+    result = subprocess.run([mpiexec, "-n", str(ranks), sys.executable,
+                             os.path.join(HERE, "mpi_write.py"), str(size), str(level), output],
+                            capture_output=True, text=True, check=True)
+    seconds = float(result.stdout.split()[-1])
+    return size ** 3 * 2 / 1e6 / seconds
+
+
+def random_reads(size, path, count=2000, seed=42):
+    """(blocks/s through Directory.read_block, blocks/s decoding the same payloads in memory)."""
+    from blockfs_mpi import Directory
+    directory = Directory.open(path)
+    origins = block_origins(size)
+    picks = [origins[i] for i in np.random.default_rng(seed).integers(0, len(origins), count)]
+    for x, y, z in picks[:50]:  # open the descriptors, warm the page cache
+        directory.read_block(x, y, z)
+    started = time.perf_counter()
+    for x, y, z in picks:
+        directory.read_block(x, y, z)
+    read_rate = count / (time.perf_counter() - started)
+    reader = directory.reader
+    payloads = [reader.payload(directory.geometry.block_number(x, y, z)) for x, y, z in picks]
+    started = time.perf_counter()
+    for payload in payloads:
+        reader.codec.decode(payload, out=np.empty((64, 64, 64), np.uint16))
+    decode_rate = count / (time.perf_counter() - started)
+    return read_rate, decode_rate
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--level", type=int, default=5)
+    args = parser.parse_args()
+    benchmark_volume(args.size)  # generate outside any timing
+    output = os.path.join(CACHE, "bench.blockfs")
+    print(f"# {time.strftime('%Y-%m-%d')} {platform.node()} {os.cpu_count()} cores, "
+          f"Python {platform.python_version()}; volume {args.size}^3 uint16, 64^3 blocks, "
+          f"Blosc zstd-{args.level} byte shuffle, 1 Blosc thread per process")
+    rows = {}
+    for ranks in (1, 2):
+        rows[f"ceiling: compress, {ranks} proc"] = compression_ceiling(args.size, args.level, ranks)
+        rows[f"blockfs_mpi write, {ranks} rank"] = blockfs_write(args.size, args.level, ranks,
+                                                                output)
+    for name, rate in rows.items():
+        print(f"{name:32s} {rate:8.1f} MB/s")
+    for ranks in (1, 2):
+        ratio = rows[f"blockfs_mpi write, {ranks} rank"] / rows[f"ceiling: compress, {ranks} proc"]
+        print(f"write / ceiling, {ranks} rank(s)      {ratio:8.2f}")
+    read_rate, decode_rate = random_reads(args.size, output)
+    print(f"random 64^3 reads                {read_rate:8.0f} blocks/s")
+    print(f"decode only (same payloads)      {decode_rate:8.0f} blocks/s")
+    print(f"reads / decode                   {read_rate / decode_rate:8.2f}")
+
+
+if __name__ == "__main__":
+    main()
