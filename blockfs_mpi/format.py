@@ -158,7 +158,7 @@ def _parse_metadata2(raw, md_crc, index_offset, n_entries, name):
                         metadata=dict(meta.get("metadata", {})), version=FORMAT2_VERSION,
                         index_offset=index_offset, n_entries=n_entries,
                         index_crc32c=meta.get("index_crc32c"))
-    except (KeyError, TypeError, ValueError) as e:
+    except (KeyError, TypeError, ValueError, OverflowError) as e:  # OverflowError: Infinity
         raise FormatError(f"{name}: bad metadata: {e}") from None
     if n_entries != geometry.n_blocks:
         raise FormatError(f"{name}: index has {n_entries} entries, the volume needs "
@@ -191,9 +191,10 @@ def _parse_metadata1(raw, index_offset, file_size, name):
                         metadata={k: v for k, v in meta.items() if k not in FORMAT1_KEYS},
                         version=1, index_offset=index_offset,
                         n_offset_bits=int(meta["NOffsetBits"]), n_size_bits=int(meta["NSizeBits"]))
-    except (KeyError, TypeError, ValueError) as e:
+    except (KeyError, TypeError, ValueError, OverflowError) as e:  # OverflowError: Infinity
         raise FormatError(f"{name}: bad format 1 metadata: {e}") from None
-    if not header.data_files or not 0 < header.n_offset_bits + header.n_size_bits <= 64:
+    if (not header.data_files or header.n_offset_bits <= 0 or header.n_size_bits <= 0
+            or header.n_offset_bits + header.n_size_bits > 64):
         raise FormatError(f"{name}: bad format 1 metadata: no data files or bad entry bits")
     header.n_entries = max(0, (file_size - index_offset) // header.entry_size)
     return header
