@@ -22,7 +22,7 @@ else
     "$VENV/bin/pip" install --quiet -e ".[jp2k,mpich,test]"
 fi
 # glymur needs an OpenJPEG shared library; Debian's is the simplest source.
-if ! "$VENV/bin/python" -c "import glymur, sys; sys.exit(glymur.version.openjpeg_version < '2.4')" 2>/dev/null; then
+if ! "$VENV/bin/python" -c "import glymur, sys; from packaging.version import Version as V; sys.exit(V(glymur.version.openjpeg_version) < V('2.4'))" 2>/dev/null; then
     if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
         (apt-get install -y -qq --no-install-recommends libopenjp2-7 >/dev/null 2>&1 \
          || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq --no-install-recommends libopenjp2-7 >/dev/null 2>&1; }) \
