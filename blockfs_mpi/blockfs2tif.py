@@ -1,0 +1,126 @@
+"""Write every z plane of a blockfs volume to a TIFF file of its own.
+
+Under mpiexec the ranks share the work by z-slabs one block deep: a rank reads
+the blocks of its slab and writes its planes. Run without mpiexec, --n-workers
+local processes do the same. Memory per rank is one slab (z block x Y x X), or
+with --y-stripe a few stripes of that many rows. Planes over 4 GiB are written
+as BigTIFF.
+
+Usage:
+  blockfs2tif --input <blockfs-file> --output-pattern <pattern> [--n-workers <n>] [--silent] [--compression <level>] [--y-stripe <rows>]
+  blockfs2tif -h | --help
+
+Options:
+  -h --help                   Show this text.
+  --input <blockfs-file>      The volume's directory file (blockfs format 1 or 2).
+  --output-pattern <pattern>  printf pattern of the z index, e.g. out/img_%04d.tiff; missing folders are created.
+  --n-workers <n>             Worker processes when run without mpiexec (default: one per core). Under mpiexec every rank is one worker and this option is not used.
+  --compression <level>       zlib (deflate) level of the TIFF planes, 0 (uncompressed) to 9 [default: 3].
+  --y-stripe <rows>           Cut each slab into stripes of this many rows (rounded up to whole blocks) so that a rank holds about 3 stripes instead of a whole slab; 0 = whole slabs [default: 0].
+  --silent                    Do not show the progress bar.
+"""
+import queue
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+
+import tifffile
+from docopt import docopt
+
+from . import export, parallel
+from .directory import Directory
+
+BIGTIFF_THRESHOLD = 2 ** 32 - 2 ** 25  # tifffile's: 4 GiB less room for metadata
+
+
+def tiff_options(nbytes, level):
+    """tifffile.imwrite keywords for a plane of nbytes at zlib level (0 = none)."""
+    options = dict(bigtiff=nbytes > BIGTIFF_THRESHOLD, photometric="minisblack")
+    if level:
+        options.update(compression="zlib", compressionargs={"level": level})
+    return options
+
+
+def write_plane(path, plane, level):
+    """One plane to one TIFF file."""
+    tifffile.imwrite(path, plane, **tiff_options(plane.nbytes, level))
+
+
+class StripeSlabs:
+    """work(i) writing slab i by y-stripes: every plane of the slab is written at once,
+    one thread per plane, each fed its plane's strips through a queue of depth one."""
+
+    def __init__(self, directory, pattern, level, rows):
+        self.directory = directory
+        self.pattern = pattern
+        self.level = level
+        yb = directory.geometry.y_block_size
+        self.rows = -(-rows // yb) * yb
+        self.slabs = export.slabs(directory.geometry)
+
+    def _encode(self, feed):
+        while (strip := feed.get()) is not None:
+            yield zlib.compress(strip, self.level) if self.level else strip.tobytes()
+
+    def _write(self, path, feed, shape):
+        tifffile.imwrite(path, self._encode(feed), shape=shape, dtype=self.directory.dtype,
+                         rowsperstrip=self.rows,
+                         **tiff_options(shape[0] * shape[1] * self.directory.dtype.itemsize,
+                                        self.level))
+
+    def __call__(self, i):
+        z0, z1 = self.slabs[i]
+        _, ny, nx = self.directory.shape
+        feeds = [queue.Queue(maxsize=1) for _ in range(z0, z1)]
+        pool = ThreadPoolExecutor(len(feeds))
+        writers = [pool.submit(self._write, export.plane_path(self.pattern, z), feed, (ny, nx))
+                   for z, feed in zip(range(z0, z1), feeds)]
+        try:
+            for y in range(0, ny, self.rows):
+                stripe = self.directory[z0:z1, y:y + self.rows]
+                for feed, writer, strip in zip(feeds, writers, stripe):
+                    _put(feed, strip, writer)
+                yield 0, stripe.nbytes
+        finally:  # end every plane, also when reading failed, so that no thread waits forever
+            for feed, writer in zip(feeds, writers):
+                _put(feed, None, writer)
+            pool.shutdown()
+        for writer in writers:
+            writer.result()
+        yield z1 - z0, 0
+
+
+def _put(feed, item, writer):
+    """Queue item for a writer thread, unless the thread has ended (its result tells why)."""
+    while not writer.done():
+        try:
+            return feed.put(item, timeout=0.1)
+        except queue.Full:
+            pass
+
+
+def export_tiff(directory, pattern, level=3, comm=None, n_workers=None, y_stripe=0, silent=False):
+    """Write every plane of directory to pattern % z; (planes, bytes, seconds) of the job."""
+    export.check_pattern(pattern)
+    if y_stripe:
+        work = StripeSlabs(directory, pattern, level, y_stripe)
+    else:
+        work = export.PlaneSlabs(directory, pattern, partial(write_plane, level=level))
+    return export.export_planes(directory, pattern, work, comm, n_workers, silent, "blockfs2tif")
+
+
+@parallel.program
+def main(argv=None):
+    args = docopt(__doc__, argv)
+    pattern = export.check_pattern(args["--output-pattern"])
+    level = export.check_level("--compression", args["--compression"], 0, 9)
+    y_stripe = export.check_level("--y-stripe", args["--y-stripe"], 0, 2 ** 31)
+    n_workers = args["--n-workers"] and export.check_level("--n-workers", args["--n-workers"],
+                                                           1, 4096)
+    directory = Directory.open(args["--input"])
+    export_tiff(directory, pattern, level, parallel.world(), n_workers, y_stripe,
+                args["--silent"])
+
+
+if __name__ == "__main__":
+    main()

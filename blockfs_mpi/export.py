@@ -1,0 +1,143 @@
+"""What the export programs (blockfs2tif, blockfs2jp2k, blockfs2hdf) share.
+
+The unit of work is a z-slab one block deep: reading it decodes each block
+once, and every plane or chunk it holds can be written by one rank alone.
+Slabs go to ranks round-robin; `rounds` pads the shares so that every rank
+makes the same number of collective calls even when slabs do not divide evenly.
+"""
+import logging
+import multiprocessing
+import os
+
+from . import parallel
+from .progress import Progress
+
+log = logging.getLogger("blockfs_mpi")
+
+
+def check_pattern(pattern):
+    """Return pattern if it formats a z index into a file name (`out/img_%04d.tif`), else raise."""
+    try:
+        names = {pattern % 0, pattern % 1}
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"output pattern {pattern!r} needs exactly one %d-style field for the "
+                         f"z index, e.g. out/img_%04d.tiff ({e})") from None
+    if len(names) != 2:
+        raise ValueError(f"output pattern {pattern!r} has no %d-style field for the z index, "
+                         f"e.g. out/img_%04d.tiff")
+    return pattern
+
+
+def plane_path(pattern, z):
+    """The file name of plane z, its folder created if missing."""
+    path = pattern % z
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as e:
+        raise OSError(f"cannot create output folder {folder}: {e.strerror or e}") from None
+    if not os.access(folder, os.W_OK):
+        raise PermissionError(f"output folder {folder} is not writable")
+    return path
+
+
+def check_level(name, value, low, high, kind=int):
+    """value (a string from the command line) as kind, or a one-line error naming the option."""
+    try:
+        number = kind(value)
+    except (TypeError, ValueError):
+        number = None
+    if number is None or not low <= number <= high:
+        raise ValueError(f"{name} must be a number from {low} to {high}, not {value!r}")
+    return number
+
+
+def slabs(geometry):
+    """(z0, z1) of every z-slab one block deep."""
+    zb, nz = geometry.z_block_size, geometry.z_extent
+    return [(z, min(z + zb, nz)) for z in range(0, nz, zb)]
+
+
+def rounds(n_items, comm):
+    """This rank's item per round (None when it has none); the same length on every rank."""
+    rank, size = parallel.rank_of(comm), parallel.size_of(comm)
+    count = -(-n_items // size)
+    return [i if i < n_items else None for i in range(rank, count * size, size)]
+
+
+def share(n_items, comm):
+    """The items this rank does: rank, rank + size, ..."""
+    return [i for i in rounds(n_items, comm) if i is not None]
+
+
+def run(work, n_items, total, comm=None, n_workers=None, desc="export", unit="plane",
+        silent=False):
+    """Do work(i) for this rank's share of range(n_items), with one progress bar for the job.
+
+    work(i) is a generator yielding (items, bytes) as it goes, counted towards
+    `total`. Without MPI, n_workers > 1 spreads the items over local worker
+    processes (work must then be picklable; default: one per core); under MPI the
+    ranks are the workers.
+    Returns (items, bytes, seconds) of the whole job (collective).
+    """
+    mine = share(n_items, comm)
+    progress = Progress(comm, total, desc, unit=unit, disable=silent)
+    if comm is None:
+        n_workers = n_workers or os.cpu_count() or 1
+    elif n_workers:
+        log.info("under mpiexec every rank is one worker; --n-workers is not used")
+    if comm is None and n_workers > 1 and len(mine) > 1:
+        with multiprocessing.get_context("fork").Pool(min(n_workers, len(mine))) as pool:
+            for items, nbytes in pool.imap_unordered(_Drain(work), mine):
+                progress.update(items, nbytes)
+    else:
+        for i in mine:
+            for items, nbytes in work(i):
+                progress.update(items, nbytes)
+    return progress.close()
+
+
+class _Drain:
+    """work(i) run to the end in a worker process, returning its total (items, bytes)."""
+
+    def __init__(self, work):
+        self.work = work
+
+    def __call__(self, item):
+        items = nbytes = 0
+        for done, size in self.work(item):
+            items += done
+            nbytes += size
+        return items, nbytes
+
+
+def report(comm, what, unit, items, nbytes, seconds):
+    """Log the job's totals on rank 0."""
+    if parallel.rank_of(comm) == 0:
+        log.info("%s: %d %ss, %.1f MB in %.1f s (%.1f MB/s) on %d rank(s)", what, items,
+                 unit, nbytes / 1e6, seconds, nbytes / 1e6 / max(seconds, 1e-9),
+                 parallel.size_of(comm))
+
+
+class PlaneSlabs:
+    """work(i) of the plane exporters: read z-slab i, write each of its planes to its own file."""
+
+    def __init__(self, directory, pattern, write_plane):
+        self.directory = directory
+        self.pattern = pattern
+        self.write_plane = write_plane  # write_plane(path, 2-D array); picklable
+        self.slabs = slabs(directory.geometry)
+
+    def __call__(self, i):
+        z0, z1 = self.slabs[i]
+        for z, plane in enumerate(self.directory[z0:z1], z0):
+            self.write_plane(plane_path(self.pattern, z), plane)
+            yield 1, plane.nbytes
+
+
+def export_planes(directory, pattern, work, comm=None, n_workers=None, silent=False, what="export"):
+    """Run a plane exporter's work over the whole volume; (planes, bytes, seconds) of the job."""
+    totals = run(work, len(slabs(directory.geometry)), directory.shape[0], comm, n_workers,
+                 desc=what, unit="plane", silent=silent)
+    report(comm, what, "plane", *totals)
+    return totals
