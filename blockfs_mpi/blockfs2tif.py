@@ -115,8 +115,7 @@ def main(argv=None):
     pattern = export.check_pattern(args["--output-pattern"])
     level = export.check_level("--compression", args["--compression"], 0, 9)
     y_stripe = export.check_level("--y-stripe", args["--y-stripe"], 0, 2 ** 31)
-    n_workers = args["--n-workers"] and export.check_level("--n-workers", args["--n-workers"],
-                                                           1, 4096)
+    n_workers = export.check_workers(args["--n-workers"])
     directory = Directory.open(args["--input"])
     export_tiff(directory, pattern, level, parallel.world(), n_workers, y_stripe,
                 args["--silent"])

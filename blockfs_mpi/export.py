@@ -52,6 +52,11 @@ def check_level(name, value, low, high, kind=int):
     return number
 
 
+def check_workers(value):
+    """--n-workers as a number, or None when not given (one per core)."""
+    return value and check_level("--n-workers", value, 1, 4096)
+
+
 def slabs(geometry):
     """(z0, z1) of every z-slab one block deep."""
     zb, nz = geometry.z_block_size, geometry.z_extent
