@@ -13,22 +13,17 @@ Options:
   --folder <path>  Where to put the volume and the copies [default: /tmp/blockfs-bench-copy].
   --repeats <n>    Runs of each way; the best counts [default: 2].
 """
+import glob
 import os
+import shutil
+import subprocess
 import sys
+import time
 
-# Run as a script, this file's folder comes first on sys.path and its name
-# would shadow the standard library's copy module: take the folder off.
-sys.path = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
+import numpy as np
+from docopt import docopt
 
-import glob  # noqa: E402
-import shutil  # noqa: E402
-import subprocess  # noqa: E402
-import time  # noqa: E402
-
-import numpy as np  # noqa: E402
-from docopt import docopt  # noqa: E402
-
-from blockfs_mpi import Directory  # noqa: E402
+from blockfs_mpi import Directory
 
 BLOCK = (64, 512, 512)  # (z, y, x) uint16: 32 MiB
 
