@@ -19,7 +19,7 @@ from .errors import (BlockCoordinateError, BlockfsError, BlockShapeError, Format
                      ReadOnlyError, WriterError)
 from .geometry import Geometry
 from .local_writers import WriterClient, WriterProcesses
-from .reader import BlockReader, read_header
+from .reader import BlockReader
 from .scan import scan_data_file
 from .writer import WRITTEN, BlockWriter, MPIFile, PosixFile
 
@@ -100,10 +100,10 @@ class Directory:
         self = cls.__new__(cls)
         self.directory_filename = path
         self.comm = comm
-        self.header = read_header(path)
+        self._reader = BlockReader(path)  # header and index from one version of the file
+        self.header = self._reader.header
         self.hints = None
         self._state = READING
-        self._reader = BlockReader(path, self.header)
         self._writer = self._processes = self._client = None
         self._owner_pid = os.getpid()
         self._recovered = np.zeros(0, WRITTEN)

@@ -26,17 +26,25 @@ def pread_exact(fd, size, offset):
     return b"".join(chunks)
 
 
-def read_header(path):
-    """The Header of the directory file at path (either format)."""
+def open_directory_file(path):
+    """A read-only descriptor of a directory file and its parsed Header (either format)."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: no such blockfs directory file") from None
     try:
         size = os.fstat(fd).st_size
-        return fmt.parse_directory(lambda offset, n: pread_exact(fd, n, offset), size, path)
-    finally:
+        return fd, fmt.parse_directory(lambda offset, n: pread_exact(fd, n, offset), size, path)
+    except BaseException:
         os.close(fd)
+        raise
+
+
+def read_header(path):
+    """The Header of the directory file at path (either format)."""
+    fd, header = open_directory_file(path)
+    os.close(fd)
+    return header
 
 
 def resolve_data_file(directory_path, name):
@@ -60,7 +68,13 @@ class BlockReader:
 
     def __init__(self, path, header=None):
         self.path = os.path.abspath(path)
-        self.header = header if header is not None else read_header(self.path)
+        # Without a header, the index is read from the very file the header came from, so a
+        # commit that replaces the directory file meanwhile cannot mix two versions. pread
+        # has no file offset, so this descriptor is safe to share across fork.
+        self._directory_fd = None
+        if header is None:
+            self._directory_fd, header = open_directory_file(self.path)
+        self.header = header
         self.data_paths = [resolve_data_file(self.path, name) for name in self.header.data_files]
         self.codec = make_codec(self.header.compression, self.header.compression_level,
                                 self.header.shuffle)
@@ -70,6 +84,8 @@ class BlockReader:
 
     def _fd(self, key):
         """The descriptor for key (None = directory file, else a data file number)."""
+        if key is None and self._directory_fd is not None:
+            return self._directory_fd
         fds = self._fds
         if self._pid != os.getpid():
             with self._lock:
@@ -96,6 +112,9 @@ class BlockReader:
                 for fd in self._fds.values():
                     os.close(fd)
             self._fds = {}
+            if self._directory_fd is not None:
+                os.close(self._directory_fd)
+                self._directory_fd = None
 
     def entry(self, block_number):
         """(file number, payload offset, payload size) of a block, or None if never written."""
