@@ -25,6 +25,11 @@ Options:
   --resume               Complete a killed job: keep every intact block, write the rest.
   --overwrite            Replace an existing volume at <output>.
   --verify               Read the committed volume back and compare it with the source.
+  --levels=<n>           Write a Neuroglancer pyramid of n mip levels: <output> is then a
+                         folder, level 1 <output>/1_1_1/precomputed.blockfs (see
+                         blockfs-downsample).
+  --voxel-size=<xyz>     Voxel size x,y,z in nm for the pyramid's info.  [default: 1,1,1]
+  --labels               Downsample the pyramid by mode (integer labels), not mean.
   --silent               No progress bar.
   -h --help              Show this text.
 
@@ -35,11 +40,12 @@ and local writer processes (one per core) compress and write.
 """
 import json
 import logging
+import os
 
 import numpy as np
 from docopt import docopt
 
-from . import parallel
+from . import parallel, pyramid
 from .compression import Compression
 from .convert import convert, open_output, verify
 from .errors import BlockfsError
@@ -104,11 +110,16 @@ def main(argv=None):
     memory = parse_size(args["--memory"])
     source = open_source(args["<source>"])
     dtype = np.dtype(args["--dtype"] or source.dtype)
+    output = args["<output>"]
+    if args["--levels"]:  # a pyramid: level 1 goes to <output>/1_1_1/precomputed.blockfs
+        levels, voxel_size = int(args["--levels"]), pyramid.parse_voxel_size(args["--voxel-size"])
+        output = pyramid.level_path(args["<output>"], 1)
+        os.makedirs(os.path.dirname(output), exist_ok=True)
     if rank == 0:
         log.info("blockfs-write: %s -> %s on %d rank(s)", source.description, args["<output>"],
                  parallel.size_of(comm))
     directory = open_output(
-        source, args["<output>"], comm, block_size=parse_block_size(args["--block-size"]),
+        source, output, comm, block_size=parse_block_size(args["--block-size"]),
         dtype=dtype, resume=args["--resume"], overwrite=args["--overwrite"],
         data_dirs=[d for d in (args["--data-dirs"] or "").split(",") if d],
         compression=Compression.parse(args["--compression"]),
@@ -125,6 +136,9 @@ def main(argv=None):
                      "identical to the source" if not bad else f"{bad} units DIFFER")
         if bad:
             raise BlockfsError(f"verification failed: {bad} units differ from the source")
+    if args["--levels"]:
+        pyramid.build(args["<output>"], levels, voxel_size, "mode" if args["--labels"] else "mean",
+                      comm, overwrite=True, silent=args["--silent"])
 
 
 if __name__ == "__main__":

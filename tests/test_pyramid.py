@@ -1,0 +1,145 @@
+"""Pyramids: blockfs-downsample and blockfs-write --levels on 1 and 3 ranks, odd extents,
+every voxel of every level against a numpy 2x2x2 mean/mode reference."""
+import json
+import sys
+
+import numpy as np
+import pytest
+
+from blockfs_mpi import Directory, pyramid
+from blockfs_mpi.errors import BlockfsError
+from blockfs_mpi.reader import BlockReader
+from conftest import microscopy_volume, mpiexec, run_checked
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def groups_of(a):
+    """(values, present) of shape (z', y', x', 8): each 2x2x2 group, padded at odd edges."""
+    padded = [(0, n % 2) for n in a.shape]
+    values = np.pad(a, padded).reshape(a.shape[0] // 2 + a.shape[0] % 2, 2,
+                                       a.shape[1] // 2 + a.shape[1] % 2, 2,
+                                       a.shape[2] // 2 + a.shape[2] % 2, 2)
+    present = np.pad(np.ones(a.shape, bool), padded).reshape(values.shape)
+    order = (0, 2, 4, 1, 3, 5)
+    shape = values.shape[0::2] + (8,)
+    return values.transpose(order).reshape(shape), present.transpose(order).reshape(shape)
+
+
+def reference_mean(a):
+    values, present = groups_of(a)
+    return (np.where(present, values, 0).sum(-1, dtype=np.int64) // present.sum(-1)).astype(a.dtype)
+
+
+def reference_mode(a):
+    values, present = groups_of(a)
+    out = np.empty(values.shape[:3], a.dtype)
+    for index in np.ndindex(out.shape):
+        labels, counts = np.unique(values[index][present[index]], return_counts=True)
+        out[index] = labels[np.argmax(counts)]  # unique sorts: the smallest label wins ties
+    return out
+
+
+def write_level1(dest, voxels, block=16):
+    path = pyramid.level_path(str(dest), 1)
+    (dest / "1_1_1").mkdir(parents=True)
+    z, y, x = voxels.shape
+    d = Directory(x, y, z, voxels.dtype, path, x_block_size=block, y_block_size=block,
+                  z_block_size=block, n_filenames=2)
+    d.create()
+    d[:, :, :] = voxels
+    d.close()
+    return path
+
+
+def check_pyramid(dest, voxels, levels, reference, voxel_size=(1, 1, 1)):
+    """Every level equals the reference made from the level below; the info describes them."""
+    info = json.loads((dest / "info").read_text())
+    assert info["data_type"] == voxels.dtype.name and info["num_channels"] == 1
+    assert [s["key"] for s in info["scales"]] == [pyramid.scale_key(n) for n in range(1, levels + 1)]
+    expected = voxels
+    for level, scale in enumerate(info["scales"], 1):
+        got = Directory.open(pyramid.level_path(str(dest), level))[:, :, :]
+        np.testing.assert_array_equal(got, expected, err_msg=f"level {level}")
+        assert scale["size"] == list(expected.shape[::-1])
+        assert scale["resolution"] == [v * 2 ** (level - 1) for v in voxel_size]
+        assert scale["encoding"] == "raw" and scale["voxel_offset"] == [0, 0, 0]
+        assert scale["chunk_sizes"] == [[16, 16, 16]]
+        expected = reference(expected)
+    return info
+
+
+@pytest.mark.parametrize("ranks", [1, 3])
+def test_downsample_mean_under_mpiexec(tmp_path, ranks):
+    voxels = microscopy_volume((37, 45, 51))
+    path = write_level1(tmp_path / "vol", voxels)
+    run_checked([mpiexec(), "-n", str(ranks), sys.executable, "-m", "blockfs_mpi.downsample",
+                 path, "--levels=5", "--voxel-size=1800,1800,2000", "--silent"])
+    info = check_pyramid(tmp_path / "vol", voxels, 5, reference_mean, (1800, 1800, 2000))
+    assert info["type"] == "image"
+    assert info["scales"][-1]["size"] == [4, 3, 3]
+
+
+@pytest.mark.parametrize("ranks", [1, 3])
+def test_downsample_mode_of_labels(tmp_path, ranks):
+    labels = np.random.default_rng(ranks).integers(0, 4, (23, 34, 19)).astype(np.uint32)
+    path = write_level1(tmp_path / "labels", labels)
+    run_checked([mpiexec(), "-n", str(ranks), sys.executable, "-m", "blockfs_mpi.downsample",
+                 path, "--levels=3", "--labels", "--silent"])
+    info = check_pyramid(tmp_path / "labels", labels, 3, reference_mode)
+    assert info["type"] == "segmentation"
+
+
+@pytest.mark.parametrize("ranks", [1, 3])
+def test_write_with_levels(tmp_path, ranks):
+    source = tmp_path / "source.npy"
+    voxels = microscopy_volume((33, 40, 47))
+    np.save(source, voxels)
+    run_checked([mpiexec(), "-n", str(ranks), sys.executable, "-m", "blockfs_mpi.write",
+                 str(source), str(tmp_path / "pyr"), "--levels=3", "--block-size=16",
+                 "--voxel-size=2,2,5", "--silent"])
+    check_pyramid(tmp_path / "pyr", voxels, 3, reference_mean, (2, 2, 5))
+
+
+def test_each_block_below_is_read_once(tmp_path, monkeypatch):
+    """A new level reads the level below exactly once, 2x2x2 blocks at a time."""
+    voxels = microscopy_volume((37, 45, 51))
+    write_level1(tmp_path / "vol", voxels)
+    reads = []
+    original = BlockReader.read
+    monkeypatch.setattr(BlockReader, "read",
+                        lambda self, number, shape: reads.append((self.path, number))
+                        or original(self, number, shape))
+    pyramid.build(str(tmp_path / "vol"), 2, silent=True)
+    below = Directory.open(pyramid.level_path(str(tmp_path / "vol"), 1)).geometry
+    level1_reads = [r for r in reads if r[0].endswith("1_1_1/precomputed.blockfs")]
+    assert sorted(n for _, n in level1_reads) == list(range(below.n_blocks))
+
+
+def test_downsample_edge_cases():
+    np.testing.assert_array_equal(pyramid.downsample(np.array([[[1, 2, 7]]], np.uint8)),
+                                  [[[1, 7]]])
+    np.testing.assert_array_equal(pyramid.downsample(np.array([[[5, 5, 3]]], np.uint8), "mode"),
+                                  [[[5, 3]]])
+    np.testing.assert_array_equal(pyramid.downsample(np.array([[[-3, -4]]], np.int16)), [[[-4]]])
+    ties = np.arange(8, dtype=np.uint64).reshape(2, 2, 2)[::-1]
+    assert pyramid.downsample(ties, "mode").item() == 0
+
+
+def test_refusals(tmp_path):
+    write_level1(tmp_path / "vol", microscopy_volume((20, 20, 20)))
+    pyramid.build(str(tmp_path / "vol"), 2, silent=True)
+    with pytest.raises(BlockfsError, match="exists"):
+        pyramid.build(str(tmp_path / "vol"), 2, silent=True)
+    with pytest.raises(BlockfsError, match="unknown downsampling method"):
+        pyramid.build(str(tmp_path / "vol"), 2, method="median", overwrite=True)
+    write_level1(tmp_path / "float", np.ones((5, 5, 5), np.float32))
+    with pytest.raises(BlockfsError, match="mode is for integer"):
+        pyramid.build(str(tmp_path / "float"), 2, method="mode")
+    with pytest.raises(BlockfsError, match="level 1"):
+        pyramid.pyramid_folder(str(tmp_path / "elsewhere.blockfs"))
+    with pytest.raises(BlockfsError, match="voxel-size"):
+        pyramid.parse_voxel_size("1,2")
+    run_checked([sys.executable, "-m", "blockfs_mpi.downsample",
+                 str(tmp_path / "vol" / "1_1_1" / "precomputed.blockfs"), "--levels=2"],
+                expect_failure=True)
