@@ -1,0 +1,189 @@
+"""Serve every blockfs volume under a folder to Neuroglancer over HTTP (precomputed format).
+
+Usage:
+  blockfs-serve <folder> [--port=<n>] [--bind=<address>] [--cache=<n>] [--quiet]
+  blockfs-serve --help
+
+Options:
+  --port=<n>         TCP port; 0 picks a free one (printed at start).  [default: 8000]
+  --bind=<address>   Address to listen on.  [default: 127.0.0.1]
+  --cache=<n>        Volumes (scales) kept open at once.  [default: 64]
+  --quiet            Do not log each request.
+  -h --help          Show this text.
+
+GET /<volume>/info gives the precomputed info; GET /<volume>/<key>/<x0>-<x1>_<y0>-<y1>_<z0>-<z1>
+a chunk in raw encoding (little-endian, x fastest). <volume> is a pyramid folder
+(precomputed-tif's layout, blockfs format 1 or 2) or a single .blockfs file,
+relative to <folder>. In Neuroglancer: precomputed://http://127.0.0.1:8000/<volume>
+"""
+import gzip
+import json
+import logging
+import re
+import threading
+import time
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import unquote
+
+from docopt import docopt
+
+from . import parallel
+from .catalog import BadName, Catalog, NotFound
+
+log = logging.getLogger("blockfs_mpi")
+
+CHUNK = re.compile(r"(\d{1,12})-(\d{1,12})_(\d{1,12})-(\d{1,12})_(\d{1,12})-(\d{1,12})")
+RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+MAX_CHUNK_BYTES = 256 << 20  # a chunk is a block or so; refuse requests for whole volumes
+
+
+class Handler(BaseHTTPRequestHandler):
+    """GET/HEAD/OPTIONS of info files and chunks, with CORS, gzip and single byte ranges."""
+
+    protocol_version = "HTTP/1.1"  # keep-alive: every response has a Content-Length
+    timeout = 60  # seconds a silent connection may hold a thread
+    server_version = "blockfs-serve"
+
+    def do_OPTIONS(self):
+        """A CORS preflight: any origin may GET, with a Range header."""
+        self.send_response(HTTPStatus.NO_CONTENT)
+        self.common_headers({"Access-Control-Allow-Methods": "GET, HEAD, OPTIONS",
+                             "Access-Control-Allow-Headers": "Range, Accept-Encoding, Content-Type",
+                             "Access-Control-Max-Age": "86400", "Content-Length": "0"})
+
+    def do_HEAD(self):
+        self.do_GET(body=False)
+
+    def do_GET(self, body=True):
+        try:
+            content, kind = self.content()
+        except BadName as e:
+            return self.fail(HTTPStatus.BAD_REQUEST, e, body)
+        except NotFound as e:
+            return self.fail(HTTPStatus.NOT_FOUND, e, body)
+        except Exception as e:  # a damaged volume: say so, keep serving the rest
+            log.warning("%s: %s", self.path, e)
+            return self.fail(HTTPStatus.INTERNAL_SERVER_ERROR, e, body)
+        self.send(content, kind, body)
+
+    def content(self):
+        """(bytes, content type) for the request path."""
+        parts = unquote(self.path.partition("?")[0]).split("/")[1:]
+        if parts[-1] == "info":
+            info = self.server.catalog.info(parts[:-1])
+            return json.dumps(info).encode(), "application/json"
+        if len(parts) < 2:
+            raise NotFound("expected /<volume>/info or /<volume>/<scale>/<chunk>")
+        with self.server.catalog.scale(parts[:-2], parts[-2]) as d:
+            match = CHUNK.fullmatch(parts[-1])
+            if match is None:
+                raise BadName(f"malformed chunk name {parts[-1]!r}: expected x0-x1_y0-y1_z0-z1")
+            x0, x1, y0, y1, z0, z1 = map(int, match.groups())
+            if not (x0 < x1 and y0 < y1 and z0 < z1):
+                raise BadName(f"empty chunk {parts[-1]!r}")
+            if x1 > d.x_extent or y1 > d.y_extent or z1 > d.z_extent:
+                raise NotFound(f"chunk {parts[-1]} is outside the volume "
+                               f"{d.x_extent}x{d.y_extent}x{d.z_extent}")
+            if (x1 - x0) * (y1 - y0) * (z1 - z0) * d.dtype.itemsize > MAX_CHUNK_BYTES:
+                raise BadName(f"chunk {parts[-1]} is larger than {MAX_CHUNK_BYTES >> 20} MiB")
+            chunk = d[z0:z1, y0:y1, x0:x1]
+        return chunk.astype(chunk.dtype.newbyteorder("<"), copy=False).tobytes(), \
+            "application/octet-stream"
+
+    def send(self, content, kind, body):
+        """200 (gzip when accepted) or, for a Range request, 206/416 of the identity bytes."""
+        status, headers = HTTPStatus.OK, {"Content-Type": kind, "Accept-Ranges": "bytes"}
+        wanted = self.headers.get("Range")
+        match = RANGE.fullmatch(wanted.strip()) if wanted else None
+        if match and match.group(1) + match.group(2):
+            first, last = match.groups()
+            size = len(content)
+            if first:
+                start, stop = int(first), size if not last else min(int(last) + 1, size)
+            else:
+                start, stop = max(size - int(last), 0), size
+            if start >= size or start >= stop:
+                self.send_response(HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE)
+                self.common_headers({"Content-Range": f"bytes */{size}", "Content-Length": "0"})
+                return
+            status = HTTPStatus.PARTIAL_CONTENT
+            headers["Content-Range"] = f"bytes {start}-{stop - 1}/{size}"
+            content = content[start:stop]
+        elif "gzip" in self.headers.get("Accept-Encoding", ""):
+            content = gzip.compress(content, compresslevel=1)
+            headers["Content-Encoding"] = "gzip"
+        headers.update({"Content-Length": str(len(content)), "Vary": "Accept-Encoding"})
+        self.send_response(status)
+        self.common_headers(headers)
+        if body:
+            self.wfile.write(content)
+
+    def fail(self, status, error, body):
+        message = f"{status.value} {status.phrase}: {error}\n".encode()
+        self.send_response(status)
+        self.common_headers({"Content-Type": "text/plain; charset=utf-8",
+                             "Content-Length": str(len(message))})
+        if body:
+            self.wfile.write(message)
+
+    def common_headers(self, headers):
+        """CORS for browsers on other origins, then the response's own headers."""
+        self.send_header("Access-Control-Allow-Origin", "*")
+        self.send_header("Access-Control-Expose-Headers",
+                         "Content-Range, Content-Length, Content-Encoding, Accept-Ranges")
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+
+    def log_message(self, format, *args):
+        if not self.server.quiet:
+            log.info("%s %s", self.address_string(), format % args)
+
+
+class Server(ThreadingHTTPServer):
+    """One thread per connection; blocks are read with pread, so threads never share offsets."""
+
+    daemon_threads = True
+
+    def __init__(self, folder, port=8000, bind="127.0.0.1", cache=64, quiet=False):
+        self.catalog = Catalog(folder, cache)
+        self.quiet = quiet
+        super().__init__((bind, port), Handler)
+
+    @property
+    def url(self):
+        host, port = self.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self):
+        """Serve in a background thread (for tests and benchmarks); returns the thread."""
+        thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.1},
+                                  daemon=True)
+        thread.start()
+        return thread
+
+    def stop(self):
+        self.shutdown()
+        self.server_close()
+        self.catalog.close()
+
+
+@parallel.program
+def main(argv=None):
+    args = docopt(__doc__, argv)
+    server = Server(args["<folder>"], int(args["--port"]), args["--bind"], int(args["--cache"]),
+                    args["--quiet"])
+    print(f"blockfs-serve: serving {server.catalog.root} at {server.url}/", flush=True)
+    started = time.monotonic()
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        log.info("blockfs-serve: stopped after %.0f s", time.monotonic() - started)
+    finally:
+        server.server_close()
+        server.catalog.close()
+
+
+if __name__ == "__main__":
+    main()

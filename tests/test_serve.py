@@ -1,0 +1,359 @@
+"""blockfs-serve, started for real on a free loopback port: the precomputed protocol, its
+refusals, and real clients (TensorStore, cloud-volume, Neuroglancer in headless Chromium)."""
+import gzip
+import http.client
+import json
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import urllib.request
+
+import numpy as np
+import pytest
+
+from blockfs_mpi import Directory, pyramid
+from blockfs_mpi import format as fmt
+from blockfs_mpi.reader import read_header
+from conftest import FORMAT1_FIXTURE, microscopy_volume
+
+pytestmark = pytest.mark.timeout(180)
+
+
+def make_pyramid(dest, voxels, levels=3, block=16):
+    """A pyramid of levels in dest, level 1 = voxels."""
+    path = pyramid.level_path(str(dest), 1)
+    os.makedirs(os.path.dirname(path))
+    z, y, x = voxels.shape
+    d = Directory(x, y, z, voxels.dtype, path, x_block_size=block, y_block_size=block,
+                  z_block_size=block, n_filenames=2)
+    d.create()
+    d[:, :, :] = voxels
+    d.close()
+    pyramid.build(str(dest), levels, (4, 4, 40), silent=True)
+
+
+class Served:
+    """`python -m blockfs_mpi.serve <root> --port 0` in a process of its own."""
+
+    def __init__(self, root, log_path, *options):
+        self.log_path = log_path
+        self.log = open(log_path, "w")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "blockfs_mpi.serve", str(root), "--port=0", *options],
+            stdout=subprocess.PIPE, stderr=self.log, text=True, start_new_session=True)
+        ready, _, _ = select.select([self.process.stdout], [], [], 30)
+        line = self.process.stdout.readline() if ready else ""
+        if " at http://" not in line:
+            self.stop()
+            pytest.fail(f"blockfs-serve did not start: {line!r} {open(log_path).read()}")
+        self.url = line.split(" at ")[1].strip().rstrip("/")
+        self.host, self.port = self.url[len("http://"):].split(":")
+
+    def get(self, path, headers=None, method="GET"):
+        """(status, headers, body) of one request; path is sent exactly as given."""
+        connection = http.client.HTTPConnection(self.host, int(self.port), timeout=30)
+        try:
+            connection.request(method, path, headers=headers or {})
+            response = connection.getresponse()
+            return response.status, dict(response.getheaders()), response.read()
+        finally:
+            connection.close()
+
+    def requests_logged(self, fragment):
+        self.log.flush()
+        return sum(fragment in line for line in open(self.log_path))
+
+    def stop(self):
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(10)
+        self.process.stdout.close()
+        self.log.close()
+
+
+@pytest.fixture(scope="module")
+def volumes(tmp_path_factory):
+    """A served folder: a 3-level pyramid, a labels pyramid, a precomputed-tif format 1
+    pyramid (info with size in z, y, x order, as precomputed-tif wrote it)."""
+    root = tmp_path_factory.mktemp("served")
+    voxels = microscopy_volume((37, 45, 51))
+    make_pyramid(root / "lab" / "brain", voxels)
+    if FORMAT1_FIXTURE.exists():
+        level1 = root / "tif" / "1_1_1"
+        level1.mkdir(parents=True)
+        for path in FORMAT1_FIXTURE.glob("fixture.blockfs.*"):  # found beside by name
+            shutil.copy(path, level1 / path.name)
+        shutil.copy(FORMAT1_FIXTURE / "fixture.blockfs", level1 / "precomputed.blockfs")
+        info = {"data_type": "uint16", "mesh": "mesh", "num_channels": 1, "type": "image",
+                "scales": [{"chunk_sizes": [[64, 64, 64]], "encoding": "raw", "key": "1_1_1",
+                            "resolution": [1, 1, 1], "size": [100, 90, 80],
+                            "voxel_offset": [0, 0, 0]}]}
+        (root / "tif" / "info").write_text(json.dumps(info))
+    return root, voxels
+
+
+@pytest.fixture(scope="module")
+def server(volumes, tmp_path_factory):
+    served = Served(volumes[0], tmp_path_factory.mktemp("log") / "serve.log")
+    yield served
+    served.stop()
+
+
+def scale_volume(root, volume, level):
+    return Directory.open(pyramid.level_path(str(root / volume), level))
+
+
+def test_info_describes_every_scale(server, volumes):
+    status, headers, body = server.get("/lab/brain/info")
+    assert status == 200 and headers["Content-Type"] == "application/json"
+    info = json.loads(body)
+    assert [s["size"] for s in info["scales"]] == [[51, 45, 37], [26, 23, 19], [13, 12, 10]]
+    assert info["scales"][2]["resolution"] == [16, 16, 160]
+    assert info["data_type"] == "uint16" and info["type"] == "image"
+
+
+def test_chunks_are_raw_little_endian_x_fastest(server, volumes):
+    root, _ = volumes
+    for level, key in ((1, "1_1_1"), (2, "2_2_2"), (3, "4_4_4")):
+        d = scale_volume(root, "lab/brain", level)
+        z, y, x = d.shape
+        for x0, x1, y0, y1, z0, z1 in ((0, min(16, x), 0, min(16, y), 0, min(16, z)),
+                                       (x // 2, x, y // 2, y, z // 2, z), (3, 5, 0, y, 1, 2)):
+            status, headers, body = server.get(f"/lab/brain/{key}/{x0}-{x1}_{y0}-{y1}_{z0}-{z1}")
+            assert status == 200 and headers["Content-Type"] == "application/octet-stream"
+            chunk = np.frombuffer(body, "<u2").reshape(z1 - z0, y1 - y0, x1 - x0)
+            np.testing.assert_array_equal(chunk, d[z0:z1, y0:y1, x0:x1])
+
+
+def test_gzip_only_when_accepted(server):
+    _, plain_headers, plain = server.get("/lab/brain/1_1_1/0-16_0-16_0-16")
+    assert "Content-Encoding" not in plain_headers and len(plain) == 16 ** 3 * 2
+    status, headers, body = server.get("/lab/brain/1_1_1/0-16_0-16_0-16",
+                                       {"Accept-Encoding": "gzip, deflate"})
+    assert status == 200 and headers["Content-Encoding"] == "gzip"
+    assert int(headers["Content-Length"]) == len(body) < len(plain)
+    assert gzip.decompress(body) == plain
+
+
+def test_range_requests(server):
+    _, _, whole = server.get("/lab/brain/1_1_1/0-16_0-16_0-16")
+    for header, part, content_range in (("bytes=10-19", whole[10:20], "bytes 10-19/8192"),
+                                        ("bytes=8000-", whole[8000:], "bytes 8000-8191/8192"),
+                                        ("bytes=-5", whole[-5:], "bytes 8187-8191/8192"),
+                                        ("bytes=8190-99999", whole[8190:], "bytes 8190-8191/8192")):
+        status, headers, body = server.get("/lab/brain/1_1_1/0-16_0-16_0-16",
+                                           {"Range": header, "Accept-Encoding": "gzip"})
+        assert (status, body, headers["Content-Range"]) == (206, part, content_range)
+        assert "Content-Encoding" not in headers
+    status, headers, _ = server.get("/lab/brain/1_1_1/0-16_0-16_0-16", {"Range": "bytes=9000-"})
+    assert status == 416 and headers["Content-Range"] == "bytes */8192"
+
+
+def test_cors(server):
+    _, headers, _ = server.get("/lab/brain/info", {"Origin": "http://elsewhere:1234"})
+    assert headers["Access-Control-Allow-Origin"] == "*"
+    status, headers, _ = server.get("/lab/brain/1_1_1/0-16_0-16_0-16",
+                                    {"Origin": "http://elsewhere:1234",
+                                     "Access-Control-Request-Method": "GET",
+                                     "Access-Control-Request-Headers": "range"}, "OPTIONS")
+    assert status == 204 and headers["Access-Control-Allow-Origin"] == "*"
+    assert "GET" in headers["Access-Control-Allow-Methods"]
+    assert "Range" in headers["Access-Control-Allow-Headers"]
+    status, headers, body = server.get("/lab/brain/1_1_1/0-16_0-16_0-16", method="HEAD")
+    assert status == 200 and body == b"" and headers["Content-Length"] == "8192"
+
+
+@pytest.mark.parametrize("path, status", [
+    ("/nothing/info", 404),
+    ("/lab/info", 404),
+    ("/lab/brain/8_8_8/0-16_0-16_0-16", 404),
+    ("/lab/brain/1_1_1/0-16_0-16_0-38", 404),
+    ("/lab/brain/1_1_1/48-52_0-16_0-16", 404),
+    ("/lab/brain/1_1_1/0-16_0-16", 400),
+    ("/lab/brain/1_1_1/16-16_0-16_0-16", 400),
+    ("/lab/brain/1_1_1/a-b_0-16_0-16", 400),
+    ("/lab/brain/1_1_1/-1-16_0-16_0-16", 400),
+    ("/lab/brain/1_1_1/precomputed.blockfs", 400),
+    ("/lab/brain/", 404),
+    ("/lab/brain/provenance", 404),
+    ("/", 404),
+])
+def test_errors(server, path, status):
+    got, headers, body = server.get(path)
+    assert got == status, body
+    assert headers["Access-Control-Allow-Origin"] == "*"
+
+
+def test_a_single_blockfs_file_is_a_volume(server, volumes):
+    root, voxels = volumes
+    status, _, body = server.get("/lab/brain/2_2_2/precomputed.blockfs/info")
+    assert status == 200 and json.loads(body)["scales"][0]["size"] == [26, 23, 19]
+    status, _, body = server.get("/lab/brain/2_2_2/precomputed.blockfs/1_1_1/0-26_0-23_0-19")
+    expected = scale_volume(root, "lab/brain", 2)[:, :, :]
+    np.testing.assert_array_equal(np.frombuffer(body, "<u2").reshape(expected.shape), expected)
+
+
+def test_format1_pyramid_of_precomputed_tif(server):
+    if not FORMAT1_FIXTURE.exists():
+        pytest.skip(f"{FORMAT1_FIXTURE} is not here")
+    info = json.loads(server.get("/tif/info")[2])
+    assert info["scales"][0]["size"] == [80, 90, 100]  # x, y, z, whatever the file says
+    assert info["scales"][0]["chunk_sizes"] == [[32, 32, 32]]
+    expected = np.load(FORMAT1_FIXTURE / "fixture-voxels.npz")["voxels"]
+    status, _, body = server.get("/tif/1_1_1/32-64_32-64_32-64")
+    assert status == 200
+    np.testing.assert_array_equal(np.frombuffer(body, "<u2").reshape(32, 32, 32),
+                                  expected[32:64, 32:64, 32:64])
+
+
+# ------------------------------------------------------------ never outside the folder --
+
+@pytest.fixture(scope="module")
+def hostile(tmp_path_factory):
+    """A served folder with ways out of it, and a secret volume outside it."""
+    base = tmp_path_factory.mktemp("hostile")
+    root, outside = base / "root", base / "outside"
+    root.mkdir()
+    make_pyramid(outside / "secret", np.full((20, 20, 20), 7, np.uint16), levels=1)
+    (root / "link").symlink_to(outside / "secret")  # a symlink out of the folder
+    (root / "inner").mkdir()
+    (root / "inner" / "1_1_1").symlink_to(outside / "secret" / "1_1_1")
+    shutil.copy(outside / "secret" / "info", root / "inner" / "info")
+    # a volume whose directory file is inside but whose data file is outside, by a
+    # relative name with '..' and by an absolute name
+    for name, data_file in (("relative", None), ("absolute", str(outside / "abs.0"))):
+        level1 = root / name / "1_1_1"
+        level1.mkdir(parents=True)
+        path = level1 / "precomputed.blockfs"
+        d = Directory(20, 20, 20, np.uint16, str(path), n_filenames=1,
+                      block_filenames=[str(outside / f"{name}.0")])
+        d.create()
+        d[:, :, :] = 7
+        d.close()
+        shutil.copy(outside / "secret" / "info", root / name / "info")
+        if data_file:
+            header = read_header(str(path))
+            raw = path.read_bytes()[header.index_offset:]
+            index = np.frombuffer(raw[:header.n_entries * fmt.ENTRY.itemsize], fmt.ENTRY)
+            header.data_files = [data_file]
+            os.rename(outside / f"{name}.0", data_file)
+            path.write_bytes(fmt.encode_directory2(header, index))
+    served = Served(root, base / "serve.log")
+    yield served
+    served.stop()
+
+
+@pytest.mark.parametrize("path, status", [
+    ("/../outside/secret/info", 400),
+    ("/%2e%2e/outside/secret/info", 400),
+    ("/..%2Foutside/secret/info", 400),
+    ("/%2Ftmp/info", 400),
+    ("//etc/info", 404),  # http.server makes it /etc/info: inside the folder
+    ("/./link/info", 400),
+    ("/link/info", 404),
+    ("/link/1_1_1/0-16_0-16_0-16", 404),
+    ("/inner/info", 404),
+    ("/inner/1_1_1/0-16_0-16_0-16", 404),
+    ("/relative/info", 404),
+    ("/relative/1_1_1/0-16_0-16_0-16", 404),
+    ("/absolute/info", 404),
+    ("/absolute/1_1_1/0-16_0-16_0-16", 404),
+    ("/absolute/1_1_1/precomputed.blockfs/1_1_1/0-16_0-16_0-16", 404),
+])
+def test_nothing_outside_the_folder_is_served(hostile, path, status):
+    got, _, body = hostile.get(path)
+    assert got == status, body
+    assert b"\x07\x00" not in body
+
+
+def test_concurrent_requests_and_a_small_cache(volumes, tmp_path):
+    """Threads fetch chunks of 4 scales through an LRU of 2 open volumes; all are right."""
+    root, _ = volumes
+    served = Served(root, tmp_path / "serve.log", "--cache=2", "--quiet")
+    try:
+        expected = {key: scale_volume(root, "lab/brain", level)[:8, :8, :8]
+                    for level, key in ((1, "1_1_1"), (2, "2_2_2"), (3, "4_4_4"))}
+        errors = []
+
+        def client(seed):
+            rng = np.random.default_rng(seed)
+            for _ in range(25):
+                key = list(expected)[rng.integers(3)]
+                status, _, body = served.get(f"/lab/brain/{key}/0-8_0-8_0-8")
+                if status != 200 or not np.array_equal(
+                        np.frombuffer(body, "<u2").reshape(8, 8, 8), expected[key]):
+                    errors.append((key, status))
+                served.get("/lab/brain/2_2_2/precomputed.blockfs/info")
+        threads = [threading.Thread(target=client, args=(seed,)) for seed in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert not any(thread.is_alive() for thread in threads) and errors == []
+    finally:
+        served.stop()
+
+
+def test_a_rewritten_volume_is_reopened(tmp_path):
+    make_pyramid(tmp_path / "v", np.ones((16, 16, 16), np.uint16), levels=1)
+    served = Served(tmp_path, tmp_path / "serve.log")
+    try:
+        assert np.frombuffer(served.get("/v/1_1_1/0-1_0-1_0-1")[2], "<u2")[0] == 1
+        d = Directory(16, 16, 16, np.uint16, pyramid.level_path(str(tmp_path / "v"), 1),
+                      x_block_size=16, y_block_size=16, z_block_size=16, n_filenames=1)
+        d.create()
+        d[:, :, :] = 2
+        d.close()
+        assert np.frombuffer(served.get("/v/1_1_1/0-1_0-1_0-1")[2], "<u2")[0] == 2
+    finally:
+        served.stop()
+
+
+# ------------------------------------------------------------------------- real clients --
+
+def subvolumes(d):
+    """A few (x0, x1, y0, y1, z0, z1) boxes of a scale, across chunk edges and at its end."""
+    z, y, x = d.shape
+    return [(0, x, 0, y, 0, z), (x // 3, x - 1, y // 4, y, z // 2, z // 2 + 1),
+            (x - 1, x, 0, 1, z - 3, z)]
+
+
+def test_tensorstore_reads_every_scale(server, volumes):
+    ts = pytest.importorskip("tensorstore")
+    root, _ = volumes
+    for index, level in enumerate((1, 2, 3)):
+        store = ts.open({"driver": "neuroglancer_precomputed",
+                         "kvstore": f"{server.url}/lab/brain/", "scale_index": index},
+                        read=True).result(timeout=60)
+        d = scale_volume(root, "lab/brain", level)
+        assert tuple(store.shape) == d.shape[::-1] + (1,)
+        for x0, x1, y0, y1, z0, z1 in subvolumes(d):
+            got = store[x0:x1, y0:y1, z0:z1, 0].read().result(timeout=60)
+            np.testing.assert_array_equal(got, d[z0:z1, y0:y1, x0:x1].transpose(2, 1, 0))
+    if FORMAT1_FIXTURE.exists():
+        store = ts.open({"driver": "neuroglancer_precomputed", "kvstore": f"{server.url}/tif/"},
+                        read=True).result(timeout=60)
+        expected = np.load(FORMAT1_FIXTURE / "fixture-voxels.npz")["voxels"]
+        got = store[:, :, :, 0].read().result(timeout=60)
+        np.testing.assert_array_equal(got, expected.transpose(2, 1, 0))
+
+
+def test_cloudvolume_reads_every_scale(server, volumes):
+    cloudvolume = pytest.importorskip("cloudvolume")
+    root, _ = volumes
+    for mip, level in enumerate((1, 2, 3)):
+        volume = cloudvolume.CloudVolume(f"precomputed://{server.url}/lab/brain", mip=mip,
+                                         progress=False, parallel=1, cache=False,
+                                         fill_missing=False)
+        d = scale_volume(root, "lab/brain", level)
+        for x0, x1, y0, y1, z0, z1 in subvolumes(d):
+            got = np.asarray(volume[x0:x1, y0:y1, z0:z1])[..., 0]
+            np.testing.assert_array_equal(got, d[z0:z1, y0:y1, x0:x1].transpose(2, 1, 0))
