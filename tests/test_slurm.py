@@ -1,0 +1,208 @@
+"""The sbatch templates in slurm/, linted and run on a real single-node SLURM cluster.
+
+The cluster (munged, slurmctld, slurmd on localhost, a slurm.conf written
+here) is started by the tests and stopped by PID at the end. Tests that need
+it are marked `slurm` and skip, saying why, without root or the daemons.
+"""
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from blockfs_mpi import Directory
+from blockfs_mpi.synthetic import SyntheticVolume
+
+from conftest import ROOT
+
+TEMPLATES = sorted((ROOT / "slurm").glob("*.sbatch"))
+SLURM_CONF = """\
+ClusterName=blockfs-test
+FirstJobId={first_job}
+SlurmctldHost=localhost
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core
+MpiDefault=pmi2
+ReturnToService=2
+StateSaveLocation={state}/ctld
+SlurmdSpoolDir={state}/d
+SlurmctldPidFile={state}/slurmctld.pid
+SlurmdPidFile={state}/slurmd.pid
+SlurmctldLogFile={state}/slurmctld.log
+SlurmdLogFile={state}/slurmd.log
+SlurmctldPort=16817
+SlurmdPort=16818
+InactiveLimit=0
+KillWait=5
+MinJobAge=300
+NodeName=localhost NodeAddr=127.0.0.1 CPUs=2 RealMemory=16000 State=UNKNOWN
+PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP OverSubscribe=YES
+"""
+
+
+@pytest.mark.parametrize("template", TEMPLATES, ids=[t.name for t in TEMPLATES])
+def test_template_lints(template):
+    subprocess.run(["bash", "-n", str(template)], check=True)
+    if not shutil.which("shellcheck"):
+        pytest.skip("shellcheck is not installed (Debian package shellcheck)")
+    result = subprocess.run(["shellcheck", "-x", "-s", "bash", str(template.relative_to(ROOT)),
+                             "slurm/common.sh"], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout
+
+
+def _missing_pieces():
+    if os.geteuid() != 0:
+        return "the local SLURM cluster needs root (munged, slurmd)"
+    missing = [d for d in ("munged", "slurmctld", "slurmd", "sbatch") if not shutil.which(d)
+               and not os.path.exists(f"/usr/sbin/{d}")]
+    if missing:
+        return f"not installed: {', '.join(missing)} (Debian slurmctld slurmd slurm-client munge)"
+    return None
+
+
+def _daemon(name):
+    return shutil.which(name) or f"/usr/sbin/{name}"
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """Environment variables of a running single-node cluster; stopped afterwards."""
+    reason = _missing_pieces()
+    if reason:
+        pytest.skip(reason)
+    state = tmp_path_factory.mktemp("slurm")
+    conf = state / "slurm.conf"
+    # Job ids must not repeat across test runs: MPICH names its shared memory after
+    # the job id, and a killed job's leftover segment would be reused by its namesake.
+    conf.write_text(SLURM_CONF.format(state=state, first_job=int(time.time()) % 50_000_000 + 1000))
+    env = dict(os.environ, SLURM_CONF=str(conf))
+    started = []
+    if subprocess.run(["pgrep", "-x", "munged"], capture_output=True).returncode:
+        os.makedirs("/run/munge", exist_ok=True)
+        shutil.chown("/run/munge", "munge", "munge")
+        if not os.path.exists("/etc/munge/munge.key"):
+            subprocess.run(["mungekey", "--create"], check=True)
+            shutil.chown("/etc/munge/munge.key", "munge", "munge")
+        subprocess.run(["su", "-s", "/bin/sh", "munge", "-c", _daemon("munged")], check=True)
+        started.append(int(subprocess.run(["pgrep", "-x", "munged"], capture_output=True,
+                                          text=True).stdout.split()[0]))
+    subprocess.run([_daemon("slurmctld"), "-f", str(conf)], check=True, env=env)
+    subprocess.run([_daemon("slurmd"), "-f", str(conf), "-N", "localhost"], check=True, env=env)
+    deadline = time.monotonic() + 60
+    while subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True,
+                         env=env).stdout.strip() not in ("idle", "mix", "alloc"):
+        if time.monotonic() > deadline:
+            pytest.fail("the SLURM node did not become idle in 60 s:\n"
+                        + (state / "slurmctld.log").read_text()[-3000:])
+        time.sleep(0.5)
+    try:
+        yield env
+    finally:
+        subprocess.run(["scancel", "--user", "root"], env=env, capture_output=True)
+        time.sleep(1)
+        for pidfile in ("slurmd.pid", "slurmctld.pid"):
+            try:
+                started.append(int((state / pidfile).read_text()))
+            except (OSError, ValueError):
+                pass
+        for pid in started:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+
+def sbatch(cluster, template, variables, *options, wait=True, cwd=None):
+    """Submit a template with --export variables; (job id, exit status when waited)."""
+    export = ",".join(["ALL", f"BLOCKFS_HOME={ROOT}", f"BLOCKFS_VENV={sys.prefix}",
+                       *(f"{k}={v}" for k, v in variables.items())])
+    command = ["sbatch", "--parsable", f"--export={export}", *options]
+    if wait:
+        command.append("--wait")
+    result = subprocess.run([*command, str(ROOT / "slurm" / template)], capture_output=True,
+                            text=True, env=cluster, cwd=cwd, timeout=600)
+    job = result.stdout.strip().split(";")[0]
+    if not job:
+        pytest.fail(f"sbatch refused {template}: {result.stderr}")
+    return job, result.returncode
+
+
+def job_log(folder, prefix, job):
+    return (Path(folder) / f"{prefix}-{job}.out").read_text()
+
+
+@pytest.mark.slurm
+def test_write_then_fsck_then_copy_with_dependencies(cluster, tmp_path):
+    (tmp_path / "scratch").mkdir()
+    output = tmp_path / "scratch" / "v.blockfs"
+    write_job, _ = sbatch(cluster, "write.sbatch",
+                          {"SOURCE": "synthetic:70x90x110", "OUTPUT": output,
+                           "OPTIONS": "--block-size 32"},
+                          "--ntasks=2", wait=False, cwd=tmp_path)
+    fsck_job, _ = sbatch(cluster, "fsck.sbatch", {"VOLUME": output}, "--ntasks=2",
+                         f"--dependency=afterok:{write_job}", wait=False, cwd=tmp_path)
+    _, status = sbatch(cluster, "copy.sbatch", {"SRC": output, "DEST": tmp_path / "copy"},
+                       "--ntasks=2", f"--dependency=afterok:{fsck_job}", cwd=tmp_path)
+    logs = "\n".join(p.read_text() for p in tmp_path.glob("*.out"))
+    assert status == 0, logs
+    expected = SyntheticVolume((70, 90, 110))[:, :, :]
+    np.testing.assert_array_equal(Directory.open(output)[:], expected)
+    np.testing.assert_array_equal(Directory.open(tmp_path / "copy" / "v.blockfs")[:], expected)
+
+
+@pytest.mark.slurm
+def test_missing_variable_fails_the_job(cluster, tmp_path):
+    job, status = sbatch(cluster, "write.sbatch", {"SOURCE": "synthetic:8x8x8"}, "--ntasks=1",
+                         cwd=tmp_path)
+    assert status != 0
+    assert "OUTPUT is not set" in job_log(tmp_path, "blockfs-write", job)
+
+
+@pytest.mark.slurm
+def test_failing_program_fails_the_job_and_its_dependents(cluster, tmp_path):
+    job, status = sbatch(cluster, "fsck.sbatch", {"VOLUME": tmp_path / "none.blockfs"},
+                         "--ntasks=2", cwd=tmp_path)
+    assert status != 0
+    assert "no such blockfs directory file" in job_log(tmp_path, "blockfs-fsck", job)
+
+
+@pytest.mark.slurm
+def test_time_limit_requeues_and_resumes(cluster, tmp_path):
+    """A one-minute job is told (USR1) 50 s before its limit to stop: it requeues
+    itself and the next run completes the volume with --resume."""
+    output = tmp_path / "v.blockfs"
+    shape = (256, 512, 512)
+    job, status = sbatch(cluster, "write.sbatch",
+                         {"SOURCE": "synthetic:" + "x".join(map(str, shape)), "OUTPUT": output,
+                          "OPTIONS": "--level 9"},
+                         "--ntasks=2", "--time=1", "--signal=B:USR1@50", wait=False,
+                         cwd=tmp_path)
+    deadline = time.monotonic() + 480
+    log = tmp_path / f"blockfs-write-{job}.out"
+    while True:
+        state = subprocess.run(["scontrol", "show", "job", job], capture_output=True, text=True,
+                               env=cluster).stdout
+        if "JobState=COMPLETED" in state or "JobState=FAILED" in state:
+            break
+        assert time.monotonic() < deadline, f"job {job} did not finish in 8 minutes:\n{state}"
+        time.sleep(1)
+    text = log.read_text()
+    assert "JobState=COMPLETED" in state, text
+    assert "requeueing job" in text, "the job was never cut off by its time limit:\n" + text
+    assert "already present" in text  # the resumed run skipped finished blocks
+    directory = Directory.open(output)
+    volume = SyntheticVolume(shape)
+    for z in range(0, shape[0], 64):
+        np.testing.assert_array_equal(directory[z:z + 64], volume[z:z + 64])
