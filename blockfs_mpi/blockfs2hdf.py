@@ -68,6 +68,7 @@ def create_dataset(f, name, directory, compression, opts, overwrite):
 
 
 def chunks_per_slab(directory):
+    """HDF5 chunks in one z-slab (one per block), for the progress bar."""
     g = directory.geometry
     return g.n_y_blocks * g.n_x_blocks
 
