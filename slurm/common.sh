@@ -3,6 +3,7 @@
 #   BLOCKFS_HOME   the blockfs_mpi checkout (default: the folder you ran sbatch in)
 #   BLOCKFS_VENV   its virtual environment (default: $BLOCKFS_HOME/.venv, made by scripts/setup.sh)
 #   LAUNCHER       srun (default) or mpiexec, for sites where srun is not wired to the MPI
+#   MPIEXEC        the mpiexec for LAUNCHER=mpiexec (default: $BLOCKFS_VENV/bin/mpiexec)
 #   SRUN_MPI       the srun --mpi plugin (default: pmi2; pmix on many Open MPI sites)
 
 BLOCKFS_HOME=${BLOCKFS_HOME:-${SLURM_SUBMIT_DIR:-$PWD}}
@@ -24,7 +25,7 @@ require() {
 launch() {
     case "${LAUNCHER:-srun}" in
         srun) srun --mpi="${SRUN_MPI:-pmi2}" "$@" & ;;
-        mpiexec) "$BLOCKFS_VENV/bin/mpiexec" -n "${SLURM_NTASKS:-1}" "$@" & ;;
+        mpiexec) "${MPIEXEC:-$BLOCKFS_VENV/bin/mpiexec}" -n "${SLURM_NTASKS:-1}" "$@" & ;;
         *) echo "error: LAUNCHER must be srun or mpiexec, not $LAUNCHER" >&2; return 2 ;;
     esac
     LAUNCHED=$!

@@ -144,22 +144,52 @@ def job_log(folder, prefix, job):
 
 
 @pytest.mark.slurm
-def test_write_then_fsck_then_copy_with_dependencies(cluster, tmp_path):
+def test_pipeline_with_dependencies(cluster, tmp_path):
+    """write -> fsck -> blockfs2hdf, and blockfs2tif, blockfs2jp2k and a copy after
+    the write, chained with --dependency=afterok; every output checked voxel by voxel."""
+    import h5py
+    import tifffile
     (tmp_path / "scratch").mkdir()
     output = tmp_path / "scratch" / "v.blockfs"
-    write_job, _ = sbatch(cluster, "write.sbatch",
-                          {"SOURCE": "synthetic:70x90x110", "OUTPUT": output,
-                           "OPTIONS": "--block-size 32"},
-                          "--ntasks=2", wait=False, cwd=tmp_path)
-    fsck_job, _ = sbatch(cluster, "fsck.sbatch", {"VOLUME": output}, "--ntasks=2",
-                         f"--dependency=afterok:{write_job}", wait=False, cwd=tmp_path)
-    _, status = sbatch(cluster, "copy.sbatch", {"SRC": output, "DEST": tmp_path / "copy"},
-                       "--ntasks=2", f"--dependency=afterok:{fsck_job}", cwd=tmp_path)
+    shape = (70, 90, 110)
+    jobs = {}
+    jobs["write"], _ = sbatch(cluster, "write.sbatch",
+                              {"SOURCE": "synthetic:" + "x".join(map(str, shape)),
+                               "OUTPUT": output, "OPTIONS": "--block-size 32"},
+                              "--ntasks=2", wait=False, cwd=tmp_path)
+    after_write = f"--dependency=afterok:{jobs['write']}"
+    jobs["fsck"], _ = sbatch(cluster, "fsck.sbatch", {"VOLUME": output}, "--ntasks=2",
+                             after_write, wait=False, cwd=tmp_path)
+    jobs["tif"], _ = sbatch(cluster, "tif.sbatch",
+                            {"VOLUME": output, "PATTERN": tmp_path / "tif" / "z_%03d.tiff"},
+                            "--ntasks=2", after_write, wait=False, cwd=tmp_path)
+    jobs["jp2k"], _ = sbatch(cluster, "jp2k.sbatch",
+                             {"VOLUME": output, "PATTERN": tmp_path / "jp2" / "z_%03d.jp2"},
+                             "--ntasks=2", after_write, wait=False, cwd=tmp_path)
+    jobs["copy"], _ = sbatch(cluster, "copy.sbatch", {"SRC": output, "DEST": tmp_path / "copy"},
+                             "--ntasks=2", after_write, wait=False, cwd=tmp_path)
+    jobs["hdf"], status = sbatch(cluster, "hdf.sbatch",
+                                 {"VOLUME": output, "DEST": tmp_path / "v.h5",
+                                  "DATASET": "/raw/ch0"},
+                                 "--ntasks=2", f"--dependency=afterok:{jobs['fsck']}",
+                                 cwd=tmp_path)
+    for name, job in jobs.items():  # the others ran before the last one in the chain
+        subprocess.run(["scontrol", "wait_job", job], env=cluster, capture_output=True)
     logs = "\n".join(p.read_text() for p in tmp_path.glob("*.out"))
-    assert status == 0, logs
-    expected = SyntheticVolume((70, 90, 110))[:, :, :]
+    states = {name: subprocess.run(["scontrol", "show", "job", job], capture_output=True,
+                                   text=True, env=cluster).stdout for name, job in jobs.items()}
+    assert status == 0 and all("JobState=COMPLETED" in s for s in states.values()), logs
+    expected = SyntheticVolume(shape)[:, :, :]
     np.testing.assert_array_equal(Directory.open(output)[:], expected)
     np.testing.assert_array_equal(Directory.open(tmp_path / "copy" / "v.blockfs")[:], expected)
+    with h5py.File(tmp_path / "v.h5", "r") as f:
+        np.testing.assert_array_equal(f["/raw/ch0"][:], expected)
+    for z in (0, 37, 69):
+        np.testing.assert_array_equal(tifffile.imread(tmp_path / "tif" / f"z_{z:03d}.tiff"),
+                                      expected[z])
+    import glymur
+    np.testing.assert_array_equal(glymur.Jp2k(str(tmp_path / "jp2" / "z_042.jp2"))[:],
+                                  expected[42])
 
 
 @pytest.mark.slurm
