@@ -6,13 +6,16 @@
 # an existing working build is reused in a second. Run it with
 # /usr/bin/mpiexec.mpich -n N $BLOCKFS_PARALLEL_HDF5_VENV/bin/python -m blockfs_mpi.blockfs2hdf ...
 #
-#   scripts/setup-parallel-hdf5.sh   -> .venv-parallel-hdf5 (override with BLOCKFS_PARALLEL_HDF5_VENV=path)
+#   scripts/setup-parallel-hdf5.sh   -> ~/.cache/blockfs_mpi/venv-parallel-hdf5
+#                                       (override with BLOCKFS_PARALLEL_HDF5_VENV=path)
+# It lives outside the checkout so that every clone on the machine reuses one build.
 #
 # Without root/apt-get (e.g. on a cluster) it says so and exits 0: the tests
 # that need it are then skipped with that reason. See docs/export.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-V=${BLOCKFS_PARALLEL_HDF5_VENV:-.venv-parallel-hdf5}
+V=${BLOCKFS_PARALLEL_HDF5_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/blockfs_mpi/venv-parallel-hdf5}
+mkdir -p "$(dirname "$V")"
 PYTHON=${PYTHON:-python3}
 log() { echo "setup-parallel-hdf5: $*" >&2; }
 

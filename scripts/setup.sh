@@ -32,7 +32,4 @@ if ! "$VENV/bin/python" -c "import glymur, sys; from packaging.version import Ve
     fi
 fi
 
-# --- parallel HDF5 (blockfs2hdf's collective path): separate venv, built once, reused (docs/export.md)
-scripts/setup-parallel-hdf5.sh
-
 echo "setup: ready in $VENV ($("$VENV/bin/python" -m mpi4py --mpi-library 2>/dev/null | head -n 1))"

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Set up everything the tests need (scripts/setup.sh) and run the whole suite.
+# Set up everything the tests need and run the whole suite: scripts/setup.sh
+# (the environment, MPI included), scripts/setup-test-system.sh (SLURM,
+# shellcheck, HDF5 tools, the parallel-HDF5 environment), then pytest.
 # Extra arguments go to pytest, e.g. scripts/test.sh -k format -x
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+scripts/setup-test-system.sh
 exec "${BLOCKFS_VENV:-.venv}/bin/python" -m pytest -q -p no:cacheprovider "$@"

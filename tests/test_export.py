@@ -170,8 +170,10 @@ def test_hdf_existing_dataset_needs_overwrite(tmp_path, volume):
     check_hdf(dest, "v", voxels, "gzip")
 
 
-PARALLEL_VENV = Path(os.environ.get("BLOCKFS_PARALLEL_HDF5_VENV",
-                                    ROOT / ".venv-parallel-hdf5")).absolute()
+PARALLEL_VENV = Path(os.environ.get(
+    "BLOCKFS_PARALLEL_HDF5_VENV",
+    Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    / "blockfs_mpi" / "venv-parallel-hdf5")).absolute()
 MPIEXEC_MPICH = "/usr/bin/mpiexec.mpich"
 
 

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# System packages the test suite uses beyond scripts/setup.sh, installed with
+# apt-get when running as root on Debian and missing:
+#   slurmctld slurmd slurm-client munge  a local SLURM cluster for tests/test_slurm.py
+#   shellcheck                           linting the sbatch templates
+#   hdf5-tools                           h5dump / h5ls to read exported HDF5 back
+# Without root or apt-get it says what is missing; the tests that need it skip.
+# Then it builds the parallel-HDF5 environment (scripts/setup-parallel-hdf5.sh).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+packages=()
+command -v slurmctld >/dev/null || [ -x /usr/sbin/slurmctld ] || packages+=(slurmctld)
+command -v slurmd >/dev/null || [ -x /usr/sbin/slurmd ] || packages+=(slurmd)
+command -v sbatch >/dev/null || packages+=(slurm-client)
+command -v munged >/dev/null || [ -x /usr/sbin/munged ] || packages+=(munge)
+command -v shellcheck >/dev/null || packages+=(shellcheck)
+command -v h5dump >/dev/null || packages+=(hdf5-tools)
+if [ ${#packages[@]} -gt 0 ]; then
+    if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+        echo "setup-test-system: installing ${packages[*]}"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null 2>&1 \
+            || { apt-get update -qq >/dev/null 2>&1 \
+                 && apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null 2>&1; } \
+            || echo "setup-test-system: could not install ${packages[*]}; their tests will skip" >&2
+    else
+        echo "setup-test-system: missing ${packages[*]} (needs root and apt-get); their tests will skip" >&2
+    fi
+fi
+scripts/setup-parallel-hdf5.sh
