@@ -4,6 +4,7 @@ import gzip
 import http.client
 import json
 import os
+import re
 import select
 import shutil
 import signal
@@ -63,9 +64,9 @@ class Served:
         finally:
             connection.close()
 
-    def requests_logged(self, fragment):
-        self.log.flush()
-        return sum(fragment in line for line in open(self.log_path))
+    def requests_logged(self, pattern):
+        """How many access log lines match a regular expression."""
+        return sum(bool(re.search(pattern, line)) for line in open(self.log_path))
 
     def stop(self):
         if self.process.poll() is None:
@@ -357,3 +358,45 @@ def test_cloudvolume_reads_every_scale(server, volumes):
         for x0, x1, y0, y1, z0, z1 in subvolumes(d):
             got = np.asarray(volume[x0:x1, y0:y1, z0:z1])[..., 0]
             np.testing.assert_array_equal(got, d[z0:z1, y0:y1, x0:x1].transpose(2, 1, 0))
+
+
+def test_neuroglancer_in_headless_chromium(volumes, tmp_path, monkeypatch):
+    """Neuroglancer's own client, in Debian's chromium, loads a layer from the server:
+    chunk requests reach it and the screenshot of the data panel is not blank."""
+    neuroglancer = pytest.importorskip("neuroglancer")
+    pytest.importorskip("selenium")
+    import neuroglancer.webdriver
+    chromium = shutil.which("chromium")
+    if chromium is None or shutil.which("chromedriver") is None:
+        pytest.skip("needs Debian's chromium and chromium-driver (apt-get install)")
+    monkeypatch.setenv("SE_OFFLINE", "true")  # selenium: use the chromedriver on PATH
+    served = Served(volumes[0], tmp_path / "serve.log")
+    neuroglancer.set_server_bind_address("127.0.0.1")
+    viewer = neuroglancer.Viewer()
+    with viewer.txn() as s:
+        s.layers["brain"] = neuroglancer.ImageLayer(source=f"precomputed://{served.url}/lab/brain")
+        s.layout = "xy"
+    browser = None
+    try:
+        browser = neuroglancer.webdriver.Webdriver(
+            viewer, headless=True, browser_binary_path=chromium, print_logs=False,
+            extra_command_line_args=[
+                "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--no-first-run",
+                f"--user-data-dir={tmp_path / 'profile'}",
+                "--enable-unsafe-swiftshader", "--use-angle=swiftshader"])  # WebGL on the CPU
+        shot = []
+        thread = threading.Thread(target=lambda: shot.append(viewer.screenshot(size=[400, 300])),
+                                  daemon=True)  # screenshot() waits without a time limit
+        thread.start()
+        thread.join(90)
+        assert shot, "Neuroglancer gave no screenshot within 90 s"
+        pixels = shot[0].screenshot.image_pixels[..., :3]
+        assert pixels.std() > 10 and pixels.max() > 50, "the screenshot is blank"
+        assert served.requests_logged(r'"GET /lab/brain/info HTTP/1.1" 200') >= 1
+        assert served.requests_logged(r'"GET /lab/brain/\d+_\d+_\d+/\d+-\d+_\d+-\d+_\d+-\d+ '
+                                      r'HTTP/1.1" 200') >= 4
+    finally:
+        if browser is not None:
+            browser.driver.quit()
+        served.stop()
