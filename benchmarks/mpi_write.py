@@ -2,6 +2,10 @@
 
 Rank r writes every size-th block from r on; the time runs from a barrier
 after imports to the end of the collective commit (fsync and rename included).
+
+    mpi_write.py SIZE LEVEL OUTPUT [COMPRESSION [SHUFFLE]]
+
+LEVEL "default" (with no COMPRESSION) leaves the codec to Directory's defaults.
 """
 import sys
 import time
@@ -13,11 +17,13 @@ from blockfs_mpi import Directory
 from volume import benchmark_volume, block_origins
 
 comm = MPI.COMM_WORLD
-size, level, output = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+size, level, output = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+codec = {} if level == "default" else {"compression_level": int(level)}
+codec.update(zip(("compression", "shuffle"), sys.argv[4:6]))
 volume = benchmark_volume(size)
 comm.Barrier()
 started = time.perf_counter()
-directory = Directory(size, size, size, np.uint16, output, compression_level=level)
+directory = Directory(size, size, size, np.uint16, output, **codec)
 directory.create()
 for x, y, z in block_origins(size)[comm.rank::comm.size]:
     directory.write_block(volume[z:z + 64, y:y + 64, x:x + 64], x, y, z)

@@ -55,11 +55,15 @@ def compression_ceiling(size, level, ranks):
     return size ** 3 * 2 / 1e6 / seconds
 
 
-def blockfs_write(size, level, ranks, output):
-    """MB/s of blockfs_mpi writing every block under mpiexec -n ranks."""
+def blockfs_write(size, level, ranks, output, codec=()):
+    """MB/s of blockfs_mpi writing every block under mpiexec -n ranks.
+
+    codec: optional (compression, shuffle) names; level may be "default".
+    """
     mpiexec = os.path.join(os.path.dirname(sys.executable), "mpiexec")
     result = subprocess.run([mpiexec, "-n", str(ranks), sys.executable,
-                             os.path.join(HERE, "mpi_write.py"), str(size), str(level), output],
+                             os.path.join(HERE, "mpi_write.py"), str(size), str(level), output,
+                             *codec],
                             capture_output=True, text=True, check=True)
     seconds = float(result.stdout.split()[-1])
     return size ** 3 * 2 / 1e6 / seconds
