@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
-# System packages the test suite uses beyond scripts/setup.sh, installed with
-# apt-get when running as root on Debian and missing:
+# What the test suite uses beyond scripts/setup.sh. Into the environment: the
+# real Neuroglancer clients (TensorStore, cloud-volume, neuroglancer + selenium,
+# the neuroglancer-test extra). System packages, installed with apt-get when
+# running as root on Debian and missing:
 #   slurmctld slurmd slurm-client munge  a local SLURM cluster for tests/test_slurm.py
 #   shellcheck                           linting the sbatch templates
 #   hdf5-tools                           h5dump / h5ls to read exported HDF5 back
+#   chromium chromium-driver             Neuroglancer in a headless browser
 # Without root or apt-get it says what is missing; the tests that need it skip.
 # Then it builds the parallel-HDF5 environment (scripts/setup-parallel-hdf5.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+"${BLOCKFS_VENV:-.venv}/bin/pip" install --quiet -e ".[neuroglancer-test]"
 packages=()
 command -v slurmctld >/dev/null || [ -x /usr/sbin/slurmctld ] || packages+=(slurmctld)
 command -v slurmd >/dev/null || [ -x /usr/sbin/slurmd ] || packages+=(slurmd)
@@ -15,6 +19,8 @@ command -v sbatch >/dev/null || packages+=(slurm-client)
 command -v munged >/dev/null || [ -x /usr/sbin/munged ] || packages+=(munge)
 command -v shellcheck >/dev/null || packages+=(shellcheck)
 command -v h5dump >/dev/null || packages+=(hdf5-tools)
+command -v chromium >/dev/null || packages+=(chromium)
+command -v chromedriver >/dev/null || packages+=(chromium-driver)
 if [ ${#packages[@]} -gt 0 ]; then
     if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
         echo "setup-test-system: installing ${packages[*]}"

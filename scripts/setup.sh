@@ -32,11 +32,4 @@ if ! "$VENV/bin/python" -c "import glymur, sys; from packaging.version import Ve
     fi
 fi
 
-# Real Neuroglancer clients for tests/test_serve.py (TensorStore, cloud-volume, neuroglancer +
-# selenium; ~1-3 min) and Debian's chromium for the headless viewer test (~1.5 min).
-"$VENV/bin/pip" install --quiet -e ".[neuroglancer-test]"
-if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ] && ! command -v chromedriver >/dev/null; then
-    apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null 2>&1 \
-        || echo "setup: could not install chromium; the Neuroglancer browser test will skip" >&2
-fi
 echo "setup: ready in $VENV ($("$VENV/bin/python" -m mpi4py --mpi-library 2>/dev/null | head -n 1))"
