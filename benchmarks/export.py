@@ -85,8 +85,8 @@ def main():
         megabytes = voxels.nbytes / 1e6
         ceiling = ceilings(voxels, work)
         print(f"volume {args.shape} uint16, {megabytes:.0f} MB, blocks 64^3")
-        print(f"| program | ceiling MB/s | 1 rank MB/s | 2 ranks MB/s | 2 ranks / ceiling |")
-        print(f"|---|---|---|---|---|")
+        print("| program | ceiling MB/s | 1 rank MB/s | 2 ranks MB/s | 2 ranks / ceiling |")
+        print("|---|---|---|---|---|")
         for name, seconds in ceiling.items():
             rates = []
             for n in (1, 2):

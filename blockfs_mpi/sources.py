@@ -29,7 +29,7 @@ def _page_region(page, y0, y1, x0, x1, where):
         raise SourceError(f"{where}: page of shape {page.shape} is not a single-channel plane")
     out = np.empty((y1 - y0, x1 - x0), page.dtype)
     chunk_y, chunk_x = page.chunks[0], page.chunks[1]
-    rows, cols = page.chunked[0], page.chunked[1] if len(page.chunked) > 1 else 1
+    cols = page.chunked[1] if len(page.chunked) > 1 else 1
     handle = page.parent.filehandle
     for row in range(y0 // chunk_y, (y1 - 1) // chunk_y + 1):
         for col in range(x0 // chunk_x, (x1 - 1) // chunk_x + 1):

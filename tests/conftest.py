@@ -65,6 +65,17 @@ def format1_copy(tmp_path):
     return target
 
 
+def write_array(path, voxels, block=32, n_filenames=2, **options):
+    """Write a (z, y, x) array as a new blockfs volume at path (no MPI); returns path."""
+    from blockfs_mpi import Directory
+    z, y, x = voxels.shape
+    with Directory(x, y, z, voxels.dtype, path, n_filenames=n_filenames, x_block_size=block,
+                   y_block_size=block, z_block_size=block, **options) as directory:
+        directory.create()
+        directory[:, :, :] = voxels
+    return path
+
+
 def microscopy_volume(shape, seed=0, dtype=np.uint16):
     """A small smooth-plus-noise volume that compresses like real data."""
     rng = np.random.default_rng(seed)

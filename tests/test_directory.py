@@ -9,19 +9,9 @@ from blockfs_mpi import (BlockCoordinateError, BlockfsError, BlockShapeError, Co
                          CorruptBlockError, Directory, FormatError, ReadOnlyError, WriterError)
 from blockfs_mpi import format as fmt
 
-from conftest import microscopy_volume
+from conftest import microscopy_volume, write_array
 
 SHAPE = (70, 100, 130)  # (z, y, x): not multiples of the block size
-
-
-def write_volume(path, volume, n_filenames=2, **kwargs):
-    z, y, x = volume.shape
-    directory = Directory(x, y, z, volume.dtype, path, n_filenames=n_filenames,
-                          x_block_size=32, y_block_size=32, z_block_size=32, **kwargs)
-    directory.create()
-    directory[:] = volume
-    directory.close()
-    return directory
 
 
 @pytest.fixture
@@ -31,7 +21,7 @@ def volume():
 
 @pytest.fixture
 def written(tmp_path, volume):
-    write_volume(tmp_path / "v.blockfs", volume)
+    write_array(tmp_path / "v.blockfs", volume)
     return tmp_path / "v.blockfs"
 
 
@@ -80,14 +70,14 @@ def test_write_block_and_read_block_like_the_original(tmp_path):
 
 @pytest.mark.parametrize("compression", list(Compression))
 def test_every_compression(tmp_path, volume, compression):
-    write_volume(tmp_path / "v.blockfs", volume, compression=compression, compression_level=4)
+    write_array(tmp_path / "v.blockfs", volume, compression=compression, compression_level=4)
     np.testing.assert_array_equal(Directory.open(tmp_path / "v.blockfs")[:], volume)
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int32, np.float32, np.float64])
 def test_dtypes(tmp_path, dtype):
     volume = microscopy_volume((40, 40, 40)).astype(dtype)
-    write_volume(tmp_path / "v.blockfs", volume)
+    write_array(tmp_path / "v.blockfs", volume)
     got = Directory.open(tmp_path / "v.blockfs")[:]
     assert got.dtype == dtype
     np.testing.assert_array_equal(got, volume)

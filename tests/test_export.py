@@ -16,7 +16,7 @@ import pytest
 
 from blockfs_mpi import Directory, export
 from blockfs_mpi.synthetic import SyntheticVolume
-from conftest import ROOT, mpiexec, run_checked
+from conftest import mpiexec, run_checked
 
 SHAPE = (70, 50, 75)  # (z, y, x); blocks of 16: 5 x 4 x 5 = 100 blocks, 5 z-slabs
 BLOCK = 16

@@ -9,7 +9,7 @@ import pytest
 from blockfs_mpi import Directory, pyramid
 from blockfs_mpi.errors import BlockfsError
 from blockfs_mpi.reader import BlockReader
-from conftest import microscopy_volume, mpiexec, run_checked
+from conftest import microscopy_volume, mpiexec, run_checked, write_array
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -43,13 +43,7 @@ def reference_mode(a):
 def write_level1(dest, voxels, block=16):
     path = pyramid.level_path(str(dest), 1)
     (dest / "1_1_1").mkdir(parents=True)
-    z, y, x = voxels.shape
-    d = Directory(x, y, z, voxels.dtype, path, x_block_size=block, y_block_size=block,
-                  z_block_size=block, n_filenames=2)
-    d.create()
-    d[:, :, :] = voxels
-    d.close()
-    return path
+    return write_array(path, voxels, block)
 
 
 def check_pyramid(dest, voxels, levels, reference, voxel_size=(1, 1, 1)):

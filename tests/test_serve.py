@@ -18,7 +18,7 @@ import pytest
 from blockfs_mpi import Directory, pyramid
 from blockfs_mpi import format as fmt
 from blockfs_mpi.reader import read_header
-from conftest import FORMAT1_FIXTURE, microscopy_volume
+from conftest import FORMAT1_FIXTURE, microscopy_volume, write_array
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -27,12 +27,7 @@ def make_pyramid(dest, voxels, levels=3, block=16):
     """A pyramid of levels in dest, level 1 = voxels."""
     path = pyramid.level_path(str(dest), 1)
     os.makedirs(os.path.dirname(path))
-    z, y, x = voxels.shape
-    d = Directory(x, y, z, voxels.dtype, path, x_block_size=block, y_block_size=block,
-                  z_block_size=block, n_filenames=2)
-    d.create()
-    d[:, :, :] = voxels
-    d.close()
+    write_array(path, voxels, block)
     pyramid.build(str(dest), levels, (4, 4, 40), silent=True)
 
 

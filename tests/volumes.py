@@ -11,7 +11,7 @@ from blockfs_mpi import format as fmt
 from blockfs_mpi.compression import Compression, make_codec
 from blockfs_mpi.geometry import Geometry
 
-from conftest import microscopy_volume, mpiexec, run_checked
+from conftest import microscopy_volume, mpiexec, run_checked, write_array
 
 SHAPE = (70, 80, 90)  # (z, y, x): edge blocks on every axis with 32^3 blocks
 
@@ -19,11 +19,7 @@ SHAPE = (70, 80, 90)  # (z, y, x): edge blocks on every axis with 32^3 blocks
 def format2_volume(path, shape=SHAPE, n_files=2, seed=0):
     """A format 2 volume written by Directory; returns its voxels."""
     data = microscopy_volume(shape, seed)
-    z, y, x = shape
-    with Directory(x, y, z, data.dtype, path, n_filenames=n_files, x_block_size=32,
-                   y_block_size=32, z_block_size=32) as directory:
-        directory.create()
-        directory[:, :, :] = data
+    write_array(path, data, n_filenames=n_files)
     return data
 
 
