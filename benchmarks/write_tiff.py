@@ -1,0 +1,94 @@
+"""blockfs-write on a TIFF stack against reading the planes alone and the compression ceiling.
+
+    python benchmarks/write_tiff.py [--size 512] [--level 5]
+
+The benchmark volume is saved once as `size` uncompressed 2-D TIFF planes
+(untimed). Then, in one run: MB/s of only reading every plane with tifffile
+(1 and 2 processes), the compression ceiling of write_read.py (1 and 2
+processes), and `blockfs-write 'planes/*.tif'` on 1 and 2 ranks, its MB/s
+as the program itself reports them (from the start of the conversion to the
+end of the commit, Python start-up excluded like the others).
+"""
+import argparse
+import glob
+import multiprocessing
+import os
+import re
+import subprocess
+import sys
+import time
+
+import tifffile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+from volume import CACHE, benchmark_volume  # noqa: E402
+from write_read import compression_ceiling  # noqa: E402
+
+
+def tiff_planes(size):
+    """The benchmark volume as uncompressed TIFF planes; their glob pattern."""
+    folder = os.path.join(CACHE, f"planes-{size}")
+    if not os.path.exists(os.path.join(folder, "done")):
+        os.makedirs(folder, exist_ok=True)
+        volume = benchmark_volume(size)
+        for z in range(size):
+            tifffile.imwrite(os.path.join(folder, f"plane_{z:05d}.tif"), volume[z])
+        open(os.path.join(folder, "done"), "w").close()
+    return os.path.join(folder, "plane_*.tif")
+
+
+def read_share(files, barrier, results):
+    barrier.wait()
+    started = time.perf_counter()
+    for path in files:
+        tifffile.imread(path)
+    results.put(time.perf_counter() - started)
+
+
+def read_only(pattern, processes):
+    """MB/s of reading every plane, split over processes."""
+    files = sorted(glob.glob(pattern))
+    context = multiprocessing.get_context("fork")
+    barrier, results = context.Barrier(processes), context.Queue()
+    workers = [context.Process(target=read_share, args=(files[p::processes], barrier, results))
+               for p in range(processes)]
+    for w in workers:
+        w.start()
+    seconds = max(results.get() for _ in workers)
+    for w in workers:
+        w.join()
+    return sum(os.path.getsize(f) for f in files) / 1e6 / seconds
+
+
+def blockfs_write(pattern, ranks, level, output):
+    """MB/s that blockfs-write reports for converting the planes on `ranks` ranks."""
+    mpiexec = os.path.join(os.path.dirname(sys.executable), "mpiexec")
+    result = subprocess.run([mpiexec, "-n", str(ranks), sys.executable, "-m", "blockfs_mpi.write",
+                             pattern, output, "--overwrite", "--silent", "--level", str(level)],
+                            capture_output=True, text=True, check=True)
+    return float(re.search(r"([\d.]+) MB/s in", result.stderr).group(1))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--level", type=int, default=5)
+    args = parser.parse_args()
+    pattern = tiff_planes(args.size)
+    output = os.path.join(CACHE, "tiff-bench.blockfs")
+    print(f"# {time.strftime('%Y-%m-%d')} {os.cpu_count()} cores; {args.size} TIFF planes of "
+          f"{args.size}^2 uint16; blockfs zstd-{args.level}, 64^3 blocks; load "
+          f"{os.getloadavg()[0]:.2f}")
+    for n in (1, 2):
+        reading = read_only(pattern, n)
+        ceiling = compression_ceiling(args.size, args.level, n)
+        writing = blockfs_write(pattern, n, args.level, output)
+        print(f"{n} rank(s): read-only {reading:7.1f} MB/s, compression ceiling {ceiling:6.1f} "
+              f"MB/s, blockfs-write {writing:6.1f} MB/s = "
+              f"{writing / min(reading, ceiling):.2f} x min(read-only, ceiling)")
+
+
+if __name__ == "__main__":
+    main()
