@@ -45,7 +45,12 @@ def _page_region(page, y0, y1, x0, x1, where):
 
 
 class TiffPlanes:
-    """A glob of 2-D TIFF files, one z plane each, in natural sort order."""
+    """A glob of 2-D TIFF files, one z plane each, in natural sort order.
+
+    Each plane's TIFF structure is parsed once. Uncompressed planes are then
+    read row range by row range with one pread each; compressed ones decode
+    only the strips or tiles a region overlaps.
+    """
 
     def __init__(self, pattern):
         self.files = sorted(glob.glob(pattern), key=natural_key)
@@ -56,6 +61,7 @@ class TiffPlanes:
             page = tif.pages.first
             self.plane_shape, self.dtype = tuple(page.shape[:2]), page.dtype
         self.shape = (len(self.files),) + self.plane_shape
+        self._contiguous = {}  # plane index -> (data offset, stored dtype) or None
 
     def _open(self, path):
         try:
@@ -65,22 +71,51 @@ class TiffPlanes:
         except Exception as e:
             raise SourceError(f"{path}: cannot read TIFF plane: {e}") from None
 
-    def read(self, z0, z1, y0, y1, x0, x1):
-        out = np.empty((z1 - z0, y1 - y0, x1 - x0), self.dtype)
-        for z in range(z0, z1):
+    def _check(self, path, page):
+        if tuple(page.shape[:2]) != self.plane_shape or page.dtype != self.dtype:
+            raise SourceError(f"{path}: plane is {page.shape} {page.dtype}, the first plane "
+                              f"({self.files[0]}) is {self.plane_shape} {self.dtype}")
+
+    def _layout(self, z):
+        """Where plane z's pixels start and how they are stored, if uncompressed; else None."""
+        if z not in self._contiguous:
             path = self.files[z]
             with self._open(path) as tif:
                 page = tif.pages.first
-                if tuple(page.shape[:2]) != self.plane_shape or page.dtype != self.dtype:
-                    raise SourceError(
-                        f"{path}: plane is {page.shape} {page.dtype}, the first plane "
-                        f"({self.files[0]}) is {self.plane_shape} {self.dtype}")
-                if page.is_memmappable:
-                    plane = tif.asarray(out="memmap")  # maps the file: only touched rows load
-                    out[z - z0] = plane[y0:y1, x0:x1]
-                    del plane
-                else:
-                    out[z - z0] = _page_region(page, y0, y1, x0, x1, path)
+                self._check(path, page)
+                self._contiguous[z] = ((page.dataoffsets[0], page.dtype.newbyteorder(tif.byteorder))
+                                       if page.is_contiguous else None)
+        return self._contiguous[z]
+
+    def _rows(self, z, y0, y1):
+        """Rows y0:y1 of uncompressed plane z, with one pread."""
+        offset, stored = self._contiguous[z]
+        width = self.plane_shape[1]
+        path = self.files[z]
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError as e:
+            raise SourceError(f"{path}: cannot read TIFF plane: {e}") from None
+        try:
+            size = (y1 - y0) * width * stored.itemsize
+            data = os.pread(fd, size, offset + y0 * width * stored.itemsize)
+        finally:
+            os.close(fd)
+        if len(data) != size:
+            raise SourceError(f"{path}: plane is truncated")
+        return np.frombuffer(data, stored).reshape(y1 - y0, width)
+
+    def read(self, z0, z1, y0, y1, x0, x1):
+        out = np.empty((z1 - z0, y1 - y0, x1 - x0), self.dtype)
+        for z in range(z0, z1):
+            if self._layout(z) is not None:
+                out[z - z0] = self._rows(z, y0, y1)[:, x0:x1]
+                continue
+            path = self.files[z]
+            with self._open(path) as tif:
+                page = tif.pages.first
+                self._check(path, page)
+                out[z - z0] = _page_region(page, y0, y1, x0, x1, path)
         return out
 
 
