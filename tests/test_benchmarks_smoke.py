@@ -1,0 +1,40 @@
+"""The benchmark scripts still run end to end, at a trivial size (no timing is checked here).
+
+peers.py needs the optional peer libraries of benchmarks/requirements.txt and
+is skipped without them. The volume cache goes to a temporary folder.
+"""
+import importlib.util
+import sys
+
+import pytest
+
+from conftest import ROOT, run_checked
+
+BENCHMARKS = ROOT / "benchmarks"
+QUIET = ["--max-load", "1000"]  # never wait for a quiet machine in a test
+
+
+@pytest.fixture
+def environment(tmp_path):
+    return {"BLOCKFS_BENCH_CACHE": str(tmp_path)}
+
+
+@pytest.mark.mpi
+def test_scaling_runs(environment, tmp_path):
+    result = run_checked([sys.executable, str(BENCHMARKS / "scaling.py"), "--blocks", "1e3",
+                          "--ranks", "1", "--sweep-blocks", "1e3", "--many", "2", "--size", "64",
+                          "--out", str(tmp_path / "scaling"), *QUIET], env=environment)
+    assert "| rows | 1e+03 | 2 |" in result.stdout
+    assert "| 2 | yes | 2 |" in result.stdout
+
+
+@pytest.mark.mpi
+@pytest.mark.skipif(not all(importlib.util.find_spec(name)
+                            for name in ("zarr", "tensorstore", "h5py", "hdf5plugin")),
+                    reason="peer libraries of benchmarks/requirements.txt not installed")
+def test_peers_runs(environment, tmp_path):
+    result = run_checked([sys.executable, str(BENCHMARKS / "peers.py"), "--size", "64",
+                          "--reads", "10", "--no-defaults", "--out", str(tmp_path / "peers"),
+                          *QUIET], env=environment)
+    assert "| TensorStore zarr3 sharded |" in result.stdout
+    assert "| blockfs_mpi, mpiexec -n 2 |" in result.stdout
