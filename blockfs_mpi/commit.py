@@ -119,7 +119,7 @@ def recovered_index(geometry, recovered):
     return build_index(geometry, recovered, newest_wins=True)
 
 
-def collective_commit(comm, path, header, rows, local_error=None, recovered=()):
+def collective_commit(comm, path, header, rows, local_error=None, recovered=None):
     """close() under MPI: gather every rank's rows to rank 0, which commits; all ranks agree.
 
     Rank r's data file is file number r. `recovered` are rows a resumed job
@@ -130,7 +130,7 @@ def collective_commit(comm, path, header, rows, local_error=None, recovered=()):
     """
     errors = comm.gather(local_error, root=0)
     new_rows = _gather_rows(comm, rows)
-    old_rows = _gather_rows(comm, recovered)
+    old_rows = _gather_rows(comm, np.zeros(0, WRITTEN) if recovered is None else recovered)
     outcome = None
     if comm.Get_rank() == 0:
         failed = [f"rank {r}: {e}" for r, e in enumerate(errors) if e]

@@ -218,17 +218,21 @@ class Directory:
         folder = os.path.dirname(self.directory_filename)
         if not os.path.isdir(folder):
             raise FileNotFoundError(f"{self.directory_filename}: folder {folder} does not exist")
-        empty = fmt.encode_directory2(self.header, fmt.empty_index(self.geometry.n_blocks))
         if self._mpi:
-            self._open_rank_writer(truncate=True, empty=empty)
+            self._open_rank_writer(truncate=True, commit_empty=True)
         else:
             for path in self.block_filenames:
                 PosixFile(path, truncate=True).close()
-            write_atomically(self.directory_filename, empty)
+            self._commit_empty()
         self._state = WRITING
 
-    def _open_rank_writer(self, truncate, empty=None):
-        """Open this rank's data file (collective); rank 0 then commits `empty` if given.
+    def _commit_empty(self):
+        """Commit a directory file in which no block is written yet."""
+        empty = fmt.empty_index(self.geometry.n_blocks)
+        write_atomically(self.directory_filename, fmt.encode_directory2(self.header, empty))
+
+    def _open_rank_writer(self, truncate, commit_empty=False):
+        """Open this rank's data file (collective); then rank 0 commits an empty volume if asked.
 
         A rank that fails makes every rank raise the same error, naming it.
         """
@@ -243,9 +247,9 @@ class Directory:
         except Exception as e:
             error = f"rank {rank}: cannot create {self.block_filenames[rank]}: {e}"
         errors = [e for e in self.comm.allgather(error) if e]
-        if not errors and rank == 0 and empty is not None:
+        if not errors and rank == 0 and commit_empty:
             try:
-                write_atomically(self.directory_filename, empty)
+                self._commit_empty()
             except Exception as e:
                 errors = [f"rank 0: cannot write {self.directory_filename}: {e}"]
         errors = self.comm.bcast(errors, root=0)

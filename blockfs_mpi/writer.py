@@ -1,9 +1,11 @@
 """One writer's append-only data file: compress, frame, buffer, append, fsync.
 
 A writer owns its file alone (no locks, no shared file pointer, no
-read-back). Frames go out in large appends written by a background thread,
-so compression of the next blocks overlaps the I/O of the previous ones.
-The writer keeps its index entries in memory and hands them over at close.
+read-back). Frames go out in large appends written and synced by a
+background thread, so compression of the next blocks overlaps the I/O and
+the disk write-back of the previous ones, and close() has almost nothing
+left to flush. The writer keeps its index entries in memory and hands them
+over at close.
 """
 import os
 import time
@@ -95,7 +97,6 @@ class BlockWriter:
         self._sequence = 0
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="blockfs-io")
         self._pending = None
-        self.bytes_in = 0
 
     def write(self, block_number, array):
         """Compress an array and append it as the newest frame of block_number."""
@@ -107,7 +108,6 @@ class BlockWriter:
         self.entries[int(block_number)] = (self.position + fmt.FRAME_SIZE, len(payload),
                                            self._sequence)
         self.position += fmt.FRAME_SIZE + len(payload)
-        self.bytes_in += array.nbytes
         if len(self._buffer) >= self.buffer_size:
             self.flush()
 
@@ -117,7 +117,12 @@ class BlockWriter:
         if self._buffer:
             buffer, start = self._buffer, self._buffer_start
             self._buffer, self._buffer_start = bytearray(), self.position
-            self._pending = self._io.submit(self.file.write_at, start, buffer)
+            self._pending = self._io.submit(self._append, start, buffer)
+
+    def _append(self, start, buffer):
+        """In the I/O thread: write a buffer of frames and push it to the disk."""
+        self.file.write_at(start, buffer)
+        self.file.sync()
 
     def _wait(self):
         pending, self._pending = self._pending, None
