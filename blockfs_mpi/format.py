@@ -9,7 +9,7 @@ import json
 import struct
 from dataclasses import dataclass, field
 
-import google_crc32c
+import crc32c as _crc32c
 import numpy as np
 
 from .compression import Compression
@@ -42,8 +42,8 @@ FORMAT1_KEYS = {"XBlockSize", "YBlockSize", "ZBlockSize", "DType", "NOffsetBits"
 
 
 def crc32c(data):
-    """CRC-32C (Castagnoli) of a bytes-like object."""
-    return google_crc32c.value(data if isinstance(data, bytes) else bytes(data))
+    """CRC-32C (Castagnoli) of any bytes-like object, without copying it."""
+    return _crc32c.crc32c(data)
 
 
 @dataclass

@@ -40,6 +40,17 @@ def open_directory_file(path):
         raise
 
 
+def pread_into(fd, view, offset):
+    """Fill a writable memoryview from offset; the byte count read (less only at end of file)."""
+    done = 0
+    while done < len(view):
+        got = os.preadv(fd, [view[done:]], offset + done)
+        if not got:
+            break
+        done += got
+    return done
+
+
 def read_header(path):
     """The Header of the directory file at path (either format)."""
     fd, header = open_directory_file(path)
@@ -79,6 +90,7 @@ class BlockReader:
         self.codec = make_codec(self.header.compression, self.header.compression_level,
                                 self.header.shuffle)
         self._lock = threading.Lock()
+        self._local = threading.local()  # each thread's read buffer
         self._pid = None
         self._fds = {}
 
@@ -139,32 +151,41 @@ class BlockReader:
                                     f"(file {file_number}, offset {offset}, size {size})")
         return file_number, offset, size
 
-    def payload(self, block_number):
-        """The verified compressed bytes of a block, or None if it was never written."""
+    def payload(self, block_number, reuse=False):
+        """The verified compressed bytes of a block as a read-only memoryview, or None if
+        it was never written. With reuse, they are read into this thread's buffer (valid
+        until its next read), so that reading many blocks allocates no large temporaries."""
         entry = self.entry(block_number)
         if entry is None:
             return None
         file_number, offset, size = entry
-        fd = self._fd(file_number)
         where = f"{self.data_paths[file_number]}: block {block_number} at offset {offset}"
-        if self.header.version == 1:
-            payload = pread_exact(fd, size, offset)
-            if len(payload) < size:
-                raise CorruptBlockError(f"{where}: index entry points past the end of the data "
-                                        f"file ({size} bytes wanted, {len(payload)} there)")
-            return payload
-        raw = pread_exact(fd, fmt.FRAME_SIZE + size, offset - fmt.FRAME_SIZE)
-        if len(raw) < fmt.FRAME_SIZE + size:
+        head = 0 if self.header.version == 1 else fmt.FRAME_SIZE
+        raw = memoryview(self._buffer(head + size, reuse))[:head + size]
+        got = pread_into(self._fd(file_number), raw, offset - head)
+        if got < head + size:
             raise CorruptBlockError(f"{where}: index entry points past the end of the data "
-                                    f"file (truncated data file?)")
+                                    f"file ({head + size} bytes wanted, {got} there)")
+        raw = raw.toreadonly()
+        if self.header.version == 1:
+            return raw
         frame_block, frame_size, _sequence, payload_crc = fmt.decode_frame_header(raw, where)
-        payload = raw[fmt.FRAME_SIZE:]
+        payload = raw[head:]
         if frame_block != block_number or frame_size != size:
             raise CorruptBlockError(f"{where}: frame holds block {frame_block} of {frame_size} "
                                     f"bytes, index says block {block_number} of {size}")
         if fmt.crc32c(payload) != payload_crc:
             raise CorruptBlockError(f"{where}: checksum mismatch (damaged payload)")
         return payload
+
+    def _buffer(self, size, reuse):
+        """A bytearray of at least size bytes: this thread's, or a new one."""
+        if not reuse:
+            return bytearray(size)
+        buffer = getattr(self._local, "buffer", None)
+        if buffer is None or len(buffer) < size:
+            buffer = self._local.buffer = bytearray(size)
+        return buffer
 
     def decode(self, payload, shape, block_number):
         """Decode a payload into a new array of the given block shape."""
@@ -182,7 +203,7 @@ class BlockReader:
 
     def read(self, block_number, shape):
         """The block as an array of the given shape; zeros if never written."""
-        payload = self.payload(block_number)
+        payload = self.payload(block_number, reuse=True)
         if payload is None:
             return np.zeros(shape, self.header.dtype)
         return self.decode(payload, shape, block_number)
