@@ -49,7 +49,7 @@ class Directory:
 
     def __init__(self, x_extent, y_extent, z_extent, dtype, directory_filename,
                  n_filenames=None, x_block_size=64, y_block_size=64, z_block_size=64,
-                 block_filenames=None, compression=Compression.zstd, compression_level=5,
+                 block_filenames=None, compression=Compression.zstd, compression_level=1,
                  metadata=None, comm=None, shuffle="byte", hints=None):
         """Describe a new volume of the given extents (voxels) and numpy dtype.
 

@@ -14,7 +14,7 @@ Sources:
 Options:
   --block-size=<n>       Block edge in voxels, or z,y,x edges.  [default: 64]
   --compression=<name>   Blosc compressor: zstd, blosclz, lz4, lz4hc or zlib.  [default: zstd]
-  --level=<n>            Compression level, 0-9.  [default: 5]
+  --level=<n>            Compression level, 0-9 (5 = the original blockfs).  [default: 1]
   --dtype=<dtype>        Store voxels as this numpy dtype (default: the source's).
   --memory=<size>        Memory budget per rank, e.g. 512M or 4G.  [default: 1G]
   --data-dirs=<dirs>     Comma-separated folders to spread the data files over, round-robin

@@ -293,3 +293,12 @@ def test_writer_process_failure_is_reported(tmp_path):
         directory.write_block(np.zeros((64, 64, 64), np.uint16), 0, 0, 0)
     with pytest.raises(WriterError, match="died"):
         directory.close()
+
+
+def test_new_volumes_default_to_zstd_1(tmp_path):
+    """The default codec chosen from benchmarks/README.md; zstd-5 is one option away."""
+    directory = Directory(64, 64, 64, np.uint16, tmp_path / "v.blockfs", n_filenames=1)
+    directory.create()
+    directory.close()
+    opened = Directory.open(tmp_path / "v.blockfs")
+    assert opened.compression is Compression.zstd and opened.compression_level == 1
