@@ -20,7 +20,7 @@ PYTHON=${PYTHON:-python3}
 log() { echo "setup-parallel-hdf5: $*" >&2; }
 
 if [ -x "$V/bin/python" ] && "$V/bin/python" -c "import h5py, sys; sys.exit(not h5py.get_config().mpi)" 2>/dev/null; then
-    "$V/bin/pip" install --quiet --no-deps -e .
+    "$V/bin/pip" install --quiet -e .  # picks up new dependencies; the MPI builds stay
     log "reusing $V"
     exit 0
 fi
