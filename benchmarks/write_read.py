@@ -18,6 +18,7 @@ import platform
 import subprocess
 import sys
 import time
+from functools import partial
 
 import numpy as np
 
@@ -27,32 +28,49 @@ sys.path.insert(0, HERE)
 from volume import CACHE, benchmark_volume, block_origins  # noqa: E402
 
 
-def encode_share(size, level, rank, ranks, barrier, results):
+def _timed(prepare, rank, processes, barrier, results):
+    """One forked worker: prepare untimed, then time the work it returned after the barrier."""
+    work = prepare(rank, processes)
+    barrier.wait()
+    started = time.perf_counter()
+    work()
+    results.put(time.perf_counter() - started)
+
+
+def slowest(prepare, processes):
+    """Seconds of the slowest of `processes` workers that start together.
+
+    prepare(rank, processes) runs untimed in each worker and returns the work to time.
+    """
+    context = multiprocessing.get_context("fork")
+    barrier, results = context.Barrier(processes), context.Queue()
+    workers = [context.Process(target=_timed, args=(prepare, r, processes, barrier, results))
+               for r in range(processes)]
+    for w in workers:
+        w.start()
+    seconds = max(results.get() for _ in workers)
+    for w in workers:
+        w.join()
+    return seconds
+
+
+def encode_share(size, level, rank, ranks):
     """One process of the compression ceiling: encode every ranks-th block."""
     from blockfs_mpi.compression import make_codec, single_threaded
     single_threaded()
     volume = benchmark_volume(size)
     codec = make_codec("zstd", level)
     mine = block_origins(size)[rank::ranks]
-    barrier.wait()
-    started = time.perf_counter()
-    for x, y, z in mine:
-        codec.encode(np.ascontiguousarray(volume[z:z + 64, y:y + 64, x:x + 64]))
-    results.put(time.perf_counter() - started)
+
+    def work():
+        for x, y, z in mine:
+            codec.encode(np.ascontiguousarray(volume[z:z + 64, y:y + 64, x:x + 64]))
+    return work
 
 
 def compression_ceiling(size, level, ranks):
     """MB/s of encoding every block with `ranks` processes."""
-    context = multiprocessing.get_context("fork")
-    barrier, results = context.Barrier(ranks), context.Queue()
-    workers = [context.Process(target=encode_share, args=(size, level, r, ranks, barrier, results))
-               for r in range(ranks)]
-    for w in workers:
-        w.start()
-    seconds = max(results.get() for _ in workers)
-    for w in workers:
-        w.join()
-    return size ** 3 * 2 / 1e6 / seconds
+    return size ** 3 * 2 / 1e6 / slowest(partial(encode_share, size, level), ranks)
 
 
 def blockfs_write(size, level, ranks, output, codec=()):

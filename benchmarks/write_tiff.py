@@ -11,12 +11,12 @@ end of the commit, Python start-up excluded like the others).
 """
 import argparse
 import glob
-import multiprocessing
 import os
 import re
 import subprocess
 import sys
 import time
+from functools import partial
 
 import tifffile
 
@@ -24,7 +24,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 from volume import CACHE, benchmark_volume  # noqa: E402
-from write_read import compression_ceiling  # noqa: E402
+from write_read import compression_ceiling, slowest  # noqa: E402
 
 
 def tiff_planes(size):
@@ -39,26 +39,16 @@ def tiff_planes(size):
     return os.path.join(folder, "plane_*.tif")
 
 
-def read_share(files, barrier, results):
-    barrier.wait()
-    started = time.perf_counter()
-    for path in files:
-        tifffile.imread(path)
-    results.put(time.perf_counter() - started)
+def read_share(files, rank, processes):
+    """One process of the read-only figure: read every processes-th plane."""
+    mine = files[rank::processes]
+    return lambda: [tifffile.imread(path) for path in mine]
 
 
 def read_only(pattern, processes):
     """MB/s of reading every plane, split over processes."""
     files = sorted(glob.glob(pattern))
-    context = multiprocessing.get_context("fork")
-    barrier, results = context.Barrier(processes), context.Queue()
-    workers = [context.Process(target=read_share, args=(files[p::processes], barrier, results))
-               for p in range(processes)]
-    for w in workers:
-        w.start()
-    seconds = max(results.get() for _ in workers)
-    for w in workers:
-        w.join()
+    seconds = slowest(partial(read_share, files), processes)
     return sum(os.path.getsize(f) for f in files) / 1e6 / seconds
 
 
