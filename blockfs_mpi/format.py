@@ -75,11 +75,9 @@ class Header:
         """Byte offset of a block's index entry in the directory file."""
         return self.index_offset + block_number * self.entry_size
 
-    def data_file_of(self, block_number, file_number=None):
-        """Index of the data file that holds a block (format 1: block % n_files)."""
-        if self.version == 1:
-            return block_number % len(self.data_files)
-        return file_number
+    def format1_data_file(self, block_number):
+        """Index of the data file that holds a format 1 block: block % number of files."""
+        return block_number % len(self.data_files)
 
 
 def empty_index(n_blocks):

@@ -138,7 +138,7 @@ class BlockReader:
             offsets, sizes = fmt.decode_entries1(header, raw)
             if sizes[0] == 0:
                 return None
-            return header.data_file_of(block_number), int(offsets[0]), int(sizes[0])
+            return header.format1_data_file(block_number), int(offsets[0]), int(sizes[0])
         if len(raw) < header.entry_size:
             raise FormatError(f"{self.path}: truncated directory file (index entry of block "
                               f"{block_number} is past its end)")
