@@ -4,14 +4,20 @@
 # the neuroglancer-test extra). System packages, installed with apt-get when
 # running as root on Debian and missing:
 #   slurmctld slurmd slurm-client munge  a local SLURM cluster for tests/test_slurm.py
-#   shellcheck                           linting the sbatch templates
+#   (package) shellcheck                 linting the sbatch templates
 #   hdf5-tools                           h5dump / h5ls to read exported HDF5 back
 #   chromium chromium-driver             Neuroglancer in a headless browser
 # Without root or apt-get it says what is missing; the tests that need it skip.
 # Then it builds the parallel-HDF5 environment (scripts/setup-parallel-hdf5.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-"${BLOCKFS_VENV:-.venv}/bin/pip" install --quiet -e ".[neuroglancer-test]"
+VENV=${BLOCKFS_VENV:-.venv}
+stamp="$VENV/.blockfs-test-$(cat setup.cfg pyproject.toml | sha1sum | cut -c1-12)"
+if [ ! -e "$stamp" ]; then
+    "$VENV/bin/pip" install --quiet -e ".[neuroglancer-test]"
+    rm -f "$VENV"/.blockfs-test-*
+    touch "$stamp"
+fi
 packages=()
 command -v slurmctld >/dev/null || [ -x /usr/sbin/slurmctld ] || packages+=(slurmctld)
 command -v slurmd >/dev/null || [ -x /usr/sbin/slurmd ] || packages+=(slurmd)

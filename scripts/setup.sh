@@ -15,11 +15,17 @@ if [ ! -x "$VENV/bin/python" ]; then
     "$PYTHON" -m venv "$VENV"
     "$VENV/bin/pip" install --quiet --upgrade pip
 fi
-if [ "${BLOCKFS_SYSTEM_MPI:-0}" = 1 ]; then
-    "$VENV/bin/pip" install --quiet --no-binary=mpi4py mpi4py
-    "$VENV/bin/pip" install --quiet -e ".[jp2k,test]"
-else
-    "$VENV/bin/pip" install --quiet -e ".[jp2k,mpich,test]"
+# Reinstall only when the packaging changed (the install is editable: code changes need none).
+stamp="$VENV/.blockfs-setup-$(cat setup.cfg pyproject.toml | sha1sum | cut -c1-12)-${BLOCKFS_SYSTEM_MPI:-0}"
+if [ ! -e "$stamp" ]; then
+    if [ "${BLOCKFS_SYSTEM_MPI:-0}" = 1 ]; then
+        "$VENV/bin/pip" install --quiet --no-binary=mpi4py mpi4py
+        "$VENV/bin/pip" install --quiet -e ".[jp2k,test]"
+    else
+        "$VENV/bin/pip" install --quiet -e ".[jp2k,mpich,test]"
+    fi
+    rm -f "$VENV"/.blockfs-setup-*
+    touch "$stamp"
 fi
 # glymur needs an OpenJPEG shared library; Debian's is the simplest source.
 if ! "$VENV/bin/python" -c "import glymur, sys; from packaging.version import Version as V; sys.exit(V(glymur.version.openjpeg_version) < V('2.4'))" 2>/dev/null; then

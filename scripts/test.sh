@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up everything the tests need and run the whole suite: scripts/setup.sh
 # (the environment, MPI included), scripts/setup-test-system.sh (SLURM,
-# shellcheck, HDF5 tools, the parallel-HDF5 environment), then pytest.
+# the shellcheck linter, HDF5 tools, the parallel-HDF5 environment), then pytest.
 # Extra arguments go to pytest, e.g. scripts/test.sh -k format -x
 set -euo pipefail
 cd "$(dirname "$0")/.."
