@@ -1,5 +1,6 @@
 """blockfs-write: every source kind, 1 and 2 ranks, resume after a real kill, memory, errors."""
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -170,7 +171,7 @@ def test_memory_stays_within_budget(tmp_path):
     result = run_checked([mpiexec(), "-n", "2", sys.executable, str(HERE / "mpi" / "peak_rss.py"),
                           str(tmp_path / "planes" / "p*.tif"), str(tmp_path / "out.blockfs"),
                           "--memory", "160M", "--level", "1", "--silent"], timeout=300)
-    peaks = [int(line.split()[-2]) for line in result.stdout.splitlines() if "peak RSS" in line]
+    peaks = [int(kib) for kib in re.findall(r"peak RSS (\d+) KiB", result.stdout)]
     assert len(peaks) == 2, result.stdout
     assert max(peaks) < 160 * 1024, f"peak RSS per rank {peaks} KiB exceeds the 160 MiB budget"
     directory = Directory.open(tmp_path / "out.blockfs")

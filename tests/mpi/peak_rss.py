@@ -10,4 +10,5 @@ try:
     main(sys.argv[1:])
 finally:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(f"rank {MPI.COMM_WORLD.rank}: peak RSS {peak} KiB", flush=True)
+    sys.stdout.write(f"rank {MPI.COMM_WORLD.rank}: peak RSS {peak} KiB\n")  # one write: no interleaving
+    sys.stdout.flush()
