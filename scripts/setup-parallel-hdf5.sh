@@ -1,10 +1,9 @@
 #!/usr/bin/env bash
 # Build (once) a virtual environment with a parallel h5py for blockfs2hdf's
 # collective-write path: Debian's MPICH + parallel HDF5, mpi4py and h5py built
-# from source against them (~7 minutes on 2 cores). It must be a venv of its
-# own: it cannot share a process with the MPICH wheel of .venv (about 9 minutes on
-# 2 cores, measured 2026-11-25). Idempotent:
-# an existing working build is reused in a second. Run it with
+# from source against them (about 9 minutes on 2 cores, measured 2026-11-25).
+# It must be a venv of its own: it cannot share a process with the MPICH wheel
+# of .venv. Idempotent: an existing working build is reused in a second. Run it with
 # /usr/bin/mpiexec.mpich -n N $BLOCKFS_PARALLEL_HDF5_VENV/bin/python -m blockfs_mpi.blockfs2hdf ...
 #
 #   scripts/setup-parallel-hdf5.sh   -> ~/.cache/blockfs_mpi/venv-parallel-hdf5
