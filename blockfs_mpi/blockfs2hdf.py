@@ -158,9 +158,8 @@ def export_hdf(directory, dest, name, compression="gzip", opts=None, overwrite=F
         log.info("blockfs2hdf: %s", "collective writes through the mpio driver (parallel h5py)"
                  if collective else "ranks compress chunks, rank 0 writes them with "
                  "write_direct_chunk (serial h5py)")
-    g = directory.geometry
-    progress = Progress(comm, g.n_x_blocks * g.n_y_blocks * g.n_z_blocks, "blockfs2hdf",
-                               unit="chunk", disable=silent)
+    progress = Progress(comm, directory.geometry.block_count, "blockfs2hdf", unit="chunk",
+                        disable=silent)
     write = export_collectively if collective else export_direct
     write(directory, dest, name, compression, opts, overwrite, comm, progress)
     totals = progress.close()

@@ -39,11 +39,6 @@ def read_index(path, header):
     return index
 
 
-def is_missing(index):
-    """True for the entries of never-written blocks."""
-    return (index["size"] == 0) & (index["file"] == fmt.MISSING_FILE) & (index["offset"] == 0)
-
-
 def data_paths(path, header):
     """The data files of a volume, then any `<directory file>.<n>` that follows them unnamed:
     the file of an extra rank of a resumed job that never committed (format 2 only)."""
@@ -73,7 +68,7 @@ def volume_info(path):
     header = read_header(path)
     g = header.geometry
     index = read_index(path, header)
-    present = np.flatnonzero(~is_missing(index))
+    present = np.flatnonzero(~fmt.is_missing(index))
     voxels = int(block_shapes(g, present).prod(axis=-1).sum()) if len(present) else 0
     compressed = int(index["size"][present].sum())
     files = []
@@ -198,7 +193,7 @@ def check_share(path, rank=0, size=1, progress=None):
     if rank == 0:
         _check_directory(report, header, index, paths)
     owner = np.where(index["file"] < n_named, index["file"] % size, 0)
-    mine = np.flatnonzero(~is_missing(index) & (owner == rank))
+    mine = np.flatnonzero(~fmt.is_missing(index) & (owner == rank))
     reader = BlockReader(path, header)
     try:
         for block, shape in zip(mine, block_shapes(geometry, mine)):
@@ -237,7 +232,7 @@ def _check_frames(report, geometry, index, paths, scan):
     report.rows = np.concatenate([report.rows, scan.rows])
     committed = index[scan.rows["block"]]
     same = (committed["file"] == scan.file_number) & (committed["offset"] == scan.rows["offset"])
-    for row, entry, missing in zip(scan.rows[~same], committed[~same], is_missing(committed[~same])):
+    for row, entry, missing in zip(scan.rows[~same], committed[~same], fmt.is_missing(committed[~same])):
         block, where = int(row["block"]), f"{scan.path} at offset {row['offset']}"
         if missing:
             message = "is not in the index (a job that did not commit; --repair adds it)"

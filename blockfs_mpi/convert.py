@@ -115,9 +115,7 @@ def convert(source, directory, memory, silent=False):
     started = time.monotonic()
     bytes_before = _own_data_bytes(directory)
     units = my_share(plan_units(directory.geometry, directory.dtype.itemsize, memory), comm)
-    total = directory.geometry.n_x_blocks * directory.geometry.n_y_blocks \
-        * directory.geometry.n_z_blocks
-    progress = Progress(comm, total, "blockfs-write", disable=silent)
+    progress = Progress(comm, directory.geometry.block_count, "blockfs-write", disable=silent)
     written = skipped = bytes_in = 0
     for unit in units:
         origins = blocks_of(directory, unit)

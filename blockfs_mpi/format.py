@@ -80,6 +80,11 @@ class Header:
         return block_number % len(self.data_files)
 
 
+def is_missing(entries):
+    """True for never-written entries (offset 0, size 0, MISSING_FILE); entry or index array."""
+    return (entries["size"] == 0) & (entries["file"] == MISSING_FILE) & (entries["offset"] == 0)
+
+
 def empty_index(n_blocks):
     """A format 2 index in which no block has been written."""
     index = np.zeros(n_blocks, ENTRY)

@@ -54,6 +54,11 @@ class Geometry:
         return _ceil_div(self.z_extent, self.z_block_size)
 
     @property
+    def block_count(self):
+        """Blocks in the volume's grid."""
+        return self.n_x_blocks * self.n_y_blocks * self.n_z_blocks
+
+    @property
     def n_blocks(self):
         """Index entries needed: one past the largest block number."""
         return ((self.n_x_blocks - 1) * self.x_stride + (self.n_y_blocks - 1) * self.y_stride

@@ -98,8 +98,7 @@ def make_level(source_path, dest_path, method, comm, silent=False, **volume_opti
                        y_block_size=yb, z_block_size=zb, **volume_options)
     target.create()
     origins = my_share(list(target.geometry.block_origins()), comm)
-    g = target.geometry
-    progress = Progress(comm, g.n_x_blocks * g.n_y_blocks * g.n_z_blocks,
+    progress = Progress(comm, target.geometry.block_count,
                         f"mip {os.path.basename(os.path.dirname(dest_path))}", disable=silent)
     with target:
         for bx, by, bz in origins:

@@ -12,7 +12,7 @@ import pytest
 
 from blockfs_mpi import BlockfsError, Directory
 from blockfs_mpi import format as fmt
-from blockfs_mpi.check import check, fsck, is_missing, read_index
+from blockfs_mpi.check import check, fsck, read_index
 from blockfs_mpi.reader import read_header
 from blockfs_mpi.scan import scan_data_file
 from blockfs_mpi.synthetic import SyntheticVolume
@@ -64,7 +64,7 @@ def blocks_on_disk(path):
 
 
 def committed_blocks(path):
-    return set(np.flatnonzero(~is_missing(read_index(path, read_header(path)))).tolist())
+    return set(np.flatnonzero(~fmt.is_missing(read_index(path, read_header(path)))).tolist())
 
 
 def assert_reads(path, source, blocks):
@@ -221,7 +221,7 @@ def test_truncated_data_file(pristine, tmp_path, seed):
 def test_flipped_byte(pristine, tmp_path, where, seed):
     path, header, index, source = damaged_copy(pristine, tmp_path)
     rng = np.random.default_rng(seed)
-    block = int(rng.choice(np.flatnonzero(~is_missing(index))))
+    block = int(rng.choice(np.flatnonzero(~fmt.is_missing(index))))
     entry = index[block]
     if where == "payload":
         flip(f"{path}.{entry['file']}", int(entry["offset"] + rng.integers(entry["size"])))
