@@ -50,17 +50,6 @@ def data_paths(path, header):
     return paths
 
 
-def block_shapes(geometry, blocks):
-    """(z, y, x) shapes of the given block numbers, as an (n, 3) array (default strides)."""
-    blocks = np.asarray(blocks, np.int64)
-    x, rest = blocks % geometry.n_x_blocks, blocks // geometry.n_x_blocks
-    y, z = rest % geometry.n_y_blocks, rest // geometry.n_y_blocks
-    return np.stack([np.minimum(geometry.z_extent - z * geometry.z_block_size, geometry.z_block_size),
-                     np.minimum(geometry.y_extent - y * geometry.y_block_size, geometry.y_block_size),
-                     np.minimum(geometry.x_extent - x * geometry.x_block_size, geometry.x_block_size)],
-                    axis=-1)
-
-
 # -------------------------------------------------------------------- info --
 
 def volume_info(path):
@@ -69,7 +58,7 @@ def volume_info(path):
     g = header.geometry
     index = read_index(path, header)
     present = np.flatnonzero(~fmt.is_missing(index))
-    voxels = int(block_shapes(g, present).prod(axis=-1).sum()) if len(present) else 0
+    voxels = int(g.block_shapes(present).prod(axis=-1).sum()) if len(present) else 0
     compressed = int(index["size"][present].sum())
     files = []
     for name, file_path in zip(header.data_files, data_paths(path, header)):
@@ -196,7 +185,7 @@ def check_share(path, rank=0, size=1, progress=None):
     mine = np.flatnonzero(~fmt.is_missing(index) & (owner == rank))
     reader = BlockReader(path, header)
     try:
-        for block, shape in zip(mine, block_shapes(geometry, mine)):
+        for block, shape in zip(mine, geometry.block_shapes(mine)):
             try:
                 reader.read(int(block), tuple(shape))
             except (BlockfsError, OSError) as e:

@@ -2,6 +2,8 @@
 import itertools
 from dataclasses import dataclass
 
+import numpy as np
+
 from .errors import BlockCoordinateError
 
 
@@ -104,6 +106,16 @@ class Geometry:
         return (min(self.z_extent - z, self.z_block_size),
                 min(self.y_extent - y, self.y_block_size),
                 min(self.x_extent - x, self.x_block_size))
+
+    def block_shapes(self, numbers):
+        """(z, y, x) shapes of many blocks at once, as an (n, 3) array (default strides)."""
+        numbers = np.asarray(numbers, np.int64)
+        rest, x = np.divmod(numbers, self.n_x_blocks)
+        z, y = np.divmod(rest, self.n_y_blocks)
+        return np.stack([np.minimum(self.z_extent - z * self.z_block_size, self.z_block_size),
+                         np.minimum(self.y_extent - y * self.y_block_size, self.y_block_size),
+                         np.minimum(self.x_extent - x * self.x_block_size, self.x_block_size)],
+                        axis=-1)
 
     def block_origins(self):
         """Every block origin (x, y, z), x fastest."""
