@@ -12,6 +12,7 @@ import numpy as np
 
 from . import format as fmt
 from .errors import DuplicateBlockError, WriterError
+from .parallel import everywhere
 from .writer import WRITTEN
 
 
@@ -146,6 +147,6 @@ def collective_commit(comm, path, header, rows, local_error=None, recovered=None
                 outcome = f"rank 0: commit of {path} failed: {e}"
     outcome = comm.bcast(outcome, root=0)
     if isinstance(outcome, tuple):
-        raise DuplicateBlockError(f"{path} not committed: {outcome[1]}")
+        raise everywhere(DuplicateBlockError(f"{path} not committed: {outcome[1]}"))
     if outcome:
-        raise WriterError(f"{path} {outcome}" if outcome.startswith("not") else outcome)
+        raise everywhere(WriterError(f"{path} {outcome}" if outcome.startswith("not") else outcome))

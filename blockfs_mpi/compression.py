@@ -1,8 +1,16 @@
 """Blosc codecs by name, as both formats store them (numcodecs does the work)."""
 import enum
 import struct
+import warnings
 
-from numcodecs import Blosc, blosc
+# numcodecs warns at import whenever the crc32c package is installed (it prefers google_crc32c for
+# its own codec, and installs a filter of its own that shows it); blockfs_mpi needs crc32c, which
+# checksums writable buffers in place. Catch that one warning and pass any other on.
+with warnings.catch_warnings(record=True) as caught:
+    from numcodecs import Blosc, blosc
+for warning in caught:
+    if not str(warning.message).startswith("crc32c usage is deprecated"):
+        warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
 
 from .errors import FormatError
 

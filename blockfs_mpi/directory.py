@@ -257,7 +257,7 @@ class Directory:
             if self._writer is not None:
                 self._writer.file.close()
                 self._writer = None
-            raise WriterError("; ".join(errors))
+            raise parallel.everywhere(WriterError("; ".join(errors)))
 
     def start_writer_processes(self, queue_depth=10):
         """Start the local writer processes now (before a multiprocessing pool is made).

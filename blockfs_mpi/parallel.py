@@ -56,6 +56,14 @@ def abort(comm, message, code=1):
     sys.exit(code)
 
 
+def everywhere(error):
+    """Mark an error that every rank raises together, having agreed on it in a collective call:
+    program() then ends the job cleanly, rank 0 reporting it once, with no MPI_Abort racing the
+    launcher's forwarding of the message."""
+    error.raised_by_every_rank = True
+    return error
+
+
 def program(main):
     """Decorate a program's main(argv): logging set up, and an error on any rank
     ends the whole job with its message instead of leaving the others waiting
@@ -76,5 +84,9 @@ def program(main):
         except Exception as e:
             if os.environ.get("BLOCKFS_TRACEBACK"):
                 traceback.print_exc()
+            if getattr(e, "raised_by_every_rank", False):
+                if rank == 0:
+                    sys.stderr.write(f"error: {e}\n")
+                sys.exit(1)
             abort(comm, f"error: {e}")
     return run

@@ -132,7 +132,7 @@ def on_rank0(comm, task):
     if comm is not None:
         outcome = comm.bcast(outcome, root=0)
     if outcome[1]:
-        raise RelocateError(outcome[1])
+        raise parallel.everywhere(RelocateError(outcome[1]))
     return outcome[0]
 
 
@@ -145,7 +145,7 @@ def on_every_rank(comm, task):
         error = f"rank {parallel.rank_of(comm)}: {e}"
     errors = [error] if comm is None else comm.allgather(error)
     if any(errors):
-        raise RelocateError("; ".join(e for e in errors if e))
+        raise parallel.everywhere(RelocateError("; ".join(e for e in errors if e)))
 
 
 def copy_range(source_fd, target_fd, offset, length):

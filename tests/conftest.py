@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from blockfs_mpi import Directory
+
 HERE = Path(__file__).parent
 ROOT = HERE.parent
 FORMAT1_FIXTURE = ROOT.parent / "shared" / "data" / "format1"
@@ -67,7 +69,6 @@ def format1_copy(tmp_path):
 
 def write_array(path, voxels, block=32, n_filenames=2, **options):
     """Write a (z, y, x) array as a new blockfs volume at path (no MPI); returns path."""
-    from blockfs_mpi import Directory
     z, y, x = voxels.shape
     with Directory(x, y, z, voxels.dtype, path, n_filenames=n_filenames, x_block_size=block,
                    y_block_size=block, z_block_size=block, **options) as directory:

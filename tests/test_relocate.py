@@ -230,6 +230,7 @@ def test_missing_data_file(tmp_path, name):
     os.unlink(f"{source}.1")
     result = program(2, name, source, tmp_path / "out", expect_failure=True)
     assert "v.blockfs.1: data file of" in result.stderr and "is missing" in result.stderr
+    assert result.stderr.count("is missing") == 1  # every rank failed alike: reported once
     assert source.exists() and Path(f"{source}.0").exists()
     assert_no_volume(tmp_path / "out")
 
