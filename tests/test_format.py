@@ -4,10 +4,10 @@ import struct
 
 import numpy as np
 import pytest
-from numcodecs import Blosc
 
 from blockfs_mpi import Compression, Directory, FormatError
 from blockfs_mpi import format as fmt
+from blockfs_mpi.compression import numcodecs_blosc
 from blockfs_mpi.geometry import Geometry
 
 from conftest import microscopy_volume
@@ -39,7 +39,7 @@ def write_format1(path, volume, block, n_files, compression, level):
     header = fmt.Header(geometry=geometry, dtype=volume.dtype, data_files=files,
                         compression=compression, compression_level=level, version=1,
                         metadata={"Lab": "test"}, n_offset_bits=40, n_size_bits=24)
-    codec = Blosc(cname=compression.name, clevel=level)
+    codec = numcodecs_blosc().Blosc(cname=compression.name, clevel=level)  # as the original did
     data = [bytearray() for _ in range(n_files)]
     offsets = np.zeros(geometry.n_blocks, np.uint64)
     sizes = np.zeros(geometry.n_blocks, np.uint64)
