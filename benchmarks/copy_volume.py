@@ -2,8 +2,9 @@
 
 Generates (untimed) a volume of incompressible 32 MB blocks, then times each
 way of copying it into a fresh folder, best of --repeats. blockfs-cp fsyncs
-what it copies, so `cp` is timed both alone and followed by `sync` of the
-copied files. The page cache is warm for every run alike.
+what it copies unless --no-fsync, so each is paired with its like: `cp`
+alone with `blockfs-cp --no-fsync`, `cp` followed by `sync` of the copied
+files with plain blockfs-cp. The page cache is warm for every run alike.
 
 Usage:
   benchmarks/copy_volume.py [--gb <n>] [--folder <path>] [--repeats <n>]
@@ -70,6 +71,10 @@ def main():
         "blockfs-cp, 1 rank (no mpiexec)": f"{bin_dir}/blockfs-cp {source} {dest}",
         "blockfs-cp, mpiexec -n 1": f"{bin_dir}/mpiexec -n 1 {bin_dir}/blockfs-cp {source} {dest}",
         "blockfs-cp, mpiexec -n 2": f"{bin_dir}/mpiexec -n 2 {bin_dir}/blockfs-cp {source} {dest}",
+        "blockfs-cp --no-fsync, 1 rank (no mpiexec)":
+            f"{bin_dir}/blockfs-cp --no-fsync {source} {dest}",
+        "blockfs-cp --no-fsync, mpiexec -n 2":
+            f"{bin_dir}/mpiexec -n 2 {bin_dir}/blockfs-cp --no-fsync {source} {dest}",
     }
     best = {name: min(timed(command, dest) for _ in range(int(args["--repeats"])))
             for name, command in ways.items()}

@@ -1,5 +1,6 @@
 """blockfs-cp and blockfs-mv as real programs on 1-3 ranks: every voxel, every refusal, kill -9, full disks."""
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -12,7 +13,7 @@ import pytest
 from blockfs_mpi import format as fmt
 from blockfs_mpi.errors import CorruptBlockError
 from blockfs_mpi.reader import BlockReader, read_header
-from blockfs_mpi.relocate import make_plan, shares, verify_frames
+from blockfs_mpi.relocate import make_plan, relocate, shares, verify_frames
 from conftest import FORMAT1_FIXTURE, mpiexec
 from volumes import (big_volume, digest, format1_volume, format2_volume, program, volume_files,
                      voxels)
@@ -61,6 +62,45 @@ def test_cp_format2_every_voxel(tmp_path, n):
     assert digest(files) == before
     assert read_header(copy).data_files == read_header(source).data_files  # relative: unchanged
     assert copy.read_bytes() == source.read_bytes()
+
+
+@pytest.mark.parametrize("n", [0, 2])
+def test_cp_no_fsync_copies_every_voxel(tmp_path, n):
+    source = tmp_path / "a" / "v.blockfs"
+    source.parent.mkdir()
+    data = format2_volume(source)
+    program(n, "cp", "--no-fsync", source, tmp_path / "b")
+    np.testing.assert_array_equal(voxels(tmp_path / "b" / "v.blockfs"), data)
+
+
+def test_no_fsync_skips_exactly_the_data_files(tmp_path, monkeypatch):
+    source = tmp_path / "a" / "v.blockfs"
+    source.parent.mkdir()
+    format2_volume(source)
+    synced = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+                        or real_fsync(fd))
+    relocate(source, tmp_path / "synced", move=False)
+    with_fsync, synced[:] = list(synced), []
+    relocate(source, tmp_path / "unsynced", move=False, fsync=False)
+
+    def data_files(paths):
+        return sorted(p for p in paths if re.fullmatch(r"v\.blockfs\.\d+", Path(p).name))
+    assert data_files(with_fsync) == sorted(str(tmp_path / "synced" / Path(name).name)
+                                            for name in read_header(source).data_files)
+    assert data_files(synced) == []
+    assert any(p.startswith(str(tmp_path / "unsynced")) and p.endswith(".commit")
+               for p in synced)  # the directory file is still committed durably
+
+
+def test_mv_has_no_no_fsync(tmp_path):
+    source = tmp_path / "a" / "v.blockfs"
+    source.parent.mkdir()
+    format2_volume(source)
+    result = program(0, "mv", "--no-fsync", source, tmp_path / "b", expect_failure=True)
+    assert "Usage:" in result.stderr or "Usage:" in result.stdout
+    assert source.exists()
 
 
 @pytest.mark.parametrize("n", [0, 2])
