@@ -1,7 +1,8 @@
 """blockfs-cp on 1 and 2 ranks against `cp` of the same files (target: >= 0.9 x cp on one rank).
 
 Generates (untimed) a volume of incompressible 32 MB blocks, then times each
-way of copying it into a fresh folder, best of --repeats. blockfs-cp fsyncs
+way of copying it into a fresh folder, in rounds that run every way once, so
+that a ratio compares runs made close together on this noisy machine. blockfs-cp fsyncs
 what it copies unless --no-fsync, so each is paired with its like: `cp`
 alone with `blockfs-cp --no-fsync`, `cp` followed by `sync` of the copied
 files with plain blockfs-cp. The page cache is warm for every run alike.
@@ -12,7 +13,7 @@ Usage:
 Options:
   --gb <n>         Size of the volume in GB [default: 2].
   --folder <path>  Where to put the volume and the copies [default: /tmp/blockfs-bench-copy].
-  --repeats <n>    Runs of each way; the best counts [default: 2].
+  --repeats <n>    Rounds; medians are reported [default: 5].
 """
 import glob
 import os
@@ -43,9 +44,11 @@ def make_volume(path, gb):
 
 
 def timed(command, dest):
-    """Seconds to run command into a fresh, empty dest folder."""
+    """Seconds to run command into a fresh, empty dest folder (after an untimed sync, so that
+    no run pays for the write-back of the one before)."""
     shutil.rmtree(dest, ignore_errors=True)
     os.mkdir(dest)
+    os.sync()
     start = time.perf_counter()
     subprocess.run(command, shell=True, check=True, stdout=subprocess.DEVNULL,
                    stderr=subprocess.DEVNULL)
@@ -76,15 +79,18 @@ def main():
         "blockfs-cp --no-fsync, mpiexec -n 2":
             f"{bin_dir}/mpiexec -n 2 {bin_dir}/blockfs-cp --no-fsync {source} {dest}",
     }
-    best = {name: min(timed(command, dest) for _ in range(int(args["--repeats"])))
-            for name, command in ways.items()}
+    rounds = [{name: timed(command, dest) for name, command in ways.items()}
+              for _ in range(int(args["--repeats"]))]
     shutil.rmtree(dest)
-    print(f"volume: {size / 1e9:.2f} GB in {len(files.split())} files")
+    print(f"volume: {size / 1e9:.2f} GB in {len(files.split())} files; medians of "
+          f"{len(rounds)} rounds, each running every way once; ratios paired within a round")
     print("| way | seconds | GB/s | x cp | x (cp + sync) |")
     print("|---|---|---|---|---|")
-    for name, seconds in best.items():
+    for name in ways:
+        seconds = np.median([r[name] for r in rounds])
         print(f"| {name} | {seconds:.2f} | {size / seconds / 1e9:.2f} | "
-              f"{best['cp'] / seconds:.2f} | {best['cp + sync'] / seconds:.2f} |")
+              f"{np.median([r['cp'] / r[name] for r in rounds]):.2f} | "
+              f"{np.median([r['cp + sync'] / r[name] for r in rounds]):.2f} |")
 
 
 if __name__ == "__main__":
