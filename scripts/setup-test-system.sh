@@ -8,7 +8,7 @@
 #   hdf5-tools                           h5dump / h5ls to read exported HDF5 back
 #   chromium chromium-driver             Neuroglancer in a headless browser
 # Without root or apt-get it says what is missing; the tests that need it skip.
-# Then it builds the parallel-HDF5 environment (scripts/setup-parallel-hdf5.sh).
+# Then it makes the parallel-HDF5 environment (scripts/setup-parallel-hdf5.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${BLOCKFS_VENV:-.venv}
