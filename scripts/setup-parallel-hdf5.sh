@@ -41,7 +41,7 @@ if [ -x "$V/bin/python" ] && parallel_h5py; then
     log "reusing $V"
     exit 0
 fi
-if [ ! -x /usr/bin/mpiexec.openmpi ] || ! /usr/bin/python3 -c "import h5py._debian_h5py_mpi" 2>/dev/null; then
+if [ ! -x /usr/bin/mpiexec.openmpi ] || ! /usr/bin/python3 -c "import ensurepip, h5py._debian_h5py_mpi" 2>/dev/null; then
     if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
         log "installing python3-h5py-mpi (Debian's parallel h5py on Open MPI)"
         mpirun_before=$(chosen mpirun) mpi_before=$(chosen mpi)
