@@ -33,6 +33,7 @@ from docopt import docopt
 
 from . import export, parallel
 from .directory import Directory
+from .options import check_level
 from .progress import Progress
 
 log = logging.getLogger("blockfs_mpi")
@@ -42,7 +43,7 @@ def hdf_filter(compression="gzip", opts=None):
     """(compression, compression_opts) for h5py from command-line strings, checked."""
     kind = str(compression).lower()
     if kind == "gzip":
-        return "gzip", 4 if opts is None else export.check_level("--compression-opts", opts, 0, 9)
+        return "gzip", 4 if opts is None else check_level("--compression-opts", opts, 0, 9)
     if kind not in ("lzf", "none"):
         raise ValueError(f"--compression must be gzip, lzf or none, not {compression!r}")
     if opts is not None:

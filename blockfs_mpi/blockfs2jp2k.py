@@ -24,6 +24,7 @@ from docopt import docopt
 
 from . import export, parallel
 from .directory import Directory
+from .options import check_level
 
 OPENJPEG_HELP = ("install Debian/Ubuntu's libopenjp2-7 (apt-get install libopenjp2-7), or point "
                  "glymur at another libopenjp2 (e.g. the one in Pillow's wheel, pillow.libs/) with "
@@ -60,7 +61,7 @@ def export_jp2k(directory, pattern, psnr=None, comm=None, n_workers=None, silent
 def main(argv=None):
     args = docopt(__doc__, argv)
     pattern = export.check_pattern(args["--output-pattern"])
-    psnr = args["--psnr"] and export.check_level("--psnr", args["--psnr"], 1, 1000, float)
+    psnr = args["--psnr"] and check_level("--psnr", args["--psnr"], 1, 1000, float)
     n_workers = export.check_workers(args["--n-workers"])
     require_glymur()
     directory = Directory.open(args["--input"])

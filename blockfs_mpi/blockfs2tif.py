@@ -29,6 +29,7 @@ from docopt import docopt
 
 from . import export, parallel
 from .directory import Directory
+from .options import check_level
 
 BIGTIFF_THRESHOLD = 2 ** 32 - 2 ** 25  # tifffile's: 4 GiB less room for metadata
 
@@ -113,8 +114,8 @@ def export_tiff(directory, pattern, level=3, comm=None, n_workers=None, y_stripe
 def main(argv=None):
     args = docopt(__doc__, argv)
     pattern = export.check_pattern(args["--output-pattern"])
-    level = export.check_level("--compression", args["--compression"], 0, 9)
-    y_stripe = export.check_level("--y-stripe", args["--y-stripe"], 0, 2 ** 31)
+    level = check_level("--compression", args["--compression"], 0, 9)
+    y_stripe = check_level("--y-stripe", args["--y-stripe"], 0, 2 ** 31)
     n_workers = export.check_workers(args["--n-workers"])
     directory = Directory.open(args["--input"])
     export_tiff(directory, pattern, level, parallel.world(), n_workers, y_stripe,

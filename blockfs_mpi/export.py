@@ -10,6 +10,7 @@ import multiprocessing
 import os
 
 from . import parallel
+from .options import check_level
 from .progress import Progress
 
 log = logging.getLogger("blockfs_mpi")
@@ -39,17 +40,6 @@ def plane_path(pattern, z):
     if not os.access(folder, os.W_OK):
         raise PermissionError(f"output folder {folder} is not writable")
     return path
-
-
-def check_level(name, value, low, high, kind=int):
-    """value (a string from the command line) as kind, or a one-line error naming the option."""
-    try:
-        number = kind(value)
-    except (TypeError, ValueError):
-        number = None
-    if number is None or not low <= number <= high:
-        raise ValueError(f"{name} must be a number from {low} to {high}, not {value!r}")
-    return number
 
 
 def check_workers(value):

@@ -9,12 +9,14 @@ within one filesystem hard-links the data files instead of copying them.
 """
 import errno
 import os
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 
 from docopt import docopt
 
 from . import parallel
 from .errors import BlockfsError
+from .options import check_level
 from .progress import Progress
 from .reader import BlockReader, read_header, resolve_data_file
 from .rebase import check_data_files, write_directory
@@ -28,7 +30,7 @@ and only then is the source removed. Format 1 volumes stay format 1, with
 their data file names rewritten.
 
 Usage:
-  blockfs-mv [--force] <src> <dest>
+  blockfs-mv [--force] [--threads <n>] <src> <dest>
   blockfs-mv -h | --help
 
 Arguments:
@@ -36,8 +38,10 @@ Arguments:
   <dest>  The folder to move it into (created if missing; its parent must exist).
 
 Options:
-  --force    Replace a volume of the same name in <dest>.
-  -h --help  Show this text.
+  --force          Replace a volume of the same name in <dest>.
+  --threads <n>    Copy streams per rank [default: auto]: auto is the rank's share
+                   of its node's cores, at most 4.
+  -h --help        Show this text.
 """
 
 CP_USAGE = """Copy a blockfs volume (directory file and data files) into another folder.
@@ -48,7 +52,7 @@ finish has none. The source is never changed. Format 1 volumes stay
 format 1, with their data file names rewritten.
 
 Usage:
-  blockfs-cp [--force] [--no-fsync] <src> <dest>
+  blockfs-cp [--force] [--no-fsync] [--threads <n>] <src> <dest>
   blockfs-cp -h | --help
 
 Arguments:
@@ -56,15 +60,18 @@ Arguments:
   <dest>  The folder to copy it into (created if missing; its parent must exist).
 
 Options:
-  --force     Replace a volume of the same name in <dest>.
-  --no-fsync  Leave the copied data in the page cache for the kernel to write back,
-              as cp does (several times faster on a local disk). A crash soon after
-              can leave a copy whose blocks are lost; blockfs-fsck finds them, and
-              the source is untouched either way.
-  -h --help   Show this text.
+  --force          Replace a volume of the same name in <dest>.
+  --no-fsync       Leave the copied data in the page cache for the kernel to write
+                   back, as cp does (several times faster on a local disk). A crash
+                   soon after can leave a copy whose blocks are lost; blockfs-fsck
+                   finds them, and the source is untouched either way.
+  --threads <n>    Copy streams per rank [default: auto]: auto is the rank's share
+                   of its node's cores, at most 4.
+  -h --help        Show this text.
 """
 
 PIECE = 64 << 20  # bytes: the unit of work split across ranks
+MAX_COPY_THREADS = 4  # copy streams per rank; more rarely helps one client
 # copy_file_range / sendfile cannot do this pair of files: try the next way.
 NOT_SUPPORTED = {errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL, errno.ENOTSUP}
 
@@ -215,30 +222,61 @@ def prepare_targets(plan):
         os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
 
 
-def copy_share(plan, comm, fsync=True):
-    """Copy this rank's pieces and, with fsync, push what it wrote to disk. Collective (the
-    progress bar)."""
-    pieces = shares(plan.sizes, parallel.size_of(comm))
-    progress = Progress(comm, sum(map(len, pieces)), "copy", unit="piece")
-    fds = {}
+def copy_threads(comm):
+    """Copy streams per rank: the cores this rank may use, shared with the ranks on its node,
+    at most MAX_COPY_THREADS. Collective."""
+    cores = len(os.sched_getaffinity(0))
+    ranks_here = 1
+    if comm is not None:
+        from mpi4py import MPI
+        node = comm.Split_type(MPI.COMM_TYPE_SHARED)
+        ranks_here = node.Get_size()
+        node.Free()
+    return max(1, min(MAX_COPY_THREADS, cores // ranks_here))
+
+
+def copy_piece(plan, number, offset, length):
+    """Copy one piece of data file `number`, on descriptors of its own (safe in any thread)."""
+    source_fd = os.open(plan.sources[number], os.O_RDONLY)
     try:
-        for number, offset, length in pieces[parallel.rank_of(comm)]:
-            if number not in fds:
-                fds[number] = (os.open(plan.sources[number], os.O_RDONLY),
-                               os.open(plan.targets[number], os.O_WRONLY))
-            try:
-                copy_range(*fds[number], offset, length)
-            except OSError as e:
-                raise RelocateError(f"copying {plan.sources[number]} to {plan.targets[number]}: "
-                                    f"{e.strerror or e}") from None
-            progress.update(1, length)
-        if fsync:
-            for _, target_fd in fds.values():
-                os.fsync(target_fd)
+        target_fd = os.open(plan.targets[number], os.O_WRONLY)
+        try:
+            copy_range(source_fd, target_fd, offset, length)
+        finally:
+            os.close(target_fd)
+    except OSError as e:
+        raise RelocateError(f"copying {plan.sources[number]} to {plan.targets[number]}: "
+                            f"{e.strerror or e}") from None
     finally:
-        for pair in fds.values():
-            for fd in pair:
-                os.close(fd)
+        os.close(source_fd)
+    return length
+
+
+def copy_share(plan, comm, fsync=True, threads=None):
+    """Copy this rank's pieces on `threads` streams (None: copy_threads) and, with fsync, push
+    what it wrote to disk. Collective (the progress bar)."""
+    pieces = shares(plan.sizes, parallel.size_of(comm))
+    mine = pieces[parallel.rank_of(comm)]
+    threads = threads or copy_threads(comm)
+    progress = Progress(comm, sum(map(len, pieces)), "copy", unit="piece")
+    try:
+        with ThreadPoolExecutor(threads, thread_name_prefix="copy") as pool:
+            copies = [pool.submit(copy_piece, plan, *piece) for piece in mine]
+            try:
+                for copy in as_completed(copies):
+                    progress.update(1, copy.result())
+            except BaseException:
+                for copy in copies:
+                    copy.cancel()
+                raise
+        if fsync:
+            for number in sorted({number for number, _, _ in mine}):
+                fd = os.open(plan.targets[number], os.O_WRONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+    finally:
         progress.close()
 
 
@@ -265,12 +303,13 @@ def finish(plan, move):
             os.unlink(path)                       # whose data files are gone
 
 
-def relocate(src, dest, move, force=False, comm=None, fsync=True):
+def relocate(src, dest, move, force=False, comm=None, fsync=True, threads=None):
     """Move (move=True) or copy the volume whose directory file is src into the folder dest.
 
     Collective over comm (None: this process alone). Returns the new directory file's path.
     fsync=False leaves a copy's data to the kernel's write-back (never for a move, which
-    removes the source only once the copy is on disk).
+    removes the source only once the copy is on disk). threads: copy streams per rank
+    (None: copy_threads).
     """
     if move and not fsync:
         raise ValueError("a move always fsyncs its copy before it removes the source")
@@ -278,7 +317,7 @@ def relocate(src, dest, move, force=False, comm=None, fsync=True):
     linked = move and plan.same_filesystem and on_rank0(comm, lambda: link_files(plan))
     if not linked:
         on_rank0(comm, lambda: prepare_targets(plan))
-        on_every_rank(comm, lambda: copy_share(plan, comm, fsync))
+        on_every_rank(comm, lambda: copy_share(plan, comm, fsync, threads))
         if move and plan.header.version == 2:
             on_every_rank(comm, lambda: verify_frames(plan, comm))
     on_rank0(comm, lambda: finish(plan, move))
@@ -287,9 +326,11 @@ def relocate(src, dest, move, force=False, comm=None, fsync=True):
 
 def run(usage, move, argv):
     args = docopt(usage, argv)
+    threads = None if args["--threads"] == "auto" else check_level("--threads", args["--threads"],
+                                                                    1, 64)
     comm = parallel.world()
     target = relocate(args["<src>"], args["<dest>"], move, args["--force"], comm,
-                      fsync=not args.get("--no-fsync"))
+                      fsync=not args.get("--no-fsync"), threads=threads)
     parallel.log.info("%s %s to %s", args["<src>"], "moved" if move else "copied", target)
 
 

@@ -4,6 +4,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -13,7 +14,9 @@ import pytest
 from blockfs_mpi import format as fmt
 from blockfs_mpi.errors import CorruptBlockError
 from blockfs_mpi.reader import BlockReader, read_header
-from blockfs_mpi.relocate import make_plan, relocate, shares, verify_frames
+from blockfs_mpi import relocate as relocate_module
+from blockfs_mpi.relocate import (MAX_COPY_THREADS, copy_threads, make_plan, relocate, shares,
+                                  verify_frames)
 from conftest import FORMAT1_FIXTURE, mpiexec
 from volumes import (big_volume, digest, format1_volume, format2_volume, program, volume_files,
                      voxels)
@@ -101,6 +104,49 @@ def test_mv_has_no_no_fsync(tmp_path):
     result = program(0, "mv", "--no-fsync", source, tmp_path / "b", expect_failure=True)
     assert "Usage:" in result.stderr or "Usage:" in result.stdout
     assert source.exists()
+
+
+def test_copy_threads_share_the_pieces(tmp_path, monkeypatch):
+    """4 KiB pieces on 3 copy threads: every byte lands where it belongs, and the threads
+    really share the work."""
+    source = tmp_path / "a" / "v.blockfs"
+    source.parent.mkdir()
+    data = format2_volume(source)
+    files = volume_files(source)
+    assert all(os.path.getsize(f) > 3 * 4096 for f in files[1:])
+    monkeypatch.setattr(relocate_module, "PIECE", 4096)
+    copiers = set()
+    real_copy_range = relocate_module.copy_range
+
+    def copy_range(*args):
+        copiers.add(threading.current_thread().name)
+        time.sleep(0.005)
+        real_copy_range(*args)
+    monkeypatch.setattr(relocate_module, "copy_range", copy_range)
+    relocate(source, tmp_path / "b", move=False, threads=3)
+    assert len(copiers) >= 2
+    for original in files:
+        assert (tmp_path / "b" / Path(original).name).read_bytes() == Path(original).read_bytes()
+    np.testing.assert_array_equal(voxels(tmp_path / "b" / "v.blockfs"), data)
+
+
+def test_copy_threads_default_to_the_cores(tmp_path):
+    assert copy_threads(None) == min(MAX_COPY_THREADS, len(os.sched_getaffinity(0)))
+    source = tmp_path / "a" / "v.blockfs"
+    source.parent.mkdir()
+    data = format2_volume(source)
+    program(2, "cp", "--threads", "3", source, tmp_path / "b")
+    np.testing.assert_array_equal(voxels(tmp_path / "b" / "v.blockfs"), data)
+
+
+@pytest.mark.parametrize("value", ["0", "many"])
+def test_bad_threads_refused(tmp_path, value):
+    source = tmp_path / "a" / "v.blockfs"
+    source.parent.mkdir()
+    format2_volume(source)
+    result = program(2, "cp", "--threads", value, source, tmp_path / "b", expect_failure=True)
+    assert result.stderr.count(f"--threads must be a number from 1 to 64, not '{value}'") == 1
+    assert not (tmp_path / "b").exists()
 
 
 @pytest.mark.parametrize("n", [0, 2])
