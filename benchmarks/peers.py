@@ -457,7 +457,7 @@ def same_codec_table(args, out):
                  os.path.dirname(path), lambda path=path: blockfs_reads(path)))
 
     seconds, path = zarr_sharded_write(size, level, os.path.join(out, "zarr"))
-    rows.append((f"zarr 3 sharded, 2 procs", megabytes(size) / seconds, os.path.dirname(path),
+    rows.append(("zarr 3 sharded, 2 procs", megabytes(size) / seconds, os.path.dirname(path),
                  lambda path=path: zarr_reads(path)))
 
     seconds, path = tensorstore_write(size, os.path.join(out, "tensorstore"), level)
