@@ -29,6 +29,7 @@ INDEX_ALIGNMENT = 16
 
 # One index entry per block: payload offset, payload size, data file number.
 ENTRY = np.dtype([("offset", "<u8"), ("size", "<u4"), ("file", "<u4")])
+ONE_ENTRY = struct.Struct("<QII")  # the same layout, for reading a single entry quickly
 MISSING_FILE = 0xFFFFFFFF  # file number of a never-written block (size 0, offset 0)
 
 # Frame header before every payload in a format 2 data file.
@@ -83,6 +84,14 @@ class Header:
 def is_missing(entries):
     """True for never-written entries (offset 0, size 0, MISSING_FILE); entry or index array."""
     return (entries["size"] == 0) & (entries["file"] == MISSING_FILE) & (entries["offset"] == 0)
+
+
+def decode_entry(raw):
+    """(offset, size, file number) of one format 2 index entry, or None if never written."""
+    offset, size, file_number = ONE_ENTRY.unpack(raw)
+    if size == 0 and file_number == MISSING_FILE and offset == 0:
+        return None
+    return offset, size, file_number
 
 
 def empty_index(n_blocks):

@@ -142,10 +142,10 @@ class BlockReader:
         if len(raw) < header.entry_size:
             raise FormatError(f"{self.path}: truncated directory file (index entry of block "
                               f"{block_number} is past its end)")
-        entry = np.frombuffer(raw, fmt.ENTRY)[0]
-        if fmt.is_missing(entry):
+        entry = fmt.decode_entry(raw)
+        if entry is None:
             return None
-        offset, size, file_number = int(entry["offset"]), int(entry["size"]), int(entry["file"])
+        offset, size, file_number = entry
         if size == 0 or file_number >= len(self.data_paths) or offset < fmt.FRAME_SIZE:
             raise CorruptBlockError(f"{self.path}: damaged index entry of block {block_number} "
                                     f"(file {file_number}, offset {offset}, size {size})")
