@@ -4,8 +4,8 @@ A writer owns its file alone (no locks, no shared file pointer, no
 read-back). Frames go out in large appends written and synced by a
 background thread, so compression of the next blocks overlaps the I/O and
 the disk write-back of the previous ones, and close() has almost nothing
-left to flush. The writer keeps its index entries in memory and hands them
-over at close.
+left to flush. The writer keeps a 32-byte row per frame in memory (where it
+went, its sequence) and hands them over at close.
 """
 import os
 import time
@@ -21,6 +21,7 @@ WRITTEN = np.dtype([("block", "<u8"), ("offset", "<u8"), ("size", "<u4"), ("file
                     ("sequence", "<u8")])
 
 DEFAULT_BUFFER_SIZE = 8 << 20
+ROWS_PER_CHUNK = 1 << 16  # WRITTEN rows are kept in 2 MiB chunks: nothing is copied as they grow
 
 
 class PosixFile:
@@ -91,7 +92,8 @@ class BlockWriter:
         self.codec = codec
         self.buffer_size = buffer_size
         self.position = file.size() if append else 0  # where the next frame starts
-        self.entries = {}  # block number -> (payload offset, size, sequence)
+        self._rows = [np.zeros(ROWS_PER_CHUNK, WRITTEN)]  # a WRITTEN row per frame, 32 B each
+        self._rows_used = 0  # in the last chunk
         self._buffer = bytearray()
         self._buffer_start = self.position
         self._sequence = 0
@@ -105,11 +107,19 @@ class BlockWriter:
         header = fmt.encode_frame_header(block_number, payload, self._sequence)
         self._buffer += header
         self._buffer += payload
-        self.entries[int(block_number)] = (self.position + fmt.FRAME_SIZE, len(payload),
-                                           self._sequence)
+        self._remember(block_number, self.position + fmt.FRAME_SIZE, len(payload))
         self.position += fmt.FRAME_SIZE + len(payload)
         if len(self._buffer) >= self.buffer_size:
             self.flush()
+
+    def _remember(self, block_number, offset, size):
+        """Keep the WRITTEN row of the frame being appended."""
+        if self._rows_used == ROWS_PER_CHUNK:
+            self._rows.append(np.zeros(ROWS_PER_CHUNK, WRITTEN))
+            self._rows_used = 0
+        self._rows[-1][self._rows_used] = (block_number, offset, size, self.file_number,
+                                           self._sequence)
+        self._rows_used += 1
 
     def flush(self):
         """Hand the buffered frames to the I/O thread (waiting for its previous append)."""
@@ -144,11 +154,6 @@ class BlockWriter:
         return self.written()
 
     def written(self):
-        """The newest frame of every block written so far, as a WRITTEN array."""
-        rows = np.zeros(len(self.entries), WRITTEN)
-        if self.entries:
-            rows["block"] = list(self.entries)
-            offsets, sizes, sequences = zip(*self.entries.values())
-            rows["offset"], rows["size"], rows["sequence"] = offsets, sizes, sequences
-        rows["file"] = self.file_number
-        return rows
+        """A WRITTEN row for every frame written so far. A block written twice has two rows;
+        the commit keeps the one with the higher sequence."""
+        return np.concatenate(self._rows[:-1] + [self._rows[-1][:self._rows_used]])

@@ -1,6 +1,7 @@
 """The Directory API on one rank (no MPI): the contract lab code depends on."""
 import os
 import pickle
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -8,6 +9,11 @@ import pytest
 from blockfs_mpi import (BlockCoordinateError, BlockfsError, BlockShapeError, Compression,
                          CorruptBlockError, Directory, FormatError, ReadOnlyError, WriterError)
 from blockfs_mpi import format as fmt
+from blockfs_mpi import writer as writer_module
+from blockfs_mpi.commit import build_index
+from blockfs_mpi.compression import make_codec
+from blockfs_mpi.geometry import Geometry
+from blockfs_mpi.writer import BlockWriter, PosixFile
 
 from conftest import microscopy_volume, write_array
 
@@ -90,6 +96,28 @@ def test_last_write_of_a_block_wins(tmp_path):
         directory.write_block(np.full((64, 64, 64), value, np.uint8), 0, 0, 0)
     directory.close()
     assert (Directory.open(tmp_path / "v.blockfs")[:] == 3).all()
+
+
+def test_writer_keeps_a_small_row_per_frame(tmp_path, monkeypatch):
+    """A writer remembers a frame in a 32-byte row (not a dict entry of ~240 B), in chunks
+    that roll over without losing a row; a block written again keeps its newest frame."""
+    monkeypatch.setattr(writer_module, "ROWS_PER_CHUNK", 500)
+    writer = BlockWriter(PosixFile(str(tmp_path / "d.0"), truncate=True), 0,
+                         make_codec("lz4", 1))
+    block = np.zeros((2, 2, 2), np.uint16)
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    for number in range(6000):
+        writer.write(number % 4500, block)
+    grown = tracemalloc.get_traced_memory()[0] - before - len(writer._buffer)
+    tracemalloc.stop()
+    rows = writer.close()
+    assert grown / 6000 < 64  # a dict of tuples took ~240
+    assert len(rows) == 6000 and (rows["file"] == 0).all()
+    assert rows["offset"][0] == fmt.FRAME_SIZE and (np.diff(rows["offset"].astype(int)) > 0).all()
+    index = build_index(Geometry(4500 * 2, 2, 2, 2, 2, 2), rows)
+    assert (index["offset"][:1500] == rows["offset"][4500:]).all()  # the second writes win
+    assert (index["offset"][1500:] == rows["offset"][1500:4500]).all()
 
 
 def test_context_manager_and_block_filenames_elsewhere(tmp_path, volume):
