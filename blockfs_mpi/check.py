@@ -284,7 +284,7 @@ def repair(path, report):
     header.data_files += [os.path.relpath(p, folder)
                           for p in data_paths(path, header)[len(header.data_files):]]
     index = build_index(header.geometry, report.rows, base=old, newest_wins=True)
-    write_atomically(path, fmt.encode_directory2(header, index))
+    write_atomically(path, *fmt.directory2_parts(header, index))
     return int((index != old).sum())
 
 

@@ -45,12 +45,14 @@ def atomic_file(path):
         os.close(folder_fd)
 
 
-def write_atomically(path, data):
-    """Replace the file at path with data so that no reader ever sees a partial file."""
+def write_atomically(path, *parts):
+    """Replace the file at path with the bytes-like parts, one after the other, so that no
+    reader ever sees a partial file."""
     with atomic_file(path) as fd:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
+        for part in parts:
+            view = memoryview(part).cast("B")
+            while view:
+                view = view[os.write(fd, view):]
 
 
 def build_index(geometry, written, base=None, writer_kind="data file", newest_wins=False):
@@ -98,7 +100,7 @@ def _refuse_shared_blocks(geometry, rows, writer_kind):
 def commit(path, header, written, base=None, writer_kind="data file"):
     """Build the index from WRITTEN rows and replace the directory file atomically."""
     index = build_index(header.geometry, written, base, writer_kind)
-    write_atomically(path, fmt.encode_directory2(header, index))
+    write_atomically(path, *fmt.directory2_parts(header, index))
     return index
 
 

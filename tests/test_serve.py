@@ -240,7 +240,7 @@ def hostile(tmp_path_factory):
             index = np.frombuffer(raw[:header.n_entries * fmt.ENTRY.itemsize], fmt.ENTRY)
             header.data_files = [data_file]
             os.rename(outside / f"{name}.0", data_file)
-            path.write_bytes(fmt.encode_directory2(header, index))
+            path.write_bytes(b"".join(fmt.directory2_parts(header, index)))
     served = Served(root, base / "serve.log")
     yield served
     served.stop()

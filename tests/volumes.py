@@ -80,7 +80,7 @@ def big_volume(path, n_blocks, n_files=2, block=(64, 512, 512)):
     for out in files:
         out.close()
     with open(path, "wb") as out:
-        out.write(fmt.encode_directory2(header, index))
+        out.write(b"".join(fmt.directory2_parts(header, index)))
 
 
 def voxels(path):

@@ -28,8 +28,9 @@ def pause(here, written=0):
         time.sleep(120)
 
 
-def torn_commit(target, data):
+def torn_commit(target, *parts):
     """write_atomically with a pause halfway through writing the temporary file."""
+    data = b"".join(parts)
     with commit_module.atomic_file(target) as fd:
         os.write(fd, data[:len(data) // 2])
         pause("commit")
