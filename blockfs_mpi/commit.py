@@ -61,34 +61,37 @@ def build_index(geometry, written, base=None, writer_kind="data file", newest_wi
     Within one data file the newest frame of a block wins. A block in the rows
     of two different files is an error naming the block and both writers,
     unless newest_wins (rebuilding from frames: then the newest frame wins).
+    Works through a sort permutation, never a sorted copy of the rows: rank 0
+    holds every row of a job at commit.
     """
     index = fmt.empty_index(geometry.n_blocks) if base is None else base.copy()
     rows = np.asarray(written, WRITTEN)
     if len(rows) and rows["block"].max() >= geometry.n_blocks:
         raise WriterError(f"block number {rows['block'].max()} is outside the volume "
                           f"({geometry.n_blocks} blocks)")
-    rows = rows[np.lexsort((rows["sequence"], rows["block"]))]
-    last = np.ones(len(rows), bool)  # the newest row of each block
-    last[:-1] = rows["block"][1:] != rows["block"][:-1]
+    order = np.lexsort((rows["sequence"], rows["block"]))
+    blocks = rows["block"][order]
     if not newest_wins:
-        _refuse_shared_blocks(geometry, rows, writer_kind)
-    rows = rows[last]
-    index["offset"][rows["block"]] = rows["offset"]
-    index["size"][rows["block"]] = rows["size"]
-    index["file"][rows["block"]] = rows["file"]
+        _refuse_shared_blocks(geometry, blocks, rows["file"][order], writer_kind)
+    newest = np.ones(len(order), bool)  # the last row of each block in sequence order
+    np.not_equal(blocks[1:], blocks[:-1], out=newest[:-1])
+    blocks, order = blocks[newest], order[newest]
+    for name in ("offset", "size", "file"):
+        index[name][blocks] = rows[name][order]
     return index
 
 
-def _refuse_shared_blocks(geometry, rows, writer_kind):
-    """Raise DuplicateBlockError if any block (rows sorted by block) has two writers."""
-    same_block = rows["block"][1:] == rows["block"][:-1]
-    other_file = rows["file"][1:] != rows["file"][:-1]
-    twice = np.unique(rows["block"][1:][same_block & other_file])
+def _refuse_shared_blocks(geometry, blocks, files, writer_kind):
+    """Raise DuplicateBlockError if a block has rows of two writers (blocks sorted, files
+    in the same order)."""
+    same_block = blocks[1:] == blocks[:-1]
+    other_file = files[1:] != files[:-1]
+    twice = np.unique(blocks[1:][same_block & other_file])
     if not len(twice):
         return
     problems = []
     for block in twice[:10]:
-        writers = sorted(set(rows["file"][rows["block"] == block].tolist()))
+        writers = sorted(set(files[blocks == block].tolist()))
         x, y, z = geometry.block_origin(block)
         problems.append(f"block {block} at (x={x}, y={y}, z={z}) by "
                         + " and ".join(f"{writer_kind} {w}" for w in writers))
