@@ -258,6 +258,9 @@ def copy_share(plan, comm, fsync=True, threads=None):
     pieces = shares(plan.sizes, parallel.size_of(comm))
     mine = pieces[parallel.rank_of(comm)]
     threads = threads or copy_threads(comm)
+    if parallel.rank_of(comm) == 0:
+        parallel.log.info("copying %d piece(s) of up to %d MiB on %d rank(s), %d thread(s) on "
+                          "rank 0", sum(map(len, pieces)), PIECE >> 20, len(pieces), threads)
     progress = Progress(comm, sum(map(len, pieces)), "copy", unit="piece")
     try:
         with ThreadPoolExecutor(threads, thread_name_prefix="copy") as pool:

@@ -167,7 +167,8 @@ def test_pipeline_with_dependencies(cluster, tmp_path):
     jobs["jp2k"], _ = sbatch(cluster, "jp2k.sbatch",
                              {"VOLUME": output, "PATTERN": tmp_path / "jp2" / "z_%03d.jp2"},
                              "--ntasks=2", after_write, wait=False, cwd=tmp_path)
-    jobs["copy"], _ = sbatch(cluster, "copy.sbatch", {"SRC": output, "DEST": tmp_path / "copy"},
+    jobs["copy"], _ = sbatch(cluster, "copy.sbatch", {"SRC": output, "DEST": tmp_path / "copy",
+                                                      "THREADS": 3},
                              "--ntasks=2", after_write, wait=False, cwd=tmp_path)
     jobs["hdf"], status = sbatch(cluster, "hdf.sbatch",
                                  {"VOLUME": output, "DEST": tmp_path / "v.h5",
@@ -180,6 +181,7 @@ def test_pipeline_with_dependencies(cluster, tmp_path):
     states = {name: subprocess.run(["scontrol", "show", "job", job], capture_output=True,
                                    text=True, env=cluster).stdout for name, job in jobs.items()}
     assert status == 0 and all("JobState=COMPLETED" in s for s in states.values()), logs
+    assert "on 2 rank(s), 3 thread(s) on rank 0" in logs  # THREADS reached blockfs-cp
     expected = SyntheticVolume(shape)[:, :, :]
     np.testing.assert_array_equal(Directory.open(output)[:], expected)
     np.testing.assert_array_equal(Directory.open(tmp_path / "copy" / "v.blockfs")[:], expected)
