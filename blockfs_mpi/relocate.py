@@ -237,18 +237,12 @@ def copy_threads(comm):
 
 def copy_piece(plan, number, offset, length):
     """Copy one piece of data file `number`, on descriptors of its own (safe in any thread)."""
-    source_fd = os.open(plan.sources[number], os.O_RDONLY)
+    source, target = plan.sources[number], plan.targets[number]
     try:
-        target_fd = os.open(plan.targets[number], os.O_WRONLY)
-        try:
-            copy_range(source_fd, target_fd, offset, length)
-        finally:
-            os.close(target_fd)
+        with open(source, "rb", buffering=0) as src, open(target, "r+b", buffering=0) as dst:
+            copy_range(src.fileno(), dst.fileno(), offset, length)
     except OSError as e:
-        raise RelocateError(f"copying {plan.sources[number]} to {plan.targets[number]}: "
-                            f"{e.strerror or e}") from None
-    finally:
-        os.close(source_fd)
+        raise RelocateError(f"copying {source} to {target}: {e.strerror or e}") from None
     return length
 
 
@@ -257,11 +251,12 @@ def copy_share(plan, comm, fsync=True, threads=None):
     what it wrote to disk. Collective (the progress bar)."""
     pieces = shares(plan.sizes, parallel.size_of(comm))
     mine = pieces[parallel.rank_of(comm)]
+    n_pieces = sum(map(len, pieces))
     threads = threads or copy_threads(comm)
     if parallel.rank_of(comm) == 0:
         parallel.log.info("copying %d piece(s) of up to %d MiB on %d rank(s), %d thread(s) on "
-                          "rank 0", sum(map(len, pieces)), PIECE >> 20, len(pieces), threads)
-    progress = Progress(comm, sum(map(len, pieces)), "copy", unit="piece")
+                          "rank 0", n_pieces, PIECE >> 20, len(pieces), threads)
+    progress = Progress(comm, n_pieces, "copy", unit="piece")
     try:
         with ThreadPoolExecutor(threads, thread_name_prefix="copy") as pool:
             copies = [pool.submit(copy_piece, plan, *piece) for piece in mine]
@@ -269,16 +264,12 @@ def copy_share(plan, comm, fsync=True, threads=None):
                 for copy in as_completed(copies):
                     progress.update(1, copy.result())
             except BaseException:
-                for copy in copies:
-                    copy.cancel()
+                pool.shutdown(cancel_futures=True)
                 raise
         if fsync:
             for number in sorted({number for number, _, _ in mine}):
-                fd = os.open(plan.targets[number], os.O_WRONLY)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
+                with open(plan.targets[number], "r+b", buffering=0) as target:
+                    os.fsync(target.fileno())
     finally:
         progress.close()
 
