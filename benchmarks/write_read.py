@@ -54,11 +54,11 @@ def slowest(prepare, processes):
     return seconds
 
 
-def encode_share(size, level, rank, ranks):
-    """One process of the compression ceiling: encode every ranks-th block."""
+def encode_share(size, level, load, rank, ranks):
+    """One process of the compression ceiling: encode every ranks-th block of load(size)."""
     from blockfs_mpi.compression import make_codec, single_threaded
     single_threaded()
-    volume = benchmark_volume(size)
+    volume = load(size)
     codec = make_codec("zstd", level)
     mine = block_origins(size)[rank::ranks]
 
@@ -68,9 +68,10 @@ def encode_share(size, level, rank, ranks):
     return work
 
 
-def compression_ceiling(size, level, ranks):
-    """MB/s of encoding every block with `ranks` processes."""
-    return size ** 3 * 2 / 1e6 / slowest(partial(encode_share, size, level), ranks)
+def compression_ceiling(size, level, ranks, load=benchmark_volume):
+    """MB/s of encoding every block of load(size) (default: the benchmark volume) with
+    `ranks` processes."""
+    return size ** 3 * 2 / 1e6 / slowest(partial(encode_share, size, level, load), ranks)
 
 
 def blockfs_write(size, level, ranks, output, codec=()):

@@ -2,9 +2,11 @@
 
 The volume is cut into work units of whole blocks -- a z-slab one block deep,
 a y-stripe one block high, and as many blocks along x as the memory budget
-allows -- dealt out to the ranks in contiguous runs. Each rank reads only
-its units from the source, writes their blocks to its own data file, and
-close() commits everything collectively. Nothing is sent between ranks.
+allows -- dealt out to the ranks round-robin, so that every rank gets its
+part of the dense tissue and of the empty background, which compress at very
+different speeds. Each rank reads only its units from the source, writes
+their blocks to its own data file, and close() commits everything
+collectively. Nothing is sent between ranks.
 """
 import logging
 import os
@@ -60,9 +62,9 @@ def plan_units(geometry, itemsize, memory):
 
 
 def my_share(units, comm):
-    """This rank's contiguous run of units (the runs differ in length by one at most)."""
-    rank, size = parallel.rank_of(comm), parallel.size_of(comm)
-    return units[rank * len(units) // size:(rank + 1) * len(units) // size]
+    """This rank's units: every size-th from its rank on, spread over the whole volume so that
+    a rank whose slabs are all background does not sit idle while another compresses tissue."""
+    return units[parallel.rank_of(comm)::parallel.size_of(comm)]
 
 
 def blocks_of(directory, unit):

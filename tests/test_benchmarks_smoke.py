@@ -38,3 +38,10 @@ def test_peers_runs(environment, tmp_path):
                           *QUIET], env=environment)
     assert "| TensorStore zarr3 sharded |" in result.stdout
     assert "| blockfs_mpi, mpiexec -n 2 |" in result.stdout
+
+
+@pytest.mark.mpi
+def test_write_balance_runs(environment):
+    result = run_checked([sys.executable, str(BENCHMARKS / "write_balance.py"), "--size", "128",
+                          "--level", "1"], env=environment)
+    assert "2 rank(s): compression ceiling" in result.stdout

@@ -182,8 +182,8 @@ def test_memory_stays_within_budget(tmp_path):
 
 def test_bad_plane_names_the_file_and_rank(tmp_path, volume):
     (tmp_path / "planes").mkdir()
-    for z in range(8):
-        tifffile.imwrite(tmp_path / "planes" / f"img_{z}.tif", volume[z])
+    for z in range(8):  # one block row: unit = z-slab, slab 1 (planes 4-7) is rank 1's
+        tifffile.imwrite(tmp_path / "planes" / f"img_{z}.tif", volume[z, :4])
     (tmp_path / "planes" / "img_5.tif").write_bytes(b"not a tiff at all")
     result = run_write(2, str(tmp_path / "planes" / "img_*.tif"), tmp_path / "out.blockfs",
                        "--block-size", 4, "--silent", expect_failure=True, timeout=60)
@@ -244,3 +244,15 @@ def test_full_disk(tmp_path):
         assert "not committed" in result.stderr
     finally:
         subprocess.run(["umount", str(small)], check=True)
+
+
+def test_every_rank_writes_blocks_all_through_the_volume(tmp_path):
+    """Units are dealt round-robin: a rank never gets only the background slabs at one end."""
+    output = tmp_path / "out.blockfs"
+    run_write(2, "synthetic:128x64x64", output, "--block-size", 32, "--silent")
+    directory = Directory.open(output)
+    slabs = {0: set(), 1: set()}
+    for x, y, z in directory.geometry.block_origins():
+        file_number, _, _ = directory.reader.entry(directory.geometry.block_number(x, y, z))
+        slabs[file_number].add(z)
+    assert slabs == {0: {0, 32, 64, 96}, 1: {0, 32, 64, 96}}
