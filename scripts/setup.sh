@@ -11,6 +11,11 @@ cd "$(dirname "$0")/.."
 VENV=${BLOCKFS_VENV:-.venv}
 PYTHON=${PYTHON:-python3}
 
+"$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 10))' 2>/dev/null || {
+    echo "setup: blockfs_mpi needs Python >= 3.10; '$PYTHON' is $("$PYTHON" -V 2>/dev/null || echo "not found")." \
+         "Run with PYTHON=python3.X set to a newer one." >&2
+    exit 1
+}
 if [ ! -x "$VENV/bin/python" ]; then
     "$PYTHON" -m venv "$VENV"
     "$VENV/bin/pip" install --quiet --upgrade pip
