@@ -12,7 +12,7 @@ import numpy as np
 
 from . import format as fmt
 from .errors import DuplicateBlockError, WriterError
-from .parallel import everywhere
+from .parallel import everywhere, idle_barrier
 from .writer import WRITTEN
 
 
@@ -132,8 +132,10 @@ def collective_commit(comm, path, header, rows, local_error=None, recovered=None
     found in the data files; this job's rows override them. Every rank calls
     this exactly once, whatever happened to it before, so no rank can be left
     waiting: a rank's own failure travels as local_error and makes every rank
-    raise the same WriterError, naming the ranks at fault.
+    raise the same WriterError, naming the ranks at fault. Ranks that wait for the
+    others, or for rank 0's commit, sleep instead of spinning (idle_barrier).
     """
+    idle_barrier(comm)
     errors = comm.gather(local_error, root=0)
     new_rows = _gather_rows(comm, rows)
     old_rows = _gather_rows(comm, np.zeros(0, WRITTEN) if recovered is None else recovered)
@@ -150,6 +152,7 @@ def collective_commit(comm, path, header, rows, local_error=None, recovered=None
                 outcome = ("duplicate", str(e))
             except Exception as e:
                 outcome = f"rank 0: commit of {path} failed: {e}"
+    idle_barrier(comm)
     outcome = comm.bcast(outcome, root=0)
     if isinstance(outcome, tuple):
         raise everywhere(DuplicateBlockError(f"{path} not committed: {outcome[1]}"))

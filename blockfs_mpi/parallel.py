@@ -8,12 +8,15 @@ import functools
 import logging
 import os
 import sys
+import time
 import traceback
 
 # Variables the common launchers (MPICH/Hydra, Open MPI/PRRTE, PMIx, Slurm's PMI2) set.
 LAUNCHER_VARIABLES = ("PMI_RANK", "PMI_SIZE", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE")
 
 log = logging.getLogger("blockfs_mpi")
+
+IDLE_POLL_FIRST, IDLE_POLL_MAX = 1e-4, 1e-2  # seconds between tests of a pending barrier
 
 
 def launched_by_mpi():
@@ -38,6 +41,19 @@ def rank_of(comm):
 
 def size_of(comm):
     return 1 if comm is None else comm.Get_size()
+
+
+def idle_barrier(comm):
+    """A barrier that sleeps while it waits. MPI libraries busy-poll in blocking calls, so a
+    rank that is done would spin a core that others could use: its own I/O thread, the
+    kernel's write-back, or the ranks still working on an oversubscribed node."""
+    if size_of(comm) < 2:
+        return
+    request = comm.Ibarrier()
+    delay = IDLE_POLL_FIRST
+    while not request.Test():
+        time.sleep(delay)
+        delay = min(2 * delay, IDLE_POLL_MAX)
 
 
 def any_source():

@@ -2,7 +2,8 @@
 
 Other ranks send their counts to rank 0 every half second or so with
 non-blocking sends; rank 0 folds in whatever has arrived whenever it updates.
-No rank ever waits for another except once, in close().
+No rank ever waits for another except once, in close(), and then it sleeps
+(parallel.idle_barrier) rather than spinning on a core the others may need.
 """
 import sys
 import time
@@ -76,6 +77,7 @@ class Progress:
     def close(self):
         """Collective: gather the last counts, close the bar; (items, bytes, seconds) of the job."""
         if self.comm is not None:
+            parallel.idle_barrier(self.comm)
             if self.rank == 0:
                 self._receive(until_all_done=True)
             else:

@@ -31,3 +31,9 @@ def test_failing_rank_ends_the_job(tmp_path, n):
     result = run_mpi(n, "rank_raises.py", tmp_path, expect_failure=True, timeout=60,
                      abort_on_exception=False)
     assert "[rank 1]" in result.stderr and "the stitching on this rank failed" in result.stderr
+
+
+@pytest.mark.parametrize("n", [2, 4])
+def test_ranks_waiting_at_close_sleep(tmp_path, n):
+    result = run_mpi(n, "idle_wait.py", tmp_path, timeout=60)
+    assert result.stdout.count(": ok") == n
