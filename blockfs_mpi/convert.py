@@ -2,11 +2,11 @@
 
 The volume is cut into work units of whole blocks -- a z-slab one block deep,
 a y-stripe one block high, and as many blocks along x as the memory budget
-allows -- dealt out to the ranks round-robin, so that every rank gets its
-part of the dense tissue and of the empty background, which compress at very
-different speeds. Each rank reads only its units from the source, writes
-their blocks to its own data file, and close() commits everything
-collectively. Nothing is sent between ranks.
+allows -- dealt out to the ranks in short runs, round-robin, so that every
+rank gets its part of the dense tissue and of the empty background, which
+compress at very different speeds. Each rank reads only its units from the
+source, writes their blocks to its own data file, and close() commits
+everything collectively. Nothing is sent between ranks.
 """
 import logging
 import os
@@ -24,6 +24,7 @@ log = logging.getLogger("blockfs_mpi")
 
 WRITER_OVERHEAD = 48 << 20  # a rank's write buffers, codec state and interpreter
 REGION_COPIES = 6  # source region, its temporaries (casts, synthetic float32) and blocks
+RUNS_PER_RANK = 8  # how many places in the volume a rank's work comes from
 
 
 @dataclass
@@ -62,9 +63,13 @@ def plan_units(geometry, itemsize, memory):
 
 
 def my_share(units, comm):
-    """This rank's units: every size-th from its rank on, spread over the whole volume so that
-    a rank whose slabs are all background does not sit idle while another compresses tissue."""
-    return units[parallel.rank_of(comm)::parallel.size_of(comm)]
+    """This rank's units: short runs of neighbours dealt round-robin, RUNS_PER_RANK runs to each
+    rank. Spread over the whole volume, a rank never gets only background while another
+    compresses all the tissue; kept in runs, it opens few distinct source files (TIFF planes)."""
+    size = parallel.size_of(comm)
+    run = max(1, len(units) // (size * RUNS_PER_RANK))
+    runs = [units[start:start + run] for start in range(0, len(units), run)]
+    return [unit for mine in runs[parallel.rank_of(comm)::size] for unit in mine]
 
 
 def blocks_of(directory, unit):
