@@ -10,10 +10,8 @@ ceiling of its blocks in 1 and 2 processes (every other block to each, so
 both get equal parts of tissue and background) and the MB/s blockfs-write
 reports for the same file on 1 and 2 ranks, with their ratio.
 """
-import argparse
 import os
 import sys
-import time
 
 import numpy as np
 
@@ -21,8 +19,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 from volume import CACHE, benchmark_volume  # noqa: E402
-from write_read import compression_ceiling  # noqa: E402
-from write_tiff import blockfs_write  # noqa: E402
+from write_read import compression_ceiling, size_and_level  # noqa: E402
+from write_tiff import blockfs_write, heading  # noqa: E402
 
 BACKGROUND = 100  # a camera's dark level
 
@@ -46,15 +44,10 @@ def half_background(size):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", type=int, default=512)
-    parser.add_argument("--level", type=int, default=5)
-    args = parser.parse_args()
+    args = size_and_level(__doc__)
     source = half_background_path(args.size)
     output = os.path.join(CACHE, "balance-bench.blockfs")
-    print(f"# {time.strftime('%Y-%m-%d')} {os.cpu_count()} cores; {args.size}^3 uint16, upper "
-          f"half background; blockfs zstd-{args.level}, 64^3 blocks; load "
-          f"{os.getloadavg()[0]:.2f}")
+    print(heading(f"{args.size}^3 uint16, upper half background", args.level))
     for n in (1, 2):
         ceiling = compression_ceiling(args.size, args.level, n, half_background)
         writing = blockfs_write(source, n, args.level, output)

@@ -109,11 +109,16 @@ def random_reads(size, path, count=2000, seed=42):
     return read_rate, decode_rate
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def size_and_level(doc):
+    """The --size (volume edge) and --level (zstd) arguments every write benchmark takes."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--level", type=int, default=5)
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main():
+    args = size_and_level(__doc__)
     benchmark_volume(args.size).max()  # generate outside any timing, and page it in
     output = os.path.join(CACHE, "bench.blockfs")
     print(f"# {time.strftime('%Y-%m-%d')} {platform.node()} {os.cpu_count()} cores, "

@@ -9,7 +9,6 @@ processes), and `blockfs-write 'planes/*.tif'` on 1 and 2 ranks, its MB/s
 as the program itself reports them (from the start of the conversion to the
 end of the commit, Python start-up excluded like the others).
 """
-import argparse
 import glob
 import os
 import re
@@ -24,7 +23,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 from volume import CACHE, benchmark_volume  # noqa: E402
-from write_read import compression_ceiling, slowest  # noqa: E402
+from write_read import compression_ceiling, size_and_level, slowest  # noqa: E402
 
 
 def tiff_planes(size):
@@ -61,16 +60,17 @@ def blockfs_write(pattern, ranks, level, output):
     return float(re.search(r"([\d.]+) MB/s in", result.stderr).group(1))
 
 
+def heading(volume, level):
+    """The first line a blockfs-write benchmark prints: date, cores, volume, codec, load."""
+    return (f"# {time.strftime('%Y-%m-%d')} {os.cpu_count()} cores; {volume}; blockfs "
+            f"zstd-{level}, 64^3 blocks; load {os.getloadavg()[0]:.2f}")
+
+
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", type=int, default=512)
-    parser.add_argument("--level", type=int, default=5)
-    args = parser.parse_args()
+    args = size_and_level(__doc__)
     pattern = tiff_planes(args.size)
     output = os.path.join(CACHE, "tiff-bench.blockfs")
-    print(f"# {time.strftime('%Y-%m-%d')} {os.cpu_count()} cores; {args.size} TIFF planes of "
-          f"{args.size}^2 uint16; blockfs zstd-{args.level}, 64^3 blocks; load "
-          f"{os.getloadavg()[0]:.2f}")
+    print(heading(f"{args.size} TIFF planes of {args.size}^2 uint16", args.level))
     for n in (1, 2):
         reading = read_only(pattern, n)
         ceiling = compression_ceiling(args.size, args.level, n)
