@@ -67,9 +67,10 @@ def my_share(units, comm):
     rank. Spread over the whole volume, a rank never gets only background while another
     compresses all the tissue; kept in runs, it opens few distinct source files (TIFF planes)."""
     size = parallel.size_of(comm)
-    run = max(1, len(units) // (size * RUNS_PER_RANK))
-    runs = [units[start:start + run] for start in range(0, len(units), run)]
-    return [unit for mine in runs[parallel.rank_of(comm)::size] for unit in mine]
+    n_runs = max(1, min(len(units), size * RUNS_PER_RANK))
+    bounds = [len(units) * i // n_runs for i in range(n_runs + 1)]  # runs differ by one at most
+    runs = [units[start:end] for start, end in zip(bounds, bounds[1:])]
+    return [unit for run in runs[parallel.rank_of(comm)::size] for unit in run]
 
 
 def blocks_of(directory, unit):
