@@ -17,18 +17,21 @@ from .writer import WRITTEN
 
 
 @contextlib.contextmanager
-def atomic_file(path):
+def atomic_file(path, durable=True):
     """A descriptor open for writing whose file replaces path, durably, only if the block succeeds.
 
     Lets large files (a streamed index) be written in pieces with the same guarantee
-    as write_atomically: no reader ever sees a partial file.
+    as write_atomically: no reader ever sees a partial file. durable=False skips the
+    fsyncs (still atomic, not crash-safe): on ext4 an fsync, however small the file, waits
+    for the journal, which first writes out every data block allocated meanwhile.
     """
     folder = os.path.dirname(os.path.abspath(path))
     fd, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".commit",
                                      dir=folder)
     try:
         yield fd
-        os.fsync(fd)
+        if durable:
+            os.fsync(fd)
         os.close(fd)
         fd = None
         os.chmod(temporary, 0o644)
@@ -38,6 +41,8 @@ def atomic_file(path):
             os.close(fd)
         os.unlink(temporary)
         raise
+    if not durable:
+        return
     folder_fd = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(folder_fd)

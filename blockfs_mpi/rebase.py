@@ -83,11 +83,11 @@ def check_data_files(path, header, data_paths, piece_bytes=INDEX_PIECE):
                               f"points up to byte {end} (truncated or wrong file)")
 
 
-def write_directory(source, target, header, data_files, piece_bytes=INDEX_PIECE):
+def write_directory(source, target, header, data_files, piece_bytes=INDEX_PIECE, durable=True):
     """Write target atomically: the directory file source with data_files as its data file names.
 
     The index is copied unchanged, piece by piece; with unchanged names the
-    file is copied byte for byte.
+    file is copied byte for byte. durable=False: no fsync (see commit.atomic_file).
     """
     fd = os.open(source, os.O_RDONLY)
     try:
@@ -97,7 +97,7 @@ def write_directory(source, target, header, data_files, piece_bytes=INDEX_PIECE)
             renamed = dataclasses.replace(header, data_files=list(data_files))
             head = (fmt.encode_header1(renamed) if header.version == 1
                     else fmt.encode_head2(renamed, header.n_entries, header.index_crc32c))
-        with atomic_file(target) as out:
+        with atomic_file(target, durable) as out:
             pieces = (raw for _, raw in index_pieces(fd, header, piece_bytes))
             for data in itertools.chain([head], pieces):
                 view = memoryview(data)

@@ -61,10 +61,11 @@ Arguments:
 
 Options:
   --force          Replace a volume of the same name in <dest>.
-  --no-fsync       Leave the copied data in the page cache for the kernel to write
-                   back, as cp does (several times faster on a local disk). A crash
-                   soon after can leave a copy whose blocks are lost; blockfs-fsck
-                   finds them, and the source is untouched either way.
+  --no-fsync       Leave the copy (data and directory file) in the page cache for the
+                   kernel to write back, as cp does (several times faster on a local
+                   disk). A crash soon after can leave a copy with lost blocks or
+                   without its directory file; blockfs-fsck finds lost blocks, and the
+                   source is untouched either way.
   --threads <n>    Copy streams per rank [default: auto]: auto is the rank's share
                    of its node's cores, at most 4.
   -h --help        Show this text.
@@ -286,13 +287,14 @@ def verify_frames(plan, comm):
         reader.close()
 
 
-def finish(plan, move):
-    """Check the copy's sizes, write its directory file; for a move, then remove the source."""
+def finish(plan, move, fsync=True):
+    """Check the copy's sizes, write its directory file (without fsync when the data had
+    none either); for a move, then remove the source."""
     for target, size in zip(plan.targets, plan.sizes):
         copied = os.stat(target).st_size
         if copied != size:
             raise RelocateError(f"{target} is {copied} bytes, its source {size}: not committed")
-    write_directory(plan.source, plan.target, plan.header, plan.names)
+    write_directory(plan.source, plan.target, plan.header, plan.names, durable=fsync)
     if move:
         for path in [plan.source, *plan.sources]:  # the directory file first: never a volume
             os.unlink(path)                       # whose data files are gone
@@ -315,7 +317,7 @@ def relocate(src, dest, move, force=False, comm=None, fsync=True, threads=None):
         on_every_rank(comm, lambda: copy_share(plan, comm, fsync, threads))
         if move and plan.header.version == 2:
             on_every_rank(comm, lambda: verify_frames(plan, comm))
-    on_rank0(comm, lambda: finish(plan, move))
+    on_rank0(comm, lambda: finish(plan, move, fsync))
     return plan.target
 
 
