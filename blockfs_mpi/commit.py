@@ -18,12 +18,13 @@ from .writer import WRITTEN
 
 @contextlib.contextmanager
 def atomic_file(path, durable=True):
-    """A descriptor open for writing whose file replaces path, durably, only if the block succeeds.
+    """A descriptor open for writing whose file replaces path only if the block succeeds.
 
     Lets large files (a streamed index) be written in pieces with the same guarantee
-    as write_atomically: no reader ever sees a partial file. durable=False skips the
-    fsyncs (still atomic, not crash-safe): on ext4 an fsync, however small the file, waits
-    for the journal, which first writes out every data block allocated meanwhile.
+    as write_atomically: no reader ever sees a partial file. The file and its folder are
+    fsynced unless durable=False (still atomic, not crash-safe): on ext4 an fsync, however
+    small the file, waits for the journal, which first writes out every data block
+    allocated meanwhile.
     """
     folder = os.path.dirname(os.path.abspath(path))
     fd, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".commit",

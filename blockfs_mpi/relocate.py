@@ -155,7 +155,7 @@ def on_every_rank(comm, task):
         error = None
     except Exception as e:
         error = f"rank {parallel.rank_of(comm)}: {e}"
-    parallel.idle_barrier(comm)  # ranks done early leave their cores to the copies still running
+    parallel.idle_barrier(comm)  # ranks done early leave their cores to those still working
     errors = [error] if comm is None else comm.allgather(error)
     if any(errors):
         raise parallel.everywhere(RelocateError("; ".join(e for e in errors if e)))
