@@ -248,11 +248,18 @@ def copy_piece(plan, number, offset, length):
     return length
 
 
+def across_files(pieces):
+    """Pieces ordered so that consecutive ones, which the threads copy at the same time, are of
+    different files where there are several: buffered writes to one file take its inode lock
+    (ext4, XFS), so two threads in one file copy no faster than one, and here slower."""
+    return sorted(pieces, key=lambda piece: (piece[1], piece[0]))  # (offset, file number)
+
+
 def copy_share(plan, comm, fsync=True, threads=None):
     """Copy this rank's pieces on `threads` streams (None: copy_threads) and, with fsync, push
     what it wrote to disk. Collective (the progress bar)."""
     pieces = shares(plan.sizes, parallel.size_of(comm))
-    mine = pieces[parallel.rank_of(comm)]
+    mine = across_files(pieces[parallel.rank_of(comm)])
     n_pieces = sum(map(len, pieces))
     threads = threads or copy_threads(comm)
     if parallel.rank_of(comm) == 0:

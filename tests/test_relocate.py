@@ -15,8 +15,8 @@ from blockfs_mpi import format as fmt
 from blockfs_mpi.errors import CorruptBlockError
 from blockfs_mpi.reader import BlockReader, read_header
 from blockfs_mpi import relocate as relocate_module
-from blockfs_mpi.relocate import (MAX_COPY_THREADS, copy_threads, make_plan, relocate, shares,
-                                  verify_frames)
+from blockfs_mpi.relocate import (MAX_COPY_THREADS, PIECE, across_files, copy_threads, make_plan,
+                                  relocate, shares, verify_frames)
 from conftest import FORMAT1_FIXTURE, mpiexec
 from volumes import (big_volume, digest, format1_volume, format2_volume, program, volume_files,
                      voxels)
@@ -131,6 +131,14 @@ def test_copy_threads_share_the_pieces(tmp_path, monkeypatch):
     for original in files:
         assert (tmp_path / "b" / Path(original).name).read_bytes() == Path(original).read_bytes()
     np.testing.assert_array_equal(voxels(tmp_path / "b" / "v.blockfs"), data)
+
+
+def test_threads_take_pieces_of_different_files_in_turn():
+    """Two threads in one file serialise on its inode lock: alternate the files instead."""
+    (mine,) = shares([3 * PIECE, 2 * PIECE], 1)
+    order = across_files(mine)
+    assert [number for number, _, _ in order] == [0, 1, 0, 1, 0]
+    assert sorted(order) == sorted(mine)
 
 
 def test_copy_threads_default_to_the_cores(tmp_path):
