@@ -25,8 +25,8 @@ parallel_h5py() {  # Debian's h5py picks its MPI build when H5PY_ALWAYS_USE_MPI 
     H5PY_ALWAYS_USE_MPI=1 "$V/bin/python" -c "import h5py, sys; sys.exit(not h5py.get_config().mpi)" 2>/dev/null
 }
 
-chosen() {  # what a Debian alternative (mpirun, mpi) points to now, if it exists
-    update-alternatives --query "$1" 2>/dev/null | sed -n 's/^Value: //p'
+chosen() {  # what a Debian alternative (mpirun, mpi) points to now; nothing if it does not exist
+    { update-alternatives --query "$1" 2>/dev/null || true; } | sed -n 's/^Value: //p'
 }
 
 install_blockfs() {
