@@ -1,12 +1,17 @@
 """One timed blockfs_mpi write of the benchmark volume, run under mpiexec by write_read.py.
 
 Rank r writes every size-th block from r on; the time runs from a barrier
-after imports to the end of the collective commit (fsync and rename included).
+to the end of the collective commit (fsync and rename included). Before the
+barrier, as in the compression ceiling's untimed set-up, the codec library is
+imported and the output of an earlier run is removed, so that the write creates
+a new volume instead of truncating old files.
 
     mpi_write.py SIZE LEVEL OUTPUT [COMPRESSION [SHUFFLE]]
 
 LEVEL "default" (with no COMPRESSION) leaves the codec to Directory's defaults.
 """
+import glob
+import os
 import sys
 import time
 
@@ -14,6 +19,7 @@ import numpy as np
 from mpi4py import MPI
 
 from blockfs_mpi import Directory
+from blockfs_mpi.compression import numcodecs_blosc
 from volume import benchmark_volume, block_origins
 
 comm = MPI.COMM_WORLD
@@ -21,6 +27,10 @@ size, level, output = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 codec = {} if level == "default" else {"compression_level": int(level)}
 codec.update(zip(("compression", "shuffle"), sys.argv[4:6]))
 volume = benchmark_volume(size)
+numcodecs_blosc()
+if comm.rank == 0:
+    for path in glob.glob(output) + glob.glob(output + ".*"):
+        os.remove(path)
 comm.Barrier()
 started = time.perf_counter()
 directory = Directory(size, size, size, np.uint16, output, **codec)

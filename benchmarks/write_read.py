@@ -1,6 +1,6 @@
 """Core write/read benchmark: blockfs_mpi against the compression and decompression ceilings.
 
-    python benchmarks/write_read.py [--size 512] [--level 5]
+    python benchmarks/write_read.py [--size 512] [--level 5] [--repeats 3]
 
 Prints, in one run on the same volume and codec (Blosc zstd, byte shuffle,
 one Blosc thread per process):
@@ -9,7 +9,11 @@ one Blosc thread per process):
   - blockfs_mpi write MB/s with 1 and 2 MPI ranks (create, write every block,
     collective commit with fsync), timed inside the job after a barrier;
   - random 64^3 block reads per second through Directory.read_block against
-    decoding the same blocks' payloads already in memory.
+    decoding the same blocks' payloads already in memory, timed block by block
+    in turn.
+This VM's speed drifts by tens of percent within a minute, so every figure is
+measured in --repeats rounds, each running every measurement once, and each
+ratio is the median of its rounds' ratios (rates: medians too).
 """
 import argparse
 import multiprocessing
@@ -89,55 +93,69 @@ def blockfs_write(size, level, ranks, output, codec=()):
 
 
 def random_reads(size, path, count=2000, seed=42):
-    """(blocks/s through Directory.read_block, blocks/s decoding the same payloads in memory)."""
+    """(blocks/s through Directory.read_block, blocks/s decoding the same payloads in memory).
+
+    Each block is read, then its payload decoded, one after the other, so that both
+    figures are taken over the same moments of a machine whose speed drifts."""
     from blockfs_mpi import Directory
     directory = Directory.open(path)
     origins = block_origins(size)
     picks = [origins[i] for i in np.random.default_rng(seed).integers(0, len(origins), count)]
     for x, y, z in set(picks):  # warm the page cache: this machine's reclaimer evicts eagerly
         directory.read_block(x, y, z)
-    started = time.perf_counter()
-    for x, y, z in picks:
-        directory.read_block(x, y, z)
-    read_rate = count / (time.perf_counter() - started)
     reader = directory.reader
     payloads = [reader.payload(directory.geometry.block_number(x, y, z)) for x, y, z in picks]
-    started = time.perf_counter()
-    for payload in payloads:
+    clock = time.perf_counter
+    reading = decoding = 0.0
+    for (x, y, z), payload in zip(picks, payloads):
+        started = clock()
+        directory.read_block(x, y, z)
+        read = clock()
         reader.codec.decode(payload, out=np.empty((64, 64, 64), np.uint16))
-    decode_rate = count / (time.perf_counter() - started)
-    return read_rate, decode_rate
+        reading += read - started
+        decoding += clock() - read
+    return count / reading, count / decoding
 
 
-def size_and_level(doc):
-    """The --size (volume edge) and --level (zstd) arguments every write benchmark takes."""
+def size_and_level(doc, repeats=None):
+    """The --size (volume edge) and --level (zstd) arguments every write benchmark takes;
+    --repeats too when given a default."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--level", type=int, default=5)
+    if repeats is not None:
+        parser.add_argument("--repeats", type=int, default=repeats)
     return parser.parse_args()
 
 
+def one_round(size, level, output):
+    """Every figure once: {name: rate}, writes in MB/s and reads in blocks/s."""
+    rates = {}
+    for ranks in (1, 2):
+        rates[f"ceiling: compress, {ranks} proc"] = compression_ceiling(size, level, ranks)
+        rates[f"blockfs_mpi write, {ranks} rank"] = blockfs_write(size, level, ranks, output)
+    rates["random 64^3 reads"], rates["decode only (same payloads)"] = random_reads(size, output)
+    return rates
+
+
 def main():
-    args = size_and_level(__doc__)
+    args = size_and_level(__doc__, repeats=3)
     benchmark_volume(args.size).max()  # generate outside any timing, and page it in
     output = os.path.join(CACHE, "bench.blockfs")
     print(f"# {time.strftime('%Y-%m-%d')} {platform.node()} {os.cpu_count()} cores, "
           f"Python {platform.python_version()}; volume {args.size}^3 uint16, 64^3 blocks, "
-          f"Blosc zstd-{args.level} byte shuffle, 1 Blosc thread per process")
-    rows = {}
-    for ranks in (1, 2):
-        rows[f"ceiling: compress, {ranks} proc"] = compression_ceiling(args.size, args.level, ranks)
-        rows[f"blockfs_mpi write, {ranks} rank"] = blockfs_write(args.size, args.level, ranks,
-                                                                output)
-    for name, rate in rows.items():
-        print(f"{name:32s} {rate:8.1f} MB/s")
-    for ranks in (1, 2):
-        ratio = rows[f"blockfs_mpi write, {ranks} rank"] / rows[f"ceiling: compress, {ranks} proc"]
-        print(f"write / ceiling, {ranks} rank(s)      {ratio:8.2f}")
-    read_rate, decode_rate = random_reads(args.size, output)
-    print(f"random 64^3 reads                {read_rate:8.0f} blocks/s")
-    print(f"decode only (same payloads)      {decode_rate:8.0f} blocks/s")
-    print(f"reads / decode                   {read_rate / decode_rate:8.2f}")
+          f"Blosc zstd-{args.level} byte shuffle, 1 Blosc thread per process; "
+          f"medians of {args.repeats} rounds")
+    rounds = [one_round(args.size, args.level, output) for _ in range(args.repeats)]
+    for name in rounds[0]:
+        unit = "blocks/s" if "read" in name or "decode" in name else "MB/s"
+        print(f"{name:32s} {np.median([r[name] for r in rounds]):8.1f} {unit}")
+    ratios = {f"write / ceiling, {n} rank(s)": (f"blockfs_mpi write, {n} rank",
+                                                 f"ceiling: compress, {n} proc") for n in (1, 2)}
+    ratios["reads / decode"] = ("random 64^3 reads", "decode only (same payloads)")
+    for name, (over, under) in ratios.items():
+        each = [r[over] / r[under] for r in rounds]
+        print(f"{name:32s} {np.median(each):8.2f}   (rounds: {' '.join(f'{x:.2f}' for x in each)})")
 
 
 if __name__ == "__main__":

@@ -45,3 +45,11 @@ def test_write_balance_runs(environment):
     result = run_checked([sys.executable, str(BENCHMARKS / "write_balance.py"), "--size", "128",
                           "--level", "1"], env=environment)
     assert "2 rank(s): compression ceiling" in result.stdout
+
+
+@pytest.mark.mpi
+def test_write_read_runs(environment):
+    result = run_checked([sys.executable, str(BENCHMARKS / "write_read.py"), "--size", "64",
+                          "--level", "1", "--repeats", "2"], env=environment)
+    assert "medians of 2 rounds" in result.stdout
+    assert "reads / decode" in result.stdout and "(rounds: " in result.stdout
