@@ -128,13 +128,17 @@ def size_and_level(doc, repeats=None):
     return parser.parse_args()
 
 
+WRITE, CEILING = "blockfs_mpi write, {} rank (MB/s)", "ceiling: compress, {} proc (MB/s)"
+READS, DECODE = "random 64^3 reads (blocks/s)", "decode only, same payloads (blocks/s)"
+
+
 def one_round(size, level, output):
-    """Every figure once: {name: rate}, writes in MB/s and reads in blocks/s."""
+    """Every figure once: {name with its unit: rate}."""
     rates = {}
     for ranks in (1, 2):
-        rates[f"ceiling: compress, {ranks} proc"] = compression_ceiling(size, level, ranks)
-        rates[f"blockfs_mpi write, {ranks} rank"] = blockfs_write(size, level, ranks, output)
-    rates["random 64^3 reads"], rates["decode only (same payloads)"] = random_reads(size, output)
+        rates[CEILING.format(ranks)] = compression_ceiling(size, level, ranks)
+        rates[WRITE.format(ranks)] = blockfs_write(size, level, ranks, output)
+    rates[READS], rates[DECODE] = random_reads(size, output)
     return rates
 
 
@@ -148,14 +152,12 @@ def main():
           f"medians of {args.repeats} rounds")
     rounds = [one_round(args.size, args.level, output) for _ in range(args.repeats)]
     for name in rounds[0]:
-        unit = "blocks/s" if "read" in name or "decode" in name else "MB/s"
-        print(f"{name:32s} {np.median([r[name] for r in rounds]):8.1f} {unit}")
-    ratios = {f"write / ceiling, {n} rank(s)": (f"blockfs_mpi write, {n} rank",
-                                                 f"ceiling: compress, {n} proc") for n in (1, 2)}
-    ratios["reads / decode"] = ("random 64^3 reads", "decode only (same payloads)")
+        print(f"{name:40s} {np.median([r[name] for r in rounds]):8.1f}")
+    ratios = {f"write / ceiling, {n} rank(s)": (WRITE.format(n), CEILING.format(n)) for n in (1, 2)}
+    ratios["reads / decode"] = (READS, DECODE)
     for name, (over, under) in ratios.items():
         each = [r[over] / r[under] for r in rounds]
-        print(f"{name:32s} {np.median(each):8.2f}   (rounds: {' '.join(f'{x:.2f}' for x in each)})")
+        print(f"{name:40s} {np.median(each):8.2f}   (rounds: {' '.join(f'{x:.2f}' for x in each)})")
 
 
 if __name__ == "__main__":
