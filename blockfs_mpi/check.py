@@ -5,8 +5,8 @@ worker reads and verifies the committed blocks stored in its files and scans
 their frames; the shares are merged on rank 0. Repair rebuilds the index
 from the frames and commits it atomically; it never deletes data.
 """
-import multiprocessing
 import os
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -254,9 +254,9 @@ def check(path, comm=None, n_workers=1, silent=True):
     Under MPI the ranks share the data files; without it, n_workers local processes do.
     """
     if comm is None and n_workers > 1:
-        with multiprocessing.Pool(n_workers) as pool:
-            return Report.merge(pool.starmap(check_share, [(path, r, n_workers)
-                                                           for r in range(n_workers)]))
+        with ProcessPoolExecutor(n_workers) as pool:  # a worker that dies raises, never hangs
+            return Report.merge(list(pool.map(check_share, [path] * n_workers,
+                                              range(n_workers), [n_workers] * n_workers)))
     progress = Progress(comm, None, "fsck", disable=silent)
     share = check_share(path, parallel.rank_of(comm), parallel.size_of(comm), progress)
     progress.close()

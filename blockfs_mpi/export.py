@@ -8,6 +8,7 @@ makes the same number of collective calls even when slabs do not divide evenly.
 import logging
 import multiprocessing
 import os
+from concurrent.futures import ProcessPoolExecutor, as_completed
 
 from . import parallel
 from .options import check_level
@@ -76,34 +77,44 @@ def run(work, n_items, total, comm=None, n_workers=None, desc="export", unit="pl
     Returns (items, bytes, seconds) of the whole job (collective).
     """
     mine = share(n_items, comm)
-    progress = Progress(comm, total, desc, unit=unit, disable=silent)
     if comm is None:
         n_workers = n_workers or os.cpu_count() or 1
     elif n_workers:
         log.info("under mpiexec every rank is one worker; --n-workers is not used")
     if comm is None and n_workers > 1 and len(mine) > 1:
-        with multiprocessing.get_context("fork").Pool(min(n_workers, len(mine))) as pool:
-            for items, nbytes in pool.imap_unordered(_Drain(work), mine):
-                progress.update(items, nbytes)
-    else:
-        for i in mine:
-            for items, nbytes in work(i):
-                progress.update(items, nbytes)
+        return _run_in_processes(work, mine, min(n_workers, len(mine)), total, desc, unit, silent)
+    progress = Progress(comm, total, desc, unit=unit, disable=silent)
+    for i in mine:
+        for items, nbytes in work(i):
+            progress.update(items, nbytes)
     return progress.close()
 
 
-class _Drain:
-    """work(i) run to the end in a worker process, returning its total (items, bytes)."""
+def _run_in_processes(work, items, n_workers, total, desc, unit, silent):
+    """run() over local worker processes. The workers are forked before the progress bar
+    starts its monitor thread, a worker's error cancels the work not yet started, and a
+    worker that dies (the OOM killer) ends the job with BrokenProcessPool instead of a hang."""
+    with ProcessPoolExecutor(n_workers, mp_context=multiprocessing.get_context("fork")) as pool:
+        futures = [pool.submit(_drain, work, i) for i in items]
+        progress = Progress(None, total, desc, unit=unit, disable=silent)
+        try:
+            for future in as_completed(futures):
+                progress.update(*future.result())
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        finally:
+            totals = progress.close()
+    return totals
 
-    def __init__(self, work):
-        self.work = work
 
-    def __call__(self, item):
-        items = nbytes = 0
-        for done, size in self.work(item):
-            items += done
-            nbytes += size
-        return items, nbytes
+def _drain(work, item):
+    """work(item) run to the end in a worker process; its total (items, bytes)."""
+    items = nbytes = 0
+    for done, size in work(item):
+        items += done
+        nbytes += size
+    return items, nbytes
 
 
 def report(comm, what, unit, items, nbytes, seconds):
@@ -132,6 +143,7 @@ class PlaneSlabs:
 
 def export_planes(directory, pattern, work, comm=None, n_workers=None, silent=False, what="export"):
     """Run a plane exporter's work over the whole volume; (planes, bytes, seconds) of the job."""
+    plane_path(pattern, 0)  # an output folder that cannot be made fails here, before any work
     totals = run(work, len(slabs(directory.geometry)), directory.shape[0], comm, n_workers,
                  desc=what, unit="plane", silent=silent)
     report(comm, what, "plane", *totals)

@@ -244,12 +244,14 @@ def test_bad_input_fails_with_one_line(tmp_path, volume, module, args, words):
     one_line_error(result, *words)
 
 
-@pytest.mark.mpi
-def test_failing_ranks_end_the_job(tmp_path, volume):
-    (tmp_path / "a-file").write_text("")
-    result = run_program(3, "blockfs2tif", "--input", volume[0], "--output-pattern",
-                         tmp_path / "a-file" / "x_%d.tif", expect_failure=True)
-    assert "cannot create output folder" in result.stderr
+@pytest.mark.parametrize("n, options", [(3, []), (0, ["--n-workers", "3"])])
+def test_a_plane_that_cannot_be_written_ends_the_job(tmp_path, volume, n, options):
+    """Plane 40 (third slab) is an existing folder: its rank, or local worker, fails in the
+    middle of the job, and the job ends with its message instead of hanging."""
+    (tmp_path / "x_40.tif").mkdir()
+    result = run_program(n, "blockfs2tif", "--input", volume[0], "--output-pattern",
+                         tmp_path / "x_%d.tif", "--silent", *options, expect_failure=True)
+    assert "x_40.tif" in result.stderr and "Is a directory" in result.stderr, result.stderr
 
 
 @pytest.mark.parametrize("module", ["blockfs2tif", "blockfs2jp2k", "blockfs2hdf"])

@@ -212,8 +212,10 @@ def test_truncated_data_file(pristine, tmp_path, seed):
     ends = index["offset"].astype(np.int64) + index["size"]
     damaged = set(np.flatnonzero((index["file"] == number) & (ends > cut)).tolist())
     assert_detected(path, source, damaged)
+    shared = check(path, n_workers=2)  # two local worker processes find the same
+    assert shared.damaged_blocks == set(damaged), "\n".join(shared.lines())
     print(f"RELIABILITY truncate: injected {len(damaged)} damaged blocks, "
-          f"detected {len(check(path).damaged_blocks)}")
+          f"detected {len(shared.damaged_blocks)}")
 
 
 @pytest.mark.parametrize("where", ["payload", "frame header", "index entry"])
