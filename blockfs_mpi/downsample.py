@@ -23,15 +23,16 @@ before the next is made.
 from docopt import docopt
 
 from . import parallel
+from .options import check_level
 from .pyramid import build, parse_voxel_size, pyramid_folder
 
 
 @parallel.program
 def main(argv=None):
     args = docopt(__doc__, argv)
-    build(pyramid_folder(args["<blockfs-file>"]), int(args["--levels"]),
-          parse_voxel_size(args["--voxel-size"]), "mode" if args["--labels"] else "mean",
-          parallel.world(),
+    levels = check_level("--levels", args["--levels"], 1, 32)
+    build(pyramid_folder(args["<blockfs-file>"]), levels, parse_voxel_size(args["--voxel-size"]),
+          "mode" if args["--labels"] else "mean", parallel.world(),
           overwrite=args["--overwrite"], silent=args["--silent"])
 
 

@@ -29,12 +29,14 @@ from docopt import docopt
 
 from . import parallel
 from .check import fsck
+from .options import check_level
 
 
 @parallel.program
 def main(argv=None):
     args = docopt(__doc__, argv)
-    status = fsck(args["<blockfs-file>"], parallel.world(), int(args["--n-workers"]),
+    n_workers = check_level("--n-workers", args["--n-workers"], 1, 4096)
+    status = fsck(args["<blockfs-file>"], parallel.world(), n_workers,
                   fix=args["--repair"], silent=args["--silent"])
     sys.exit(status)
 

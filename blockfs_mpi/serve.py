@@ -30,6 +30,7 @@ from docopt import docopt
 
 from . import parallel
 from .catalog import BadName, Catalog, NotFound
+from .options import check_level
 
 log = logging.getLogger("blockfs_mpi")
 
@@ -172,7 +173,8 @@ class Server(ThreadingHTTPServer):
 @parallel.program
 def main(argv=None):
     args = docopt(__doc__, argv)
-    server = Server(args["<folder>"], int(args["--port"]), args["--bind"], int(args["--cache"]),
+    server = Server(args["<folder>"], check_level("--port", args["--port"], 0, 65535),
+                    args["--bind"], check_level("--cache", args["--cache"], 1, 2 ** 20),
                     args["--quiet"])
     print(f"blockfs-serve: serving {server.catalog.root} at {server.url}/", flush=True)
     started = time.monotonic()

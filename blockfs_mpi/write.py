@@ -49,6 +49,7 @@ from . import parallel, pyramid
 from .compression import Compression
 from .convert import convert, open_output, verify
 from .errors import BlockfsError
+from .options import check_level
 from .sources import open_source
 
 log = logging.getLogger("blockfs_mpi")
@@ -96,9 +97,10 @@ def striping_hints(args):
     """MPI-IO hints for Lustre striping, from --stripe-count and --stripe-size."""
     hints = {}
     if args["--stripe-count"]:
-        hints["striping_factor"] = int(args["--stripe-count"])
+        hints["striping_factor"] = check_level("--stripe-count", args["--stripe-count"], 1,
+                                               65535)
     if args["--stripe-size"]:
-        hints["striping_unit"] = int(args["--stripe-size"])
+        hints["striping_unit"] = check_level("--stripe-size", args["--stripe-size"], 65536, 2 ** 32)
     return hints or None
 
 
@@ -108,11 +110,14 @@ def main(argv=None):
     comm = parallel.world()
     rank = parallel.rank_of(comm)
     memory = parse_size(args["--memory"])
+    level = check_level("--level", args["--level"], 0, 9)
+    hints = striping_hints(args)
     source = open_source(args["<source>"])
     dtype = np.dtype(args["--dtype"] or source.dtype)
     output = args["<output>"]
     if args["--levels"]:  # a pyramid: level 1 goes to <output>/1_1_1/precomputed.blockfs
-        levels, voxel_size = int(args["--levels"]), pyramid.parse_voxel_size(args["--voxel-size"])
+        levels = check_level("--levels", args["--levels"], 1, 32)
+        voxel_size = pyramid.parse_voxel_size(args["--voxel-size"])
         output = pyramid.level_path(args["<output>"], 1)
         os.makedirs(os.path.dirname(output), exist_ok=True)
     if rank == 0:
@@ -123,8 +128,7 @@ def main(argv=None):
         dtype=dtype, resume=args["--resume"], overwrite=args["--overwrite"],
         data_dirs=[d for d in (args["--data-dirs"] or "").split(",") if d],
         compression=Compression.parse(args["--compression"]),
-        compression_level=int(args["--level"]), metadata=parse_metadata(args["--metadata"]),
-        hints=striping_hints(args))
+        compression_level=level, metadata=parse_metadata(args["--metadata"]), hints=hints)
     summary = convert(source, directory, memory, silent=args["--silent"])
     if rank == 0:
         log.info("blockfs-write: %s", summary)

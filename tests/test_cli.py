@@ -1,0 +1,28 @@
+"""Every program's numeric options: a bad value ends the program with one line naming the
+option and the value, before anything is read or written."""
+import sys
+
+import pytest
+
+from conftest import run_checked
+
+
+@pytest.mark.parametrize("program, args, option", [
+    ("write", ["synthetic:20x20x20", "{out}", "--level", "x"], "--level"),
+    ("write", ["synthetic:20x20x20", "{out}", "--level", "10"], "--level"),
+    ("write", ["synthetic:20x20x20", "{out}", "--stripe-count", "two"], "--stripe-count"),
+    ("write", ["synthetic:20x20x20", "{out}", "--stripe-size", "1"], "--stripe-size"),
+    ("write", ["synthetic:20x20x20", "{out}", "--levels", "0"], "--levels"),
+    ("downsample", ["{out}", "--levels", "many"], "--levels"),
+    ("fsck", ["{out}", "--n-workers", "0"], "--n-workers"),
+    ("serve", ["{tmp}", "--port", "http"], "--port"),
+    ("serve", ["{tmp}", "--cache", "-1"], "--cache"),
+])
+def test_bad_number_names_its_option(tmp_path, program, args, option):
+    out = tmp_path / "out.blockfs"
+    command = [sys.executable, "-m", f"blockfs_mpi.{program}",
+               *[a.format(out=out, tmp=tmp_path) for a in args]]
+    result = run_checked(command, timeout=60, expect_failure=True)
+    assert f"{option} must be a number from" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+    assert not list(tmp_path.iterdir())
