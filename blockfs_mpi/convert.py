@@ -45,16 +45,25 @@ class Summary:
                 f"in {self.seconds:.1f} s")
 
 
-def plan_units(geometry, itemsize, memory):
-    """Work units (z0, z1, y0, y1, x0, x1) of whole blocks, each within the memory budget."""
-    zb, yb, xb = geometry.block_size
+def blocks_in_budget(block_size, itemsize, memory):
+    """How many blocks a work unit may span within the memory budget; an error if not one
+    (checked before the output is opened, so that a bad --memory replaces nothing)."""
+    zb, yb, xb = block_size
     block_bytes = zb * yb * xb * itemsize
     fits = (memory - WRITER_OVERHEAD) // (REGION_COPIES * block_bytes)
     if fits < 1:
         need = (WRITER_OVERHEAD + REGION_COPIES * block_bytes) / 2 ** 20
         raise BlockfsError(f"memory budget {memory / 2 ** 20:.0f} MiB is too small for "
-                           f"{zb}x{yb}x{xb} blocks of {itemsize} bytes; give at least {need:.0f} MiB")
-    width = min(int(fits), geometry.n_x_blocks) * xb
+                           f"{zb}x{yb}x{xb} blocks of {itemsize} bytes; give at least "
+                           f"{need:.0f} MiB")
+    return int(fits)
+
+
+def plan_units(geometry, itemsize, memory):
+    """Work units (z0, z1, y0, y1, x0, x1) of whole blocks, each within the memory budget."""
+    zb, yb, xb = geometry.block_size
+    fits = blocks_in_budget(geometry.block_size, itemsize, memory)
+    width = min(fits, geometry.n_x_blocks) * xb
     z_extent, y_extent, x_extent = geometry.shape
     return [(z, min(z + zb, z_extent), y, min(y + yb, y_extent), x, min(x + width, x_extent))
             for z in range(0, z_extent, zb)

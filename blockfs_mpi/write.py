@@ -47,7 +47,7 @@ from docopt import docopt
 
 from . import parallel, pyramid
 from .compression import Compression
-from .convert import convert, open_output, verify
+from .convert import blocks_in_budget, convert, open_output, verify
 from .errors import BlockfsError
 from .options import check_level
 from .sources import open_source
@@ -77,6 +77,14 @@ def parse_block_size(text):
     if len(sizes) != 3 or min(sizes) <= 0:
         raise BlockfsError(f"--block-size {text!r}: expected a positive integer or z,y,x")
     return tuple(sizes)
+
+
+def parse_dtype(text, default):
+    """--dtype as a numpy dtype (the source's own when not given)."""
+    try:
+        return np.dtype(text or default)
+    except TypeError:
+        raise BlockfsError(f"--dtype {text!r}: not a numpy data type such as uint16") from None
 
 
 def parse_metadata(pairs):
@@ -110,10 +118,12 @@ def main(argv=None):
     comm = parallel.world()
     rank = parallel.rank_of(comm)
     memory = parse_size(args["--memory"])
+    block_size = parse_block_size(args["--block-size"])
     level = check_level("--level", args["--level"], 0, 9)
     hints = striping_hints(args)
     source = open_source(args["<source>"])
-    dtype = np.dtype(args["--dtype"] or source.dtype)
+    dtype = parse_dtype(args["--dtype"], source.dtype)
+    blocks_in_budget(block_size, dtype.itemsize, memory)
     output = args["<output>"]
     if args["--levels"]:  # a pyramid: level 1 goes to <output>/1_1_1/precomputed.blockfs
         levels = check_level("--levels", args["--levels"], 1, 32)
@@ -124,7 +134,7 @@ def main(argv=None):
         log.info("blockfs-write: %s -> %s on %d rank(s)", source.description, args["<output>"],
                  parallel.size_of(comm))
     directory = open_output(
-        source, output, comm, block_size=parse_block_size(args["--block-size"]),
+        source, output, comm, block_size=block_size,
         dtype=dtype, resume=args["--resume"], overwrite=args["--overwrite"],
         data_dirs=[d for d in (args["--data-dirs"] or "").split(",") if d],
         compression=Compression.parse(args["--compression"]),

@@ -213,6 +213,10 @@ def test_existing_output_is_kept(tmp_path):
     result = run_write(2, "synthetic:30x30x30", output, "--silent", expect_failure=True)
     assert "exists: pass --resume" in result.stderr
     assert {p: p.read_bytes() for p in tmp_path.iterdir()} == before
+    result = run_write(0, "synthetic:20x20x20", output, "--overwrite", "--memory", "1M",
+                       expect_failure=True)  # a bad option replaces nothing
+    assert "too small" in result.stderr
+    assert {p: p.read_bytes() for p in tmp_path.iterdir()} == before
     run_write(0, "synthetic:20x20x20", output, "--overwrite", "--silent")
     assert Directory.open(output).shape == (20, 20, 20)
 
@@ -223,11 +227,13 @@ def test_existing_output_is_kept(tmp_path):
     (["--memory", "1M"], "too small"),
     (["--compression", "gzip"], "unknown compression"),
     (["--metadata", "novalue"], "key=value"),
+    (["--dtype", "foo"], "--dtype 'foo': not a numpy data type"),
 ])
 def test_bad_options(tmp_path, args, message):
     result = run_write(0, "synthetic:20x20x20", tmp_path / "out.blockfs", *args,
                        expect_failure=True)
     assert message in result.stderr
+    assert not list(tmp_path.iterdir())
 
 
 def test_full_disk(tmp_path):
