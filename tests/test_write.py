@@ -206,6 +206,41 @@ def test_empty_glob(tmp_path):
     assert "no files match" in result.stderr
 
 
+def make_bad_sources(folder):
+    """Files that are not usable sources, each by a different fault."""
+    import h5py
+    np.save(folder / "flat.npy", np.zeros((4, 4), np.uint16))
+    (folder / "garbage.npy").write_bytes(b"not numpy")
+    (folder / "garbage.tif").write_bytes(b"not a tiff")
+    with h5py.File(folder / "f.h5", "w") as f:
+        f["flat"] = np.zeros((4, 4), np.uint16)
+
+
+@pytest.mark.parametrize("source, words", [
+    ("{in}/flat.npy", ["flat.npy", "2-D, not 3-D"]),
+    ("{in}/garbage.npy", ["garbage.npy", "cannot read .npy"]),
+    ("{in}/absent.npy", ["absent.npy", "no such .npy file"]),
+    ("{in}/garbage.tif", ["garbage.tif", "cannot read TIFF"]),
+    ("{in}/absent.tif", ["absent.tif", "no such TIFF file"]),
+    ("{in}/f.h5:/flat", ["f.h5:/flat", "2-D, not 3-D"]),
+    ("{in}/f.h5:/none", ["f.h5", "no dataset '/none'"]),
+    ("{in}/absent.h5:/v", ["absent.h5", "cannot open HDF5 file"]),
+    ("synthetic:10x10", ["expected synthetic:ZxYxX"]),
+    ("{in}/volume.zarr", ["volume.zarr", "not a source"]),
+])
+def test_bad_sources_are_one_line(tmp_path, source, words):
+    inputs, output = tmp_path / "in", tmp_path / "out"
+    inputs.mkdir()
+    output.mkdir()
+    make_bad_sources(inputs)
+    result = run_write(2, source.format(**{"in": inputs}), output / "v.blockfs", "--silent",
+                       expect_failure=True)
+    assert any(all(w in line for w in words) for line in result.stderr.splitlines()), \
+        result.stderr
+    assert "Traceback" not in result.stderr
+    assert not list(output.iterdir())
+
+
 def test_existing_output_is_kept(tmp_path):
     output = tmp_path / "out.blockfs"
     run_write(0, "synthetic:30x30x30", output, "--silent")
