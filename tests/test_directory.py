@@ -59,6 +59,34 @@ def test_every_voxel_round_trips(written, volume):
     np.testing.assert_array_equal(directory.read_block(128, 96, 64), volume[64:, 96:, 128:])
 
 
+@pytest.mark.parametrize("key", [
+    (slice(-5, None), slice(None, -90), slice(120, 500)),  # negative bounds, past the end
+    (slice(40, 10), 0, slice(None)),  # an empty range
+    (-70, slice(None), -1), (0, 0, 0), (slice(None), 99),
+])
+def test_indexing_follows_numpy(written, volume, key):
+    np.testing.assert_array_equal(Directory.open(written)[key], volume[key])
+
+
+@pytest.mark.parametrize("key, message", [
+    ((0, 0, 0, 0), "too many indices"),
+    (slice(None, None, 2), "only step 1 slices"),
+    ((0, 100, 0), "index 100 is out of bounds for axis 1 with size 100"),
+    (-71, "index -71 is out of bounds for axis 0"),
+])
+def test_bad_index(written, key, message):
+    with pytest.raises(IndexError, match=message):
+        Directory.open(written)[key]
+
+
+def test_create_twice_is_refused(tmp_path):
+    directory = Directory(10, 10, 10, np.uint8, tmp_path / "v.blockfs")
+    directory.create()
+    with pytest.raises(BlockfsError, match="create\\(\\) on a volume that is"):
+        directory.create()
+    directory.close()
+
+
 def test_write_block_and_read_block_like_the_original(tmp_path):
     a = np.random.randint(0, 65535, (64, 64, 64), np.uint16)
     b = np.random.randint(0, 65535, (64, 64, 64), np.uint16)
