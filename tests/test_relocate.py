@@ -312,6 +312,14 @@ def test_destination_parent_missing(volume, tmp_path):
     assert "parent folder" in result.stderr and "does not exist" in result.stderr
 
 
+@pytest.mark.parametrize("name", ["mv", "cp"])
+def test_destination_is_a_file(volume, tmp_path, name):
+    (tmp_path / "out").write_text("keep me")
+    result = program(0, name, volume, tmp_path / "out", expect_failure=True)
+    assert "exists and is not a folder" in result.stderr
+    assert (tmp_path / "out").read_text() == "keep me" and volume.exists()
+
+
 def test_source_is_not_a_volume(tmp_path):
     (tmp_path / "notes.txt").write_text("hello")
     result = program(0, "mv", tmp_path / "notes.txt", tmp_path / "out", expect_failure=True)
