@@ -53,3 +53,9 @@ def test_write_read_runs(environment):
                           "--level", "1", "--repeats", "2"], env=environment)
     assert "medians of 2 rounds" in result.stdout
     assert "reads / decode" in result.stdout and "(rounds: " in result.stdout
+
+
+def test_blosc_blocksize_runs(environment):
+    result = run_checked([sys.executable, str(BENCHMARKS / "blosc_blocksize.py"), "--size", "64",
+                          "--rounds", "1", *QUIET], env=environment)
+    assert "| auto (0) |" in result.stdout and "| 131072 |" in result.stdout

@@ -108,6 +108,20 @@ def test_every_compression(tmp_path, volume, compression):
     np.testing.assert_array_equal(Directory.open(tmp_path / "v.blockfs")[:], volume)
 
 
+@pytest.mark.parametrize("level, piece", [(1, 256 << 10), (3, 256 << 10), (5, 256 << 10),
+                                          (9, 512 << 10)])
+def test_zstd_blosc_pieces_of_at_least_256_kib(level, piece):
+    """At zstd-1 to 4 Blosc is told to cut a 64^3 uint16 block into 256 KiB pieces (it would
+    take 32-128 KiB); the buffer records that, and a plain numcodecs Blosc, as the original
+    blockfs reads with, decodes it."""
+    from numcodecs import Blosc
+    block = microscopy_volume((64, 64, 64))
+    payload = make_codec(Compression.zstd, level).encode(block)
+    assert int.from_bytes(payload[8:12], "little") == piece  # Blosc header: blocksize
+    decoded = np.frombuffer(Blosc().decode(payload), np.uint16).reshape(block.shape)
+    np.testing.assert_array_equal(decoded, block)
+
+
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int32, np.float32, np.float64])
 def test_dtypes(tmp_path, dtype):
     volume = microscopy_volume((40, 40, 40)).astype(dtype)
