@@ -22,7 +22,7 @@ sys.path.insert(0, HERE)
 from machine import machine_line, versions, wait_for_quiet  # noqa: E402
 from volume import benchmark_volume, block_origins  # noqa: E402
 
-BLOCK_SIZES = (0, 32768, 65536, 131072, 262144)
+BLOCK_SIZES = (0, 32768, 65536, 131072, 262144, 524288)
 
 
 def one_round(codec, blocks):
