@@ -32,7 +32,7 @@ class Compression(enum.Enum):
 SHUFFLES = {"none": 0, "byte": 1, "bit": 2}  # Blosc's own shuffle codes
 
 # Blosc splits a buffer into pieces it compresses one by one; left to itself it takes 32 KiB at
-# zstd-1 and 128 KiB at zstd-3, and 256 KiB from zstd-5 on. On 64^3 uint16 blocks 256 KiB
+# zstd-1, 128 KiB at zstd-3, 256 KiB at zstd-5 and more above. On 64^3 uint16 blocks 256 KiB
 # pieces at zstd-1 to 4 encode 10-30 % and decode 20-50 % faster and store ~1 % fewer bytes
 # (benchmarks/blosc_blocksize.py). Each buffer records its piece size: any Blosc decodes it.
 ZSTD_BLOSC_BLOCKSIZE = 256 << 10

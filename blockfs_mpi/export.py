@@ -100,10 +100,8 @@ def _run_in_processes(work, items, n_workers, total, desc, unit, silent):
         try:
             for future in as_completed(futures):
                 progress.update(*future.result())
-        except BaseException:
-            pool.shutdown(wait=True, cancel_futures=True)
-            raise
-        finally:
+        finally:  # after an error, the work not yet started is dropped
+            pool.shutdown(cancel_futures=True)
             totals = progress.close()
     return totals
 

@@ -105,8 +105,7 @@ def striping_hints(args):
     """MPI-IO hints for Lustre striping, from --stripe-count and --stripe-size."""
     hints = {}
     if args["--stripe-count"]:
-        hints["striping_factor"] = check_level("--stripe-count", args["--stripe-count"], 1,
-                                               65535)
+        hints["striping_factor"] = check_level("--stripe-count", args["--stripe-count"], 1, 65535)
     if args["--stripe-size"]:
         hints["striping_unit"] = check_level("--stripe-size", args["--stripe-size"], 65536, 2 ** 32)
     return hints or None
