@@ -244,7 +244,8 @@ def test_bad_input_fails_with_one_line(tmp_path, volume, module, args, words):
     one_line_error(result, *words)
 
 
-@pytest.mark.parametrize("n, options", [(3, []), (0, ["--n-workers", "3"])])
+@pytest.mark.parametrize("n, options", [pytest.param(3, [], marks=pytest.mark.mpi),
+                                        (0, ["--n-workers", "3"])])
 def test_a_plane_that_cannot_be_written_ends_the_job(tmp_path, volume, n, options):
     """Plane 40 (third slab) is an existing folder: its rank, or local worker, fails in the
     middle of the job, and the job ends with its message instead of hanging."""
