@@ -216,6 +216,7 @@ def make_bad_sources(folder):
         f["flat"] = np.zeros((4, 4), np.uint16)
 
 
+@pytest.mark.mpi
 @pytest.mark.parametrize("source, words", [
     ("{in}/flat.npy", ["flat.npy", "2-D, not 3-D"]),
     ("{in}/garbage.npy", ["garbage.npy", "cannot read .npy"]),
