@@ -45,8 +45,9 @@ def main():
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--max-load", type=float, default=1.5)
     args = parser.parse_args()
-    from numcodecs import Blosc
-    Blosc.use_threads = False
+    from blockfs_mpi.compression import numcodecs_blosc, single_threaded
+    single_threaded()
+    Blosc = numcodecs_blosc().Blosc
     volume = benchmark_volume(args.size)
     blocks = [np.ascontiguousarray(volume[z:z + 64, y:y + 64, x:x + 64])
               for x, y, z in block_origins(args.size)]
