@@ -7,8 +7,10 @@ h5dump/h5ls) and compared with the source.
 """
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +18,7 @@ import pytest
 
 from blockfs_mpi import Directory, export
 from blockfs_mpi.synthetic import SyntheticVolume
-from conftest import mpiexec, run_checked
+from conftest import mpiexec, run_checked, write_array
 
 SHAPE = (70, 50, 75)  # (z, y, x); blocks of 16: 5 x 4 x 5 = 100 blocks, 5 z-slabs
 BLOCK = 16
@@ -253,6 +255,51 @@ def test_a_plane_that_cannot_be_written_ends_the_job(tmp_path, volume, n, option
     result = run_program(n, "blockfs2tif", "--input", volume[0], "--output-pattern",
                          tmp_path / "x_%d.tif", "--silent", *options, expect_failure=True)
     assert "x_40.tif" in result.stderr and "Is a directory" in result.stderr, result.stderr
+
+
+def forked_children(pid):
+    """Processes forked by pid: they run pid's own command line (a helper would not)."""
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        command = f.read()
+    found = []
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        for child in map(int, f.read().split()):
+            try:
+                with open(f"/proc/{child}/cmdline", "rb") as g:
+                    if g.read() == command:
+                        found.append(child)
+            except FileNotFoundError:
+                pass
+    return found
+
+
+def test_a_killed_local_worker_ends_the_job(tmp_path):
+    """A local worker killed from outside, as by the OOM killer, ends blockfs2tif with an
+    error instead of leaving it waiting forever for that worker's slab."""
+    slab = np.random.default_rng(0).poisson(300, (16, 256, 256)).astype(np.uint16)
+    source = write_array(tmp_path / "long.blockfs", np.tile(slab, (32, 1, 1)), block=16)
+    output = tmp_path / "planes"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "blockfs_mpi.blockfs2tif", "--input", str(source),
+         "--output-pattern", str(output / "p_%d.tif"), "--n-workers", "2", "--compression", "9",
+         "--silent"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (output.exists() and any(output.iterdir())):  # the workers are at work
+            assert process.poll() is None and time.monotonic() < deadline, "no plane written"
+            time.sleep(0.01)
+        workers = forked_children(process.pid)
+        assert workers, "no worker processes found"
+        os.kill(workers[0], signal.SIGKILL)
+        _, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+    assert process.returncode == 1, err
+    assert "terminated abruptly" in err and "Traceback" not in err, err
+    assert len(os.listdir(output)) < 512  # the kill landed before the end
 
 
 @pytest.mark.parametrize("module", ["blockfs2tif", "blockfs2jp2k", "blockfs2hdf"])
