@@ -323,7 +323,10 @@ class Directory:
             elif self._processes is not None or len(self._recovered):
                 processes, self._processes, self._client = self._processes, None, None
                 self._state = READING
-                rows = processes.close() if processes is not None else []
+                try:
+                    rows = processes.close() if processes is not None else []
+                except WriterError as e:  # said as under MPI: not committed, and why
+                    raise WriterError(f"{self.directory_filename} not committed, {e}") from None
                 base = recovered_index(self.geometry, self._recovered) if len(self._recovered) \
                     else None
                 commit(self.directory_filename, self.header, rows, base)

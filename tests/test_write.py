@@ -272,15 +272,17 @@ def test_bad_options(tmp_path, args, message):
     assert not list(tmp_path.iterdir())
 
 
-def test_full_disk(tmp_path):
-    """A writer that runs out of space fails with a clear error on every rank."""
+@pytest.mark.parametrize("ranks", [pytest.param(2, marks=pytest.mark.mpi), 0])
+def test_full_disk(tmp_path, ranks):
+    """A writer that runs out of space fails with a clear error: on every rank under mpiexec,
+    and without it from the local writer processes."""
     small = tmp_path / "small"
     small.mkdir()
     if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(small)],
                       capture_output=True).returncode:
         pytest.skip("cannot mount a small tmpfs here (needs root)")
     try:
-        result = run_write(2, "synthetic:256x256x256", small / "out.blockfs", "--silent",
+        result = run_write(ranks, "synthetic:256x256x256", small / "out.blockfs", "--silent",
                            expect_failure=True, timeout=120)
         assert "No space left on device" in result.stderr
         assert "not committed" in result.stderr
