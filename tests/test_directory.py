@@ -1,6 +1,7 @@
 """The Directory API on one rank (no MPI): the contract lab code depends on."""
 import os
 import pickle
+import threading
 import tracemalloc
 
 import numpy as np
@@ -66,6 +67,50 @@ def test_every_voxel_round_trips(written, volume):
 ])
 def test_indexing_follows_numpy(written, volume, key):
     np.testing.assert_array_equal(Directory.open(written)[key], volume[key])
+
+
+def reading_threads(directory, monkeypatch, key=slice(None)):
+    """The names of the threads that read blocks for directory[key]."""
+    names = set()
+    read_block = Directory.read_block
+
+    def spy(self, x, y, z):
+        names.add(threading.current_thread().name)
+        return read_block(self, x, y, z)
+    monkeypatch.setattr(Directory, "read_block", spy)
+    directory[key]
+    monkeypatch.setattr(Directory, "read_block", read_block)
+    return names
+
+
+def test_regions_are_read_by_threads(written, volume, monkeypatch):
+    directory = Directory.open(written)
+    directory.read_threads = 3
+    assert len(reading_threads(directory, monkeypatch)) == 3
+    assert reading_threads(directory, monkeypatch, (0, 0, 0)) == {"MainThread"}  # one block
+    np.testing.assert_array_equal(directory[3:69, 5:99, 7:], volume[3:69, 5:99, 7:])
+    directory.read_threads = 1
+    assert reading_threads(directory, monkeypatch) == {"MainThread"}
+
+
+def test_one_reading_thread_in_an_mpi_rank(written, monkeypatch):
+    monkeypatch.setenv("BLOCKFS_MPI", "1")  # what an MPI launcher's variables say
+    assert reading_threads(Directory.open(written), monkeypatch) == {"MainThread"}
+
+
+def test_a_damaged_block_fails_a_threaded_read(tmp_path, volume):
+    path = write_array(tmp_path / "v.blockfs", volume, n_filenames=1)
+    index = Directory.open(path).reader
+    file_number, offset, size = index.entry(5)
+    with open(f"{path}.0", "r+b") as f:
+        f.seek(offset + size // 2)
+        byte = f.read(1)
+        f.seek(offset + size // 2)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    directory = Directory.open(path)
+    directory.read_threads = 4
+    with pytest.raises(CorruptBlockError, match="block 5 .*checksum mismatch"):
+        directory[:]
 
 
 @pytest.mark.parametrize("key, message", [
@@ -200,7 +245,9 @@ def test_pickled_read_directory_reads_in_another_process(written, volume):
     directory.read_block(0, 0, 0)  # descriptors opened here must not leak into the child
     with multiprocessing.get_context("spawn").Pool(1) as pool:
         got = pool.apply(Directory.read_block, (pickle.loads(pickle.dumps(directory)), 32, 32, 32))
+        threads = pool.apply(Directory._read_thread_count, (directory,))
     np.testing.assert_array_equal(got, volume[32:64, 32:64, 32:64])
+    assert threads == 1  # in a worker process, the processes are the parallelism
 
 
 # ---------------------------------------------------------------- bad input --
