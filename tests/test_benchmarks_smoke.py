@@ -59,3 +59,9 @@ def test_blosc_blocksize_runs(environment):
     result = run_checked([sys.executable, str(BENCHMARKS / "blosc_blocksize.py"), "--size", "64",
                           "--rounds", "1", *QUIET], env=environment)
     assert "| auto (0) |" in result.stdout and "| 131072 |" in result.stdout
+
+
+def test_full_read_runs(environment):
+    result = run_checked([sys.executable, str(BENCHMARKS / "full_read.py"), "--size", "64",
+                          "--rounds", "1", *QUIET], env=environment)
+    assert "read_threads 1:" in result.stdout and "read_threads default:" in result.stdout
