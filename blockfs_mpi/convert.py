@@ -116,7 +116,7 @@ def open_output(source, output, comm, *, block_size, dtype, resume, overwrite, d
                                f"{expected[2]}: not the same volume, so it cannot be resumed")
         return directory
     z, y, x = source.shape
-    count = parallel.size_of(comm) if comm is not None else (os.cpu_count() or 1)
+    count = parallel.size_of(comm) if comm is not None else parallel.usable_cores()
     directory = Directory(x, y, z, dtype, output, comm=comm, n_filenames=count,
                           block_filenames=data_file_names(output, count, data_dirs),
                           z_block_size=block_size[0], y_block_size=block_size[1],

@@ -76,7 +76,7 @@ class Directory:
                 raise ValueError(f"{len(block_filenames)} block_filenames for {size} MPI ranks: "
                                  f"under MPI each rank writes one data file")
         else:
-            count = size if self.comm is not None else (n_filenames or os.cpu_count() or 1)
+            count = size if self.comm is not None else (n_filenames or parallel.usable_cores())
             block_filenames = [f"{self.directory_filename}.{i}" for i in range(count)]
         folder = os.path.dirname(self.directory_filename)
         self.header = fmt.Header(
@@ -411,7 +411,7 @@ class Directory:
             return self.read_threads
         if parallel.launched_by_mpi() or multiprocessing.parent_process() is not None:
             return 1
-        return len(os.sched_getaffinity(0))
+        return parallel.usable_cores()
 
     def __getitem__(self, key):
         """Any sub-volume, across block boundaries: directory[z0:z1, y0:y1, x0:x1].

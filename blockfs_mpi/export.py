@@ -78,7 +78,7 @@ def run(work, n_items, total, comm=None, n_workers=None, desc="export", unit="pl
     """
     mine = share(n_items, comm)
     if comm is None:
-        n_workers = n_workers or os.cpu_count() or 1
+        n_workers = n_workers or parallel.usable_cores()
     elif n_workers:
         log.info("under mpiexec every rank is one worker; --n-workers is not used")
     if comm is None and n_workers > 1 and len(mine) > 1:

@@ -35,6 +35,14 @@ def world():
     return MPI.COMM_WORLD
 
 
+def usable_cores():
+    """The cores this process may run on: its CPU affinity (what SLURM or a launcher's binding
+    allows), where the OS has one, else every core of the machine."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def rank_of(comm):
     return 0 if comm is None else comm.Get_rank()
 

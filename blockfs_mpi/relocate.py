@@ -227,7 +227,7 @@ def prepare_targets(plan):
 def copy_threads(comm):
     """Copy streams per rank: the cores this rank may use, shared with the ranks on its node,
     at most MAX_COPY_THREADS. Collective."""
-    cores = len(os.sched_getaffinity(0))
+    cores = parallel.usable_cores()
     ranks_here = 1
     if comm is not None:
         from mpi4py import MPI

@@ -1,6 +1,8 @@
 """The Directory API on one rank (no MPI): the contract lab code depends on."""
 import os
 import pickle
+import subprocess
+import sys
 import threading
 import tracemalloc
 
@@ -91,6 +93,18 @@ def test_regions_are_read_by_threads(written, volume, monkeypatch):
     np.testing.assert_array_equal(directory[3:69, 5:99, 7:], volume[3:69, 5:99, 7:])
     directory.read_threads = 1
     assert reading_threads(directory, monkeypatch) == {"MainThread"}
+
+
+def test_reading_threads_follow_the_cpu_affinity(written):
+    """Under SLURM or a launcher's binding a process may use fewer cores than the node has:
+    the default thread count is what its affinity allows."""
+    script = ("import os, sys; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); "
+              "from blockfs_mpi import Directory; "
+              "print(Directory.open(sys.argv[1])._read_thread_count())")
+    result = subprocess.run([sys.executable, "-c", script, str(written)], capture_output=True,
+                            text=True, timeout=60, check=True)
+    assert result.stdout.strip() == "1"
+    assert Directory.open(written)._read_thread_count() == len(os.sched_getaffinity(0))
 
 
 def test_one_reading_thread_in_an_mpi_rank(written, monkeypatch):
