@@ -14,7 +14,7 @@ Options:
   -h --help                   Show this text.
   --input <blockfs-file>      The volume's directory file (blockfs format 1 or 2).
   --output-pattern <pattern>  printf pattern of the z index, e.g. out/img_%04d.jp2; missing folders are created.
-  --n-workers <n>             Worker processes when run without mpiexec (default: one per core). Under mpiexec every rank is one worker and this option is not used.
+  --n-workers <n>             Worker processes when run without mpiexec (default: one per core this process may use). Under mpiexec every rank is one worker and this option is not used.
   --psnr <psnr>               Lossy compression to this peak signal-to-noise ratio in dB (e.g. 80); lossless when not given.
   --silent                    Do not show the progress bar.
 """

@@ -14,7 +14,7 @@ Options:
   -h --help                   Show this text.
   --input <blockfs-file>      The volume's directory file (blockfs format 1 or 2).
   --output-pattern <pattern>  printf pattern of the z index, e.g. out/img_%04d.tiff; missing folders are created.
-  --n-workers <n>             Worker processes when run without mpiexec (default: one per core). Under mpiexec every rank is one worker and this option is not used.
+  --n-workers <n>             Worker processes when run without mpiexec (default: one per core this process may use). Under mpiexec every rank is one worker and this option is not used.
   --compression <level>       zlib (deflate) level of the TIFF planes, 0 (uncompressed) to 9 [default: 3].
   --y-stripe <rows>           Cut each slab into stripes of this many rows (rounded up to whole blocks) so that a rank holds about 3 stripes instead of a whole slab; 0 = whole slabs [default: 0].
   --silent                    Do not show the progress bar.
