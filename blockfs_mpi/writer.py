@@ -94,7 +94,10 @@ class BlockWriter:
         self.position = file.size() if append else 0  # where the next frame starts
         self._rows = [np.zeros(ROWS_PER_CHUNK, WRITTEN)]  # a WRITTEN row per frame, 32 B each
         self._rows_used = 0  # in the last chunk
-        self._buffer = bytearray()
+        # Frames gather in one of two buffers while the I/O thread writes the other; both are
+        # reused, so their pages are touched once instead of faulted in again for every append.
+        self._buffers = [bytearray(buffer_size), bytearray(buffer_size)]
+        self._filled = 0  # bytes of frames in self._buffers[0]
         self._buffer_start = self.position
         self._sequence = 0
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="blockfs-io")
@@ -105,12 +108,20 @@ class BlockWriter:
         payload = self.codec.encode(np.ascontiguousarray(array))
         self._sequence = max(self._sequence + 1, time.time_ns())
         header = fmt.encode_frame_header(block_number, payload, self._sequence)
-        self._buffer += header
-        self._buffer += payload
+        self._put(header)
+        self._put(payload)
         self._remember(block_number, self.position + fmt.FRAME_SIZE, len(payload))
         self.position += fmt.FRAME_SIZE + len(payload)
-        if len(self._buffer) >= self.buffer_size:
+        if self._filled >= self.buffer_size:
             self.flush()
+
+    def _put(self, data):
+        """Copy bytes to the end of the filling buffer, growing it for a frame that does not fit."""
+        buffer, end = self._buffers[0], self._filled + len(data)
+        if end > len(buffer):
+            buffer.extend(bytes(end - len(buffer)))
+        buffer[self._filled:end] = data
+        self._filled = end
 
     def _remember(self, block_number, offset, size):
         """Keep the WRITTEN row of the frame being appended."""
@@ -124,14 +135,16 @@ class BlockWriter:
     def flush(self):
         """Hand the buffered frames to the I/O thread (waiting for its previous append)."""
         self._wait()
-        if self._buffer:
-            buffer, start = self._buffer, self._buffer_start
-            self._buffer, self._buffer_start = bytearray(), self.position
-            self._pending = self._io.submit(self._append, start, buffer)
+        if self._filled:
+            frames = memoryview(self._buffers[0])[:self._filled]
+            self._pending = self._io.submit(self._append, self._buffer_start, frames)
+            self._buffers.reverse()
+            self._filled, self._buffer_start = 0, self.position
 
-    def _append(self, start, buffer):
+    def _append(self, start, frames):
         """In the I/O thread: write a buffer of frames and push it to the disk."""
-        self.file.write_at(start, buffer)
+        with frames:  # released here, so the buffer can grow when it is filled again
+            self.file.write_at(start, frames)
         self.file.sync()
 
     def _wait(self):

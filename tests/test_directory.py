@@ -210,7 +210,7 @@ def test_writer_keeps_a_small_row_per_frame(tmp_path, monkeypatch):
     before = tracemalloc.get_traced_memory()[0]
     for number in range(6000):
         writer.write(number % 4500, block)
-    grown = tracemalloc.get_traced_memory()[0] - before - len(writer._buffer)
+    grown = tracemalloc.get_traced_memory()[0] - before  # the append buffers exist already
     tracemalloc.stop()
     rows = writer.close()
     assert grown / 6000 < 64  # a dict of tuples took ~240
@@ -219,6 +219,27 @@ def test_writer_keeps_a_small_row_per_frame(tmp_path, monkeypatch):
     index = build_index(Geometry(4500 * 2, 2, 2, 2, 2, 2), rows)
     assert (index["offset"][:1500] == rows["offset"][4500:]).all()  # the second writes win
     assert (index["offset"][1500:] == rows["offset"][1500:4500]).all()
+
+
+def test_writer_frames_smaller_and_larger_than_its_buffer(tmp_path):
+    """Frames land intact and in order while the two append buffers take turns, one of them
+    growing for a frame larger than the buffer (4 KiB here forces an append almost every frame)."""
+    path = tmp_path / "d.0"
+    codec = make_codec("zstd", 1)
+    writer = BlockWriter(PosixFile(str(path), truncate=True), 0, codec, buffer_size=4096)
+    noise = np.random.default_rng(7)  # incompressible: payloads of 4 KiB to 256 KiB
+    blocks = [noise.integers(0, 256, (depth, 64, 64), np.uint8) for depth in (1, 40, 2, 64, 3, 64, 1)]
+    for number, block in enumerate(blocks):
+        writer.write(number, block)
+    rows = writer.close()
+    data = path.read_bytes()
+    assert len(data) == sum(fmt.FRAME_SIZE + int(size) for size in rows["size"])
+    for row, block in zip(rows, blocks):
+        start, end = int(row["offset"]), int(row["offset"]) + int(row["size"])
+        number, size, _, _ = fmt.decode_frame_header(data[start - fmt.FRAME_SIZE:start], path)
+        assert (number, size) == (row["block"], row["size"])
+        decoded = np.frombuffer(codec.decode(data[start:end]), np.uint8).reshape(block.shape)
+        np.testing.assert_array_equal(decoded, block)
 
 
 def test_context_manager_and_block_filenames_elsewhere(tmp_path, volume):
