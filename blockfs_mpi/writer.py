@@ -96,7 +96,7 @@ class BlockWriter:
         self._rows_used = 0  # in the last chunk
         # Frames gather in one of two buffers while the I/O thread writes the other; both are
         # reused, so their pages are touched once instead of faulted in again for every append.
-        self._buffers = [bytearray(buffer_size), bytearray(buffer_size)]
+        self._buffers = [bytearray(), bytearray()]  # sized at first use
         self._filled = 0  # bytes of frames in self._buffers[0]
         self._buffer_start = self.position
         self._sequence = 0
@@ -116,10 +116,11 @@ class BlockWriter:
             self.flush()
 
     def _put(self, data):
-        """Copy bytes to the end of the filling buffer, growing it for a frame that does not fit."""
+        """Copy bytes to the end of the filling buffer, growing it to buffer_size at first use
+        and beyond for a frame that does not fit."""
         buffer, end = self._buffers[0], self._filled + len(data)
         if end > len(buffer):
-            buffer.extend(bytes(end - len(buffer)))
+            buffer.extend(bytes(max(end, self.buffer_size) - len(buffer)))
         buffer[self._filled:end] = data
         self._filled = end
 
