@@ -2,7 +2,9 @@
 
 A reader sees the old directory file or the new one, never half of one:
 the new one is written under a temporary name in the same folder, fsynced,
-renamed over the old name, and the folder is fsynced.
+renamed over the old name, and the folder is fsynced. Under MPI the index is
+built and written in slices, one per rank, so that no rank needs memory for
+the whole job's entries.
 """
 import contextlib
 import os
@@ -15,6 +17,30 @@ from .errors import DuplicateBlockError, WriterError
 from .parallel import everywhere, idle_barrier
 from .writer import WRITTEN
 
+DUPLICATES_NAMED = 10  # blocks a DuplicateBlockError names; it counts all of them
+
+
+def temporary_beside(path):
+    """(descriptor, name) of a new, empty file in path's folder, readable by all, whose name
+    no other commit uses: where the next version of path is written."""
+    fd, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".commit",
+                                     dir=os.path.dirname(os.path.abspath(path)))
+    os.fchmod(fd, 0o644)
+    return fd, temporary
+
+
+def replace_durably(temporary, path, durable=True):
+    """Rename a written, fsynced temporary file over path, then fsync the folder so that the
+    rename itself survives a crash (unless durable=False)."""
+    os.replace(temporary, path)
+    if not durable:
+        return
+    folder_fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
+    try:
+        os.fsync(folder_fd)
+    finally:
+        os.close(folder_fd)
+
 
 @contextlib.contextmanager
 def atomic_file(path, durable=True):
@@ -26,29 +52,19 @@ def atomic_file(path, durable=True):
     small the file, waits for the journal, which first writes out every data block
     allocated meanwhile.
     """
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".commit",
-                                     dir=folder)
+    fd, temporary = temporary_beside(path)
     try:
         yield fd
         if durable:
             os.fsync(fd)
         os.close(fd)
         fd = None
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
     except BaseException:
         if fd is not None:
             os.close(fd)
         os.unlink(temporary)
         raise
-    if not durable:
-        return
-    folder_fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(folder_fd)
-    finally:
-        os.close(folder_fd)
+    replace_durably(temporary, path, durable)
 
 
 def write_atomically(path, *parts):
@@ -61,16 +77,19 @@ def write_atomically(path, *parts):
                 view = view[os.write(fd, view):]
 
 
-def build_index(geometry, written, base=None, writer_kind="data file", newest_wins=False):
+def build_index(geometry, written, base=None, writer_kind="data file", newest_wins=False,
+                span=None):
     """A dense format 2 index from WRITTEN rows, on top of a base index.
 
     Within one data file the newest frame of a block wins. A block in the rows
     of two different files is an error naming the block and both writers,
     unless newest_wins (rebuilding from frames: then the newest frame wins).
-    Works through a sort permutation, never a sorted copy of the rows: rank 0
-    holds every row of a job at commit.
+    span=(first, end) builds only the entries of blocks first..end-1 (a rank's
+    slice in a distributed commit), from rows of those blocks only.
+    Works through a sort permutation, never a sorted copy of the rows.
     """
-    index = fmt.empty_index(geometry.n_blocks) if base is None else base.copy()
+    first, end = span or (0, geometry.n_blocks)
+    index = fmt.empty_index(end - first) if base is None else base.copy()
     rows = np.asarray(written, WRITTEN)
     if len(rows) and rows["block"].max() >= geometry.n_blocks:
         raise WriterError(f"block number {rows['block'].max()} is outside the volume "
@@ -81,7 +100,7 @@ def build_index(geometry, written, base=None, writer_kind="data file", newest_wi
         _refuse_shared_blocks(geometry, blocks, rows["file"][order], writer_kind)
     newest = np.ones(len(order), bool)  # the last row of each block in sequence order
     np.not_equal(blocks[1:], blocks[:-1], out=newest[:-1])
-    blocks, order = blocks[newest], order[newest]
+    blocks, order = blocks[newest] - first, order[newest]
     for name in ("offset", "size", "file"):
         index[name][blocks] = rows[name][order]
     return index
@@ -96,14 +115,20 @@ def _refuse_shared_blocks(geometry, blocks, files, writer_kind):
     if not len(twice):
         return
     problems = []
-    for block in twice[:10]:
+    for block in twice[:DUPLICATES_NAMED]:
         writers = sorted(set(files[blocks == block].tolist()))
         x, y, z = geometry.block_origin(block)
         problems.append(f"block {block} at (x={x}, y={y}, z={z}) by "
                         + " and ".join(f"{writer_kind} {w}" for w in writers))
-    more = f" and {len(twice) - 10} more" if len(twice) > 10 else ""
-    raise DuplicateBlockError(f"{len(twice)} block(s) written by more than one writer: "
-                              + "; ".join(problems) + more)
+    raise duplicate_error(len(twice), problems)
+
+
+def duplicate_error(count, problems):
+    """The DuplicateBlockError for `count` blocks written twice, naming the first few."""
+    problems = problems[:DUPLICATES_NAMED]
+    more = f" and {count - len(problems)} more" if count > len(problems) else ""
+    return DuplicateBlockError(f"{count} block(s) written by more than one writer: "
+                               + "; ".join(problems) + more, count, problems)
 
 
 def commit(path, header, written, base=None, writer_kind="data file"):
@@ -113,54 +138,163 @@ def commit(path, header, written, base=None, writer_kind="data file"):
     return index
 
 
-def _gather_rows(comm, rows):
-    """Every rank's WRITTEN rows, concatenated on rank 0 (None elsewhere)."""
-    from mpi4py import MPI
-    rows = np.ascontiguousarray(rows, WRITTEN)
-    counts = comm.gather(rows.nbytes, root=0)
-    receive, gathered = None, None
-    if comm.Get_rank() == 0:
-        gathered = np.empty(sum(counts) // WRITTEN.itemsize, WRITTEN)
-        receive = [gathered.view(np.uint8), (counts, np.cumsum([0] + counts[:-1])), MPI.BYTE]
-    comm.Gatherv([rows.view(np.uint8), MPI.BYTE], receive, root=0)
-    return gathered
-
-
 def recovered_index(geometry, recovered):
     """The index that frames found in data files describe (newest frame of each block)."""
     return build_index(geometry, recovered, newest_wins=True)
 
 
-def collective_commit(comm, path, header, rows, local_error=None, recovered=None):
-    """close() under MPI: gather every rank's rows to rank 0, which commits; all ranks agree.
+# ------------------------------------------------------------ under MPI --
 
-    Rank r's data file is file number r. `recovered` are rows a resumed job
+def index_spans(n_blocks, size):
+    """Where each rank's slice of the index starts: rank r builds and writes entries
+    spans[r] to spans[r + 1] - 1 in a distributed commit."""
+    return np.array([n_blocks * r // size for r in range(size + 1)], np.uint64)
+
+
+def _route_rows(comm, rows, spans):
+    """Send every WRITTEN row to the rank whose slice of the index holds its block; the rows
+    this rank receives. Counted in rows, not bytes, so 2^31 rows fit in one exchange."""
+    from mpi4py import MPI
+    rows = np.asarray(rows, WRITTEN)
+    if comm.Get_size() == 1:
+        return rows
+    owner = np.searchsorted(spans[1:-1], rows["block"], side="right")  # past the end: last rank
+    order = np.argsort(owner, kind="stable")
+    send_counts = np.bincount(owner, minlength=comm.Get_size()).astype(np.int64)
+    receive_counts = np.empty_like(send_counts)
+    comm.Alltoall(send_counts, receive_counts)
+    received = np.empty(int(receive_counts.sum()), WRITTEN)
+    row_type = MPI.BYTE.Create_contiguous(WRITTEN.itemsize).Commit()
+    try:
+        comm.Alltoallv([rows[order], (send_counts, _starts(send_counts)), row_type],
+                       [received, (receive_counts, _starts(receive_counts)), row_type])
+    finally:
+        row_type.Free()
+    return received
+
+
+def _starts(counts):
+    return np.concatenate(([0], np.cumsum(counts)[:-1]))
+
+
+def _agree(comm, error):
+    """Every rank's error (None where all went well), on every rank."""
+    return [e for e in comm.allgather(error) if e is not None]
+
+
+def _index_checksum(comm, index_bytes):
+    """CRC-32C of the whole index, each rank continuing it over its slice in rank order."""
+    rank, size = comm.Get_rank(), comm.Get_size()
+    crc = comm.recv(source=rank - 1) if rank else 0
+    crc = fmt.crc32c(index_bytes, crc)
+    if rank < size - 1:
+        comm.send(crc, dest=rank + 1)
+    return comm.bcast(crc, root=size - 1)
+
+
+def _write_slices(comm, path, head, first, index_bytes):
+    """Write a directory file collectively with MPI-IO: rank 0 its head, every rank its slice
+    of the index in place. Returns the temporary file's name (rank 0 made it), fsynced and
+    closed, or raises on every rank with every rank's error."""
+    from mpi4py import MPI
+    temporary, error = None, None
+    if comm.Get_rank() == 0:
+        try:
+            fd, temporary = temporary_beside(path)
+            os.close(fd)
+        except OSError as e:
+            error = f"rank 0: cannot create a file beside {path}: {e}"
+    temporary, error = comm.bcast((temporary, error), root=0)
+    if error:
+        raise everywhere(WriterError(f"{path} not committed, {error}"))
+    info = MPI.Info.Create()
+    info.Set("romio_ds_write", "disable")
+    try:
+        handle = MPI.File.Open(comm, temporary, MPI.MODE_WRONLY | MPI.MODE_CREATE, info)
+    except MPI.Exception as e:
+        handle, error = None, f"rank {comm.Get_rank()}: cannot open {temporary}: {e}"
+    finally:
+        info.Free()
+    errors = _agree(comm, error)
+    if not errors:
+        try:
+            if comm.Get_rank() == 0:
+                handle.Write_at(0, [head, MPI.BYTE])
+            handle.Write_at(len(head) + first * fmt.ENTRY.itemsize, [index_bytes, MPI.BYTE])
+        except MPI.Exception as e:
+            error = f"rank {comm.Get_rank()}: cannot write {temporary}: {e}"
+        errors = _agree(comm, error)
+    if not errors:
+        try:
+            handle.Sync()
+        except MPI.Exception as e:
+            error = f"rank {comm.Get_rank()}: cannot fsync {temporary}: {e}"
+        errors = _agree(comm, error)
+    if handle is not None:
+        handle.Close()
+    if errors:
+        if comm.Get_rank() == 0:
+            os.unlink(temporary)
+        raise everywhere(WriterError(f"{path} not committed, " + "; ".join(errors)))
+    return temporary
+
+
+def _put_in_place(comm, temporary, path):
+    """Rank 0 renames the written directory file over path and fsyncs the folder; every rank
+    learns whether that worked."""
+    error = None
+    if comm.Get_rank() == 0:
+        try:
+            replace_durably(temporary, path)
+        except OSError as e:
+            error = f"rank 0: commit of {path} failed: {e}"
+    error = comm.bcast(error, root=0)
+    if error:
+        raise everywhere(WriterError(error))
+
+
+def collective_commit(comm, path, header, rows, local_error=None, recovered=None):
+    """close() under MPI: the index is built and written by every rank, a slice each, and
+    committed atomically; all ranks agree on the outcome.
+
+    Rank r's data file is file number r. Every WRITTEN row goes to the rank whose
+    slice holds its block, so no rank ever holds more than its share of rows and
+    of the index, however large the volume. `recovered` are rows a resumed job
     found in the data files; this job's rows override them. Every rank calls
     this exactly once, whatever happened to it before, so no rank can be left
     waiting: a rank's own failure travels as local_error and makes every rank
     raise the same WriterError, naming the ranks at fault. Ranks that wait for the
-    others, or for rank 0's commit, sleep instead of spinning (idle_barrier).
+    others sleep instead of spinning (idle_barrier).
     """
+    rank = comm.Get_rank()
     idle_barrier(comm)
-    errors = comm.gather(local_error, root=0)
-    new_rows = _gather_rows(comm, rows)
-    old_rows = _gather_rows(comm, np.zeros(0, WRITTEN) if recovered is None else recovered)
-    outcome = None
-    if comm.Get_rank() == 0:
-        failed = [f"rank {r}: {e}" for r, e in enumerate(errors) if e]
-        if failed:
-            outcome = "not committed, " + "; ".join(failed)
-        else:
-            try:
-                base = recovered_index(header.geometry, old_rows) if len(old_rows) else None
-                commit(path, header, new_rows, base, writer_kind="rank")
-            except DuplicateBlockError as e:
-                outcome = ("duplicate", str(e))
-            except Exception as e:
-                outcome = f"rank 0: commit of {path} failed: {e}"
-    idle_barrier(comm)
-    outcome = comm.bcast(outcome, root=0)
-    if isinstance(outcome, tuple):
-        raise everywhere(DuplicateBlockError(f"{path} not committed: {outcome[1]}"))
-    if outcome:
-        raise everywhere(WriterError(f"{path} {outcome}" if outcome.startswith("not") else outcome))
+    failed = _agree(comm, f"rank {rank}: {local_error}" if local_error else None)
+    if failed:
+        raise everywhere(WriterError(f"{path} not committed, " + "; ".join(failed)))
+    geometry = header.geometry
+    spans = index_spans(geometry.n_blocks, comm.Get_size())
+    span = int(spans[rank]), int(spans[rank + 1])
+    new_rows = _route_rows(comm, rows, spans)
+    old_rows = _route_rows(comm, np.zeros(0, WRITTEN) if recovered is None else recovered, spans)
+    index, error = None, None
+    try:
+        base = build_index(geometry, old_rows, newest_wins=True, span=span) if len(old_rows) \
+            else None
+        index = build_index(geometry, new_rows, base, writer_kind="rank", span=span)
+    except DuplicateBlockError as e:
+        error = ("duplicate", e.count, e.problems)
+    except Exception as e:
+        error = f"rank {rank}: {e}"
+    del new_rows, old_rows
+    errors = _agree(comm, error)
+    duplicates = [e for e in errors if isinstance(e, tuple)]
+    if duplicates:
+        found = duplicate_error(sum(count for _, count, _ in duplicates),
+                                [problem for _, _, problems in duplicates for problem in problems])
+        raise everywhere(DuplicateBlockError(f"{path} not committed: {found}"))
+    if errors:
+        raise everywhere(WriterError(f"{path} not committed, " + "; ".join(errors)))
+    index_bytes = index.view(np.uint8)
+    head = fmt.encode_head2(header, geometry.n_blocks, _index_checksum(comm, index_bytes))
+    temporary = _write_slices(comm, path, head, span[0], index_bytes)
+    _put_in_place(comm, temporary, path)

@@ -234,8 +234,7 @@ class Directory:
 
     def _commit_empty(self):
         """Commit a directory file in which no block is written yet."""
-        empty = fmt.empty_index(self.geometry.n_blocks)
-        write_atomically(self.directory_filename, *fmt.directory2_parts(self.header, empty))
+        write_atomically(self.directory_filename, *fmt.empty_directory2_parts(self.header))
 
     def _open_rank_writer(self, truncate, commit_empty=False):
         """Open this rank's data file (collective); then rank 0 commits an empty volume if asked.

@@ -26,7 +26,15 @@ class ReadOnlyError(BlockfsError, PermissionError):
 
 
 class DuplicateBlockError(BlockfsError):
-    """The same block was written by two different writers in one job."""
+    """The same block was written by two different writers in one job.
+
+    count and problems (one line per block, at most ten) let the ranks of a
+    distributed commit merge what each of them found into one message.
+    """
+
+    def __init__(self, message, count=0, problems=()):
+        super().__init__(message)
+        self.count, self.problems = count, list(problems)
 
 
 class WriterError(BlockfsError):

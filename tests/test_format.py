@@ -166,3 +166,14 @@ def test_frame_header_round_trip():
     assert fmt.decode_frame_header(head, "x") == (1234, 7, 99, fmt.crc32c(b"payload"))
     with pytest.raises(FormatError, match="damaged frame header"):
         fmt.decode_frame_header(head[:5] + bytes([head[5] ^ 1]) + head[6:], "x")
+
+
+@pytest.mark.parametrize("n_blocks,chunk", [(20, 7), (21, 7), (3, 7), (1, 1)])
+def test_empty_directory_in_chunks_is_the_whole_empty_index(n_blocks, chunk):
+    """create() writes a new volume's missing entries as pieces of one small chunk: the same
+    bytes, index checksum included, as the whole empty index."""
+    header = fmt.Header(Geometry(8 * n_blocks, 8, 8, 8, 8, 8), np.dtype(np.uint16), ["v.0"])
+    pieces = fmt.empty_directory2_parts(header, chunk)
+    whole = fmt.directory2_parts(header, fmt.empty_index(n_blocks))
+    assert b"".join(bytes(p) for p in pieces) == b"".join(bytes(p) for p in whole)
+    assert len(pieces) == 1 + -(-n_blocks // chunk)

@@ -20,6 +20,14 @@ def test_block_written_by_two_ranks(tmp_path, n):
     assert result.stdout.count(": ok") == n
 
 
+@pytest.mark.parametrize("n", [1, 3, 4])
+def test_commit_in_slices(tmp_path, n):
+    """Each rank builds and writes its slice of the index: fewer blocks than ranks, rows for
+    every slice from every rank, memory per rank, duplicates found in several slices."""
+    result = run_mpi(n, "commit_slices.py", tmp_path)
+    assert result.stdout.count(": ok") == n
+
+
 @pytest.mark.parametrize("n", [2, 4])
 def test_one_rank_cannot_create_its_file(tmp_path, n):
     result = run_mpi(n, "create_failure.py", tmp_path)

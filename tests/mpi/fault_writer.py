@@ -28,13 +28,14 @@ def pause(here, written=0):
         time.sleep(120)
 
 
-def torn_commit(target, *parts):
-    """write_atomically with a pause halfway through writing the temporary file."""
-    data = b"".join(parts)
-    with commit_module.atomic_file(target) as fd:
-        os.write(fd, data[:len(data) // 2])
-        pause("commit")
-        os.write(fd, data[len(data) // 2:])
+def paused_commit(comm, temporary, path):
+    """The commit's last step after a pause: the new directory file is written and fsynced
+    under its temporary name by every rank, not yet renamed over the committed one."""
+    pause("commit")
+    put_in_place(comm, temporary, path)
+
+
+put_in_place = commit_module._put_in_place
 
 
 if step == "first":
@@ -46,7 +47,7 @@ if step == "first":
 
 directory, source = Directory.resume(path), SyntheticVolume(directory_shape)
 directory._writer.buffer_size = 1  # every frame goes to the I/O thread at once: many kill points
-commit_module.write_atomically = torn_commit
+commit_module._put_in_place = paused_commit
 pause("before-write")
 mine = [i for i, _ in enumerate(directory.geometry.block_origins())
         if i % 2 == 1 and (i // 2) % comm.size == comm.rank]
