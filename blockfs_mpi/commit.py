@@ -174,6 +174,7 @@ def _route_rows(comm, rows, spans):
 
 
 def _starts(counts):
+    """Where each of consecutive runs of the given lengths starts."""
     return np.concatenate(([0], np.cumsum(counts)[:-1]))
 
 
