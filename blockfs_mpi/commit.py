@@ -13,7 +13,7 @@ import tempfile
 import numpy as np
 
 from . import format as fmt
-from .errors import DuplicateBlockError, WriterError
+from .errors import DuplicateBlockError, WriterError, brief
 from .parallel import everywhere, idle_barrier
 from .writer import WRITTEN
 
@@ -213,7 +213,7 @@ def _write_slices(comm, path, head, first, index_bytes):
     try:
         handle = MPI.File.Open(comm, temporary, MPI.MODE_WRONLY | MPI.MODE_CREATE, info)
     except MPI.Exception as e:
-        handle, error = None, f"rank {comm.Get_rank()}: cannot open {temporary}: {e}"
+        handle, error = None, f"rank {comm.Get_rank()}: cannot open {temporary}: {brief(e)}"
     finally:
         info.Free()
     errors = _agree(comm, error)
@@ -223,13 +223,13 @@ def _write_slices(comm, path, head, first, index_bytes):
                 handle.Write_at(0, [head, MPI.BYTE])
             handle.Write_at(len(head) + first * fmt.ENTRY.itemsize, [index_bytes, MPI.BYTE])
         except MPI.Exception as e:
-            error = f"rank {comm.Get_rank()}: cannot write {temporary}: {e}"
+            error = f"rank {comm.Get_rank()}: cannot write {temporary}: {brief(e)}"
         errors = _agree(comm, error)
     if not errors:
         try:
             handle.Sync()
         except MPI.Exception as e:
-            error = f"rank {comm.Get_rank()}: cannot fsync {temporary}: {e}"
+            error = f"rank {comm.Get_rank()}: cannot fsync {temporary}: {brief(e)}"
         errors = _agree(comm, error)
     if handle is not None:
         handle.Close()

@@ -18,7 +18,7 @@ from . import parallel
 from .commit import collective_commit, commit, recovered_index, write_atomically
 from .compression import Compression, make_codec, single_threaded
 from .errors import (BlockCoordinateError, BlockfsError, BlockShapeError, FormatError,
-                     ReadOnlyError, WriterError)
+                     ReadOnlyError, WriterError, brief)
 from .geometry import Geometry
 from .local_writers import WriterClient, WriterProcesses
 from .reader import BlockReader
@@ -250,7 +250,7 @@ class Directory:
                 make_codec(self.compression, self.compression_level, self.header.shuffle),
                 append=not truncate)
         except Exception as e:
-            error = f"rank {rank}: cannot create {self.block_filenames[rank]}: {e}"
+            error = f"rank {rank}: cannot create {self.block_filenames[rank]}: {brief(e)}"
         errors = [e for e in self.comm.allgather(error) if e]
         if not errors and rank == 0 and commit_empty:
             try:

@@ -1,4 +1,17 @@
 """The exceptions blockfs_mpi raises; every one names the file, block or rank at fault."""
+import re
+
+# A line of MPICH's error stack: "FUNCTION(line)....: message".
+MPICH_STACK_LINE = re.compile(r"^\w+\(\d+\)\.*: ")
+
+
+def brief(error):
+    """An exception's message on one line. MPICH's MPI errors carry their whole call stack;
+    of those only the innermost message is kept ("Other I/O error No space left on device")."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if len(lines) < 2:
+        return str(error).strip()
+    return MPICH_STACK_LINE.sub("", lines[-1])
 
 
 class BlockfsError(Exception):

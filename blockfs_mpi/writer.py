@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from . import format as fmt
-from .errors import WriterError
+from .errors import WriterError, brief
 
 # What a writer reports at close: one row per block it holds, the newest frame of each.
 WRITTEN = np.dtype([("block", "<u8"), ("offset", "<u8"), ("size", "<u4"), ("file", "<u4"),
@@ -154,7 +154,7 @@ class BlockWriter:
             try:
                 pending.result()
             except Exception as e:
-                raise WriterError(f"{self.file.path}: write failed: {e}") from e
+                raise WriterError(f"{self.file.path}: write failed: {brief(e)}") from e
 
     def close(self):
         """Write everything, fsync, close; the entries as a WRITTEN array."""

@@ -306,12 +306,25 @@ def small_disk(tmp_path):
 
 def test_disk_full(small_disk):
     result = run_mpi(4, "disk_full.py", small_disk)
-    errors = result.stdout.split("/4: ")[1:]  # one message per rank, over several lines
+    errors = result.stdout.split("/4: ")[1:]  # one message per rank
     assert len(errors) == 4 and all(e.startswith("error: ") and "not committed" in e
                                     and "No space left on device" in e for e in errors), result.stdout
+    assert all("No space left on device" in e.splitlines()[0] for e in errors), result.stdout
+    assert "error stack" not in result.stdout, result.stdout  # one line each, not MPICH's stack
     source = SyntheticVolume((64, 64, 128))
     path = str(small_disk / "volume.blockfs")
     assert_reads(path, source, set(range(0, read_header(path).geometry.n_blocks, 2)))
+
+
+def test_directory_file_does_not_fit_at_commit(small_disk):
+    """The distributed commit's own write fails (the frames fit, the new index does not):
+    every rank says why, the committed volume stands, no temporary file is left."""
+    result = run_mpi(3, "commit_full.py", small_disk)
+    errors = result.stdout.split("/3: ")[1:]
+    assert len(errors) == 3 and all(e.startswith("error: ") and "not committed" in e
+                                    and "No space left on device" in e for e in errors), result.stdout
+    assert all("No space left on device" in e.splitlines()[0] for e in errors), result.stdout
+    assert "error stack" not in result.stdout, result.stdout  # one line each, not MPICH's stack
 
 
 def test_readers_during_commits(tmp_path):
