@@ -14,7 +14,7 @@ import numpy as np
 
 from . import format as fmt
 from .errors import DuplicateBlockError, WriterError, brief
-from .parallel import everywhere, idle_barrier
+from .parallel import agree, everywhere, idle_barrier
 from .writer import WRITTEN
 
 DUPLICATES_NAMED = 10  # blocks a DuplicateBlockError names; it counts all of them
@@ -178,11 +178,6 @@ def _starts(counts):
     return np.concatenate(([0], np.cumsum(counts)[:-1]))
 
 
-def _agree(comm, error):
-    """Every rank's error (None where all went well), on every rank."""
-    return [e for e in comm.allgather(error) if e is not None]
-
-
 def _index_checksum(comm, index_bytes):
     """CRC-32C of the whole index, each rank continuing it over its slice in rank order."""
     rank, size = comm.Get_rank(), comm.Get_size()
@@ -198,8 +193,8 @@ def _write_slices(comm, path, head, first, index_bytes):
     of the index in place. Returns the temporary file's name (rank 0 made it), fsynced and
     closed, or raises on every rank with every rank's error."""
     from mpi4py import MPI
-    temporary, error = None, None
-    if comm.Get_rank() == 0:
+    rank, temporary, error = comm.Get_rank(), None, None
+    if rank == 0:
         try:
             fd, temporary = temporary_beside(path)
             os.close(fd)
@@ -208,33 +203,36 @@ def _write_slices(comm, path, head, first, index_bytes):
     temporary, error = comm.bcast((temporary, error), root=0)
     if error:
         raise everywhere(WriterError(f"{path} not committed, {error}"))
-    info = MPI.Info.Create()
-    info.Set("romio_ds_write", "disable")
-    try:
-        handle = MPI.File.Open(comm, temporary, MPI.MODE_WRONLY | MPI.MODE_CREATE, info)
-    except MPI.Exception as e:
-        handle, error = None, f"rank {comm.Get_rank()}: cannot open {temporary}: {brief(e)}"
-    finally:
-        info.Free()
-    errors = _agree(comm, error)
-    if not errors:
+    handle = None
+
+    def open_file():
+        nonlocal handle
+        info = MPI.Info.Create()
+        info.Set("romio_ds_write", "disable")
         try:
-            if comm.Get_rank() == 0:
-                handle.Write_at(0, [head, MPI.BYTE])
-            handle.Write_at(len(head) + first * fmt.ENTRY.itemsize, [index_bytes, MPI.BYTE])
-        except MPI.Exception as e:
-            error = f"rank {comm.Get_rank()}: cannot write {temporary}: {brief(e)}"
-        errors = _agree(comm, error)
-    if not errors:
+            handle = MPI.File.Open(comm, temporary, MPI.MODE_WRONLY | MPI.MODE_CREATE, info)
+        finally:
+            info.Free()
+
+    def write():
+        if rank == 0:
+            handle.Write_at(0, [head, MPI.BYTE])
+        handle.Write_at(len(head) + first * fmt.ENTRY.itemsize, [index_bytes, MPI.BYTE])
+
+    errors = []
+    for action, what in ((open_file, "open"), (write, "write"), (lambda: handle.Sync(), "fsync")):
+        error = None
         try:
-            handle.Sync()
+            action()
         except MPI.Exception as e:
-            error = f"rank {comm.Get_rank()}: cannot fsync {temporary}: {brief(e)}"
-        errors = _agree(comm, error)
+            error = f"rank {rank}: cannot {what} {temporary}: {brief(e)}"
+        errors = agree(comm, error)
+        if errors:
+            break
     if handle is not None:
         handle.Close()
     if errors:
-        if comm.Get_rank() == 0:
+        if rank == 0:
             os.unlink(temporary)
         raise everywhere(WriterError(f"{path} not committed, " + "; ".join(errors)))
     return temporary
@@ -269,7 +267,7 @@ def collective_commit(comm, path, header, rows, local_error=None, recovered=None
     """
     rank = comm.Get_rank()
     idle_barrier(comm)
-    failed = _agree(comm, f"rank {rank}: {local_error}" if local_error else None)
+    failed = agree(comm, f"rank {rank}: {local_error}" if local_error else None)
     if failed:
         raise everywhere(WriterError(f"{path} not committed, " + "; ".join(failed)))
     geometry = header.geometry
@@ -287,7 +285,7 @@ def collective_commit(comm, path, header, rows, local_error=None, recovered=None
     except Exception as e:
         error = f"rank {rank}: {e}"
     del new_rows, old_rows
-    errors = _agree(comm, error)
+    errors = agree(comm, error)
     duplicates = [e for e in errors if isinstance(e, tuple)]
     if duplicates:
         found = duplicate_error(sum(count for _, count, _ in duplicates),

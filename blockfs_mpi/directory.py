@@ -251,7 +251,7 @@ class Directory:
                 append=not truncate)
         except Exception as e:
             error = f"rank {rank}: cannot create {self.block_filenames[rank]}: {brief(e)}"
-        errors = [e for e in self.comm.allgather(error) if e]
+        errors = parallel.agree(self.comm, error)
         if not errors and rank == 0 and commit_empty:
             try:
                 self._commit_empty()

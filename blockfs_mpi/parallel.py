@@ -64,6 +64,13 @@ def idle_barrier(comm):
         delay = min(2 * delay, IDLE_POLL_MAX)
 
 
+def agree(comm, error):
+    """Every rank's error (None where all went well), gathered on every rank: the ranks then
+    take the same branch, so none is left waiting in a collective call the others skip."""
+    errors = [error] if comm is None else comm.allgather(error)
+    return [e for e in errors if e is not None]
+
+
 def any_source():
     """MPI.ANY_SOURCE (only called once MPI is in use)."""
     from mpi4py import MPI

@@ -156,9 +156,9 @@ def on_every_rank(comm, task):
     except Exception as e:
         error = f"rank {parallel.rank_of(comm)}: {e}"
     parallel.idle_barrier(comm)  # ranks done early leave their cores to those still working
-    errors = [error] if comm is None else comm.allgather(error)
-    if any(errors):
-        raise parallel.everywhere(RelocateError("; ".join(e for e in errors if e)))
+    errors = parallel.agree(comm, error)
+    if errors:
+        raise parallel.everywhere(RelocateError("; ".join(errors)))
 
 
 def copy_range(source_fd, target_fd, offset, length):
