@@ -179,13 +179,12 @@ def _starts(counts):
 
 
 def _index_checksum(comm, index_bytes):
-    """CRC-32C of the whole index, each rank continuing it over its slice in rank order."""
-    rank, size = comm.Get_rank(), comm.Get_size()
-    crc = comm.recv(source=rank - 1) if rank else 0
-    crc = fmt.crc32c(index_bytes, crc)
-    if rank < size - 1:
-        comm.send(crc, dest=rank + 1)
-    return comm.bcast(crc, root=size - 1)
+    """CRC-32C of the whole index: each rank checksums its slice, and every rank combines the
+    slices' checksums in rank order (one allgather; nobody reads another's slice)."""
+    crc = 0
+    for slice_crc, length in comm.allgather((fmt.crc32c(index_bytes), len(index_bytes))):
+        crc = fmt.crc32c_combine(crc, slice_crc, length)
+    return crc
 
 
 def _write_slices(comm, path, head, first, index_bytes):

@@ -5,6 +5,7 @@ original blockfs, read and rewritten in place). Pure encoding and decoding,
 no I/O policy: callers hand in bytes and the file size, and get values or a
 FormatError that says what is wrong.
 """
+import functools
 import json
 import struct
 from dataclasses import dataclass, field
@@ -47,6 +48,40 @@ def crc32c(data, crc=0):
     """CRC-32C (Castagnoli) of any bytes-like object, without copying it; continues crc, the
     CRC-32C of the bytes before data."""
     return _crc32c.crc32c(data, crc)
+
+
+def crc32c_combine(crc_a, crc_b, length_b):
+    """CRC-32C of bytes A followed by B, from the CRC-32C of each and B's length alone, so that
+    pieces checksummed apart (each rank its slice of the index) need not be read again.
+
+    Continuing a CRC over n bytes changes the CRC it started from by a fixed linear map
+    (over GF(2)) that depends only on n: crc32c(B, c) = crc32c(B, 0) ^ shift_n(c).
+    """
+    return _apply(_shift(length_b), crc_a) ^ crc_b
+
+
+def _apply(shift, value):
+    """A shift (the images of the 32 bits of a CRC) applied to a CRC."""
+    result = 0
+    for bit, image in enumerate(shift):
+        if value >> bit & 1:
+            result ^= image
+    return result
+
+
+@functools.lru_cache(maxsize=64)
+def _shift(length):
+    """The map that continuing a CRC-32C over `length` bytes applies to the CRC it starts
+    from: the one-byte map (measured with the crc32c package itself) raised to `length` by
+    repeated squaring."""
+    if length == 0:
+        return tuple(1 << bit for bit in range(32))
+    if length == 1:
+        base = _crc32c.crc32c(b"\0", 0)
+        return tuple(_crc32c.crc32c(b"\0", 1 << bit) ^ base for bit in range(32))
+    half = _shift(length // 2)
+    twice = tuple(_apply(half, image) for image in half)
+    return tuple(_apply(_shift(1), image) for image in twice) if length % 2 else twice
 
 
 @dataclass

@@ -177,3 +177,12 @@ def test_empty_directory_in_chunks_is_the_whole_empty_index(n_blocks, chunk):
     whole = fmt.directory2_parts(header, fmt.empty_index(n_blocks))
     assert b"".join(bytes(p) for p in pieces) == b"".join(bytes(p) for p in whole)
     assert len(pieces) == 1 + -(-n_blocks // chunk)
+
+
+@pytest.mark.parametrize("length_a,length_b", [(0, 0), (5, 0), (0, 7), (1, 1), (100, 3),
+                                               (12345, 678901), (3, 2 ** 20 + 17)])
+def test_crc32c_combine(length_a, length_b):
+    """The CRC-32C of two pieces joined, from the pieces' CRCs and the second's length."""
+    rng = np.random.default_rng(length_a + length_b)
+    a, b = rng.bytes(length_a), rng.bytes(length_b)
+    assert fmt.crc32c_combine(fmt.crc32c(a), fmt.crc32c(b), length_b) == fmt.crc32c(a + b)
