@@ -29,6 +29,12 @@ def test_commit_in_slices(tmp_path, n):
 
 
 @pytest.mark.parametrize("n", [2, 4])
+def test_two_volumes_on_halves_of_the_job(tmp_path, n):
+    result = run_mpi(n, "two_volumes.py", tmp_path)
+    assert result.stdout.count(": ok") == n
+
+
+@pytest.mark.parametrize("n", [2, 4])
 def test_one_rank_cannot_create_its_file(tmp_path, n):
     result = run_mpi(n, "create_failure.py", tmp_path)
     assert result.stdout.count(": ok") == n
