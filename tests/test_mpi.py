@@ -28,6 +28,14 @@ def test_commit_in_slices(tmp_path, n):
     assert result.stdout.count(": ok") == n
 
 
+@pytest.mark.parametrize("n", [2, 3])
+def test_resume_with_another_number_of_ranks(tmp_path, n):
+    """Frames committed and uncommitted by 4 ranks, resumed and completed by n, then by 1."""
+    for ranks, step in ((4, "commit"), (4, "crash"), (n, "finish"), (1, "again")):
+        result = run_mpi(ranks, "resume_resized.py", tmp_path, step)
+        assert result.stdout.count(": ok") == ranks, (step, result.stdout)
+
+
 @pytest.mark.parametrize("n", [2, 4])
 def test_two_volumes_on_halves_of_the_job(tmp_path, n):
     result = run_mpi(n, "two_volumes.py", tmp_path)
