@@ -95,7 +95,7 @@ class Directory:
         self._client = None  # connections to them, from any process
         self._owner_pid = os.getpid()
         self._recovered = np.zeros(0, WRITTEN)  # frames a resumed job found on disk (this rank)
-        self._present = None  # blocks on disk when resumed, as a bool per block
+        self._present = None  # blocks on disk when resumed, a bit per block (np.packbits)
 
     # ------------------------------------------------------------ opening --
 
@@ -144,19 +144,23 @@ class Directory:
         scans = [scan_data_file(paths[f], f, n_blocks) for f in range(rank, len(paths), size)
                  if os.path.exists(paths[f])]
         self._recovered = np.concatenate([s.rows for s in scans] + [np.zeros(0, WRITTEN)])
-        present = np.zeros(n_blocks, np.uint8)
-        present[self._recovered["block"]] = 1
+        present = np.zeros(-(-n_blocks // 8), np.uint8)  # 1 bit per block, np.packbits order
+        blocks = self._recovered["block"]
+        np.bitwise_or.at(present, blocks >> 3, (0x80 >> (blocks & 7)).astype(np.uint8))
         if self._mpi:
             from mpi4py import MPI
-            self.comm.Allreduce(MPI.IN_PLACE, present, op=MPI.LOR)
+            self.comm.Allreduce(MPI.IN_PLACE, present, op=MPI.BOR)
             self._open_rank_writer(truncate=False)
-        self._present = present.astype(bool)
+        self._present = present
         self._state = WRITING
         return self
 
     def has_block(self, x, y, z):
         """True if a resumed volume already holds the block at (x, y, z) intact on disk."""
-        return self._present is not None and bool(self._present[self.geometry.block_number(x, y, z)])
+        if self._present is None:
+            return False
+        block = self.geometry.block_number(x, y, z)
+        return bool(self._present[block >> 3] & 0x80 >> (block & 7))
 
     def __enter__(self):
         return self
