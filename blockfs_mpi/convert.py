@@ -74,7 +74,8 @@ def plan_units(geometry, itemsize, memory):
 def my_share(units, comm):
     """This rank's units: short runs of neighbours dealt round-robin, RUNS_PER_RANK runs to each
     rank. Spread over the whole volume, a rank never gets only background while another
-    compresses all the tissue; kept in runs, it opens few distinct source files (TIFF planes)."""
+    compresses all the tissue; kept in runs, it opens few distinct source files (TIFF planes).
+    units may be any sequence: a range (of block numbers) is never listed whole."""
     size = parallel.size_of(comm)
     n_runs = max(1, min(len(units), size * RUNS_PER_RANK))
     bounds = [len(units) * i // n_runs for i in range(n_runs + 1)]  # runs differ by one at most

@@ -97,11 +97,12 @@ def make_level(source_path, dest_path, method, comm, silent=False, **volume_opti
     target = Directory(x, y, z, source.dtype, dest_path, comm=comm, x_block_size=xb,
                        y_block_size=yb, z_block_size=zb, **volume_options)
     target.create()
-    origins = my_share(list(target.geometry.block_origins()), comm)
+    mine = my_share(range(target.geometry.n_blocks), comm)  # block numbers: no list of all
     progress = Progress(comm, target.geometry.block_count,
                         f"mip {os.path.basename(os.path.dirname(dest_path))}", disable=silent)
     with target:
-        for bx, by, bz in origins:
+        for number in mine:
+            bx, by, bz = target.geometry.block_origin(number)
             zs, ys, xs = target.get_block_size(bx, by, bz)
             below = source[2 * bz:2 * (bz + zs), 2 * by:2 * (by + ys), 2 * bx:2 * (bx + xs)]
             block = downsample(below, method)
