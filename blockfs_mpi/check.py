@@ -24,19 +24,31 @@ from .writer import WRITTEN
 def read_index(path, header):
     """Every index entry as an ENTRY array; format 1 converted (file = block % n files,
     never-written blocks and entries past the end of the file as format 2's missing entry)."""
+    index = fmt.empty_index(header.geometry.n_blocks)
+    for first, entries in index_chunks(path, header):
+        index[first:first + len(entries)] = entries
+    return index
+
+
+def index_chunks(path, header, entries=1 << 20):
+    """(first block, ENTRY array) for each run of up to `entries` index entries, in block
+    order, converted as read_index does: one pass over a huge index in bounded memory."""
     n_blocks = header.geometry.n_blocks
     with open(path, "rb") as f:
-        f.seek(header.index_offset)
-        raw = f.read(n_blocks * header.entry_size)
-    if header.version != 1:
-        return np.frombuffer(raw, fmt.ENTRY, len(raw) // fmt.ENTRY.itemsize).copy()
-    offsets, sizes = fmt.decode_entries1(header, raw)
-    index = fmt.empty_index(n_blocks)
-    written = np.flatnonzero(sizes > 0)
-    index["offset"][written] = offsets[written]
-    index["size"][written] = sizes[written]
-    index["file"][written] = written % len(header.data_files)
-    return index
+        for first in range(0, n_blocks, entries):
+            count = min(entries, n_blocks - first)
+            f.seek(header.index_offset + first * header.entry_size)
+            raw = f.read(count * header.entry_size)
+            if header.version != 1:
+                yield first, np.frombuffer(raw, fmt.ENTRY, len(raw) // fmt.ENTRY.itemsize).copy()
+                continue
+            offsets, sizes = fmt.decode_entries1(header, raw)  # short at the end of the file
+            chunk = fmt.empty_index(count)
+            written = np.flatnonzero(sizes > 0)
+            chunk["offset"][written] = offsets[written]
+            chunk["size"][written] = sizes[written]
+            chunk["file"][written] = (first + written) % len(header.data_files)
+            yield first, chunk
 
 
 def data_paths(path, header):
@@ -56,10 +68,13 @@ def volume_info(path):
     """A JSON-ready description of a volume: format, geometry, codec, data files, blocks, ratio."""
     header = read_header(path)
     g = header.geometry
-    index = read_index(path, header)
-    present = np.flatnonzero(~fmt.is_missing(index))
-    voxels = int(g.block_shapes(present).prod(axis=-1).sum()) if len(present) else 0
-    compressed = int(index["size"][present].sum())
+    n_present = voxels = compressed = 0
+    for first, entries in index_chunks(path, header):  # a huge index never held whole
+        present = np.flatnonzero(~fmt.is_missing(entries))
+        if len(present):
+            n_present += len(present)
+            voxels += int(g.block_shapes(first + present).prod(axis=-1).sum())
+            compressed += int(entries["size"][present].sum())
     files = []
     for name, file_path in zip(header.data_files, data_paths(path, header)):
         size = os.path.getsize(file_path) if os.path.exists(file_path) else None
@@ -71,8 +86,8 @@ def volume_info(path):
         "dtype": header.dtype.name, "compression": header.compression.name,
         "compression_level": header.compression_level,
         "shuffle": header.shuffle if header.version != 1 else "byte",
-        "data_files": files, "blocks": g.n_blocks, "blocks_present": len(present),
-        "blocks_missing": g.n_blocks - len(present), "compressed_bytes": compressed,
+        "data_files": files, "blocks": g.n_blocks, "blocks_present": n_present,
+        "blocks_missing": g.n_blocks - n_present, "compressed_bytes": compressed,
         "uncompressed_bytes": voxels * header.dtype.itemsize,
         "compression_ratio": round(voxels * header.dtype.itemsize / compressed, 3)
         if compressed else None,

@@ -1,13 +1,18 @@
 """blockfs-info on the real format-1 volume and on format-2 volumes, as text and as JSON;
 every figure it prints is checked against the files themselves."""
+import functools
 import json
 import os
 import sys
 
 import numpy as np
+import pytest
 
 from blockfs_mpi import Directory
+from blockfs_mpi import check
 from blockfs_mpi import format as fmt
+from blockfs_mpi.check import index_chunks, read_index, volume_info
+from blockfs_mpi.reader import read_header
 from conftest import microscopy_volume, run_checked, write_array
 
 
@@ -68,3 +73,21 @@ def test_not_a_volume_is_one_line(tmp_path):
     result = info(tmp_path / "nothing.blockfs", expect_failure=True)
     assert "nothing.blockfs" in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+@pytest.mark.parametrize("entries", [1, 5, 7, 36])
+def test_index_read_in_chunks(format1_copy, tmp_path, monkeypatch, entries):
+    """info and fsck read a huge index a run of entries at a time: the runs, joined, are the
+    whole index, for format 1 (entries past the end of its short directory file included)
+    and format 2; and info's figures do not depend on the run length."""
+    second = write_array(tmp_path / "v.blockfs", microscopy_volume((40, 50, 70)), block=16)
+    for path in (format1_copy / "fixture.blockfs", second):
+        header = read_header(path)
+        runs = list(index_chunks(path, header, entries))
+        assert [first for first, _ in runs] == list(range(0, header.geometry.n_blocks, entries))
+        joined = np.concatenate([chunk for _, chunk in runs])
+        assert (joined == read_index(path, header)).all()
+        whole = volume_info(path)
+        with monkeypatch.context() as patch:
+            patch.setattr(check, "index_chunks", functools.partial(index_chunks, entries=entries))
+            assert volume_info(path) == whole
