@@ -34,6 +34,15 @@ def write_blocks(directory, source, owns):
             directory.write_block(source[z:z + zs, y:y + ys, x:x + xs], x, y, z)
 
 
+def commit_every(path, step):
+    """A new volume at path with blocks 0, step, 2 step, ... written (dealt over the ranks)
+    and committed: the first job of a resume test."""
+    directory, source = new_volume(path)
+    write_blocks(directory, source,
+                 lambda i: i % step == 0 and (i // step) % comm.size == comm.rank)
+    directory.close()
+
+
 def say(message):
     """One line of output per rank, for the test to check."""
     print(f"rank {comm.rank}/{comm.size}: {message}", flush=True)

@@ -11,11 +11,11 @@ import time
 from blockfs_mpi import Directory
 from blockfs_mpi import commit as commit_module
 from blockfs_mpi.synthetic import SyntheticVolume
-from common import comm, new_volume, say, shared_path, write_blocks
+from common import comm, commit_every, say, shared_path, write_blocks
 
 folder, step, point, pausing = sys.argv[1:5]
 path = shared_path("volume.blockfs")
-directory_shape = (90, 100, 150)  # new_volume's default (z, y, x)
+directory_shape = (90, 100, 150)  # common.new_volume's default (z, y, x)
 with open(os.path.join(folder, f"pid.{comm.rank}"), "w") as f:
     f.write(str(os.getpid()))
 
@@ -39,9 +39,7 @@ put_in_place = commit_module._put_in_place
 
 
 if step == "first":
-    directory, source = new_volume(path)
-    write_blocks(directory, source, lambda i: i % 2 == 0 and (i // 2) % comm.size == comm.rank)
-    directory.close()
+    commit_every(path, 2)
     say("ok")
     sys.exit()
 

@@ -13,14 +13,12 @@ import sys
 
 from blockfs_mpi import Directory
 from blockfs_mpi.synthetic import SyntheticVolume
-from common import comm, new_volume, say, shared_path, write_blocks
+from common import comm, commit_every, say, shared_path, write_blocks
 
 step = sys.argv[2]
 path = shared_path("volume.blockfs")
 if step == "commit":
-    directory, source = new_volume(path)
-    write_blocks(directory, source, lambda i: i % 3 == 0 and (i // 3) % comm.size == comm.rank)
-    directory.close()
+    commit_every(path, 3)
     say("ok")
     sys.exit()
 
