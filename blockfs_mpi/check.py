@@ -182,25 +182,30 @@ def _where(geometry, block):
 
 def check_share(path, rank=0, size=1, progress=None):
     """Check the committed blocks stored in data files rank, rank + size, ... and scan their
-    frames; rank 0 also checks the directory file itself. Returns a Report."""
+    frames; rank 0 also checks the directory file itself. Returns a Report.
+
+    The index is read once, a run of entries at a time, keeping only what this share
+    needs: its own committed blocks and the entries of the blocks its frames hold.
+    """
     report = Report(os.path.abspath(path))
     try:
         header = read_header(path)
-        index = read_index(path, header)
     except FormatError as e:
         report.repairable = False
         if rank == 0:
             report.problems.append(Problem("damaged", f"directory file: {e}"))
         return report
     geometry, paths = header.geometry, data_paths(path, header)
-    n_named = len(header.data_files)
+    numbers = list(range(rank, len(paths), size))
+    scans = [scan_data_file(paths[number], number, geometry.n_blocks) for number in numbers
+             if header.version != 1]
+    seen = _IndexPass(path, header, rank, size, scans)
     if rank == 0:
-        _check_directory(report, header, index, paths)
-    owner = np.where(index["file"] < n_named, index["file"] % size, 0)
-    mine = np.flatnonzero(~fmt.is_missing(index) & (owner == rank))
+        _check_directory(report, header, seen.crc, paths)
     reader = BlockReader(path, header)
     try:
-        for block, shape in zip(mine, geometry.block_shapes(mine)):
+        for block, shape, stored in zip(seen.mine, geometry.block_shapes(seen.mine),
+                                        seen.mine_sizes):
             try:
                 reader.read(int(block), tuple(shape))
             except (BlockfsError, OSError) as e:
@@ -208,20 +213,53 @@ def check_share(path, rank=0, size=1, progress=None):
                                                int(block)))
             report.entries += 1
             if progress is not None:
-                progress.update(1, int(index["size"][block]))
+                progress.update(1, int(stored))
     finally:
         reader.close()
-    for number in range(rank, len(paths), size):
-        report.files += 1
-        if header.version != 1:
-            _check_frames(report, geometry, index, paths,
-                          scan_data_file(paths[number], number, geometry.n_blocks))
+    report.files += len(numbers)
+    for scan in scans:
+        _check_frames(report, geometry, seen, paths, scan)
     return report
 
 
-def _check_directory(report, header, index, paths):
+class _IndexPass:
+    """What one share of a check needs from the index, gathered in one pass over it in runs:
+    the index checksum (rank 0), the committed blocks this share verifies (with their stored
+    sizes), the committed entries of the blocks its data files hold frames of, and where
+    committed frames start in its data files."""
+
+    def __init__(self, path, header, rank, size, scans):
+        n_named = len(header.data_files)
+        self.crc = 0
+        self.frame_blocks = np.unique(np.concatenate([s.rows["block"] for s in scans]
+                                                     + [np.zeros(0, np.uint64)]))
+        self.frame_entries = fmt.empty_index(len(self.frame_blocks))
+        mine, sizes, starts = [], [], {s.file_number: [] for s in scans}
+        for first, entries in index_chunks(path, header):
+            if rank == 0 and header.version != 1:
+                self.crc = fmt.crc32c(entries.view(np.uint8), self.crc)
+            files = entries["file"]
+            owner = np.where(files < n_named, files % size, 0)
+            here = np.flatnonzero(~fmt.is_missing(entries) & (owner == rank))
+            mine.append(first + here)
+            sizes.append(entries["size"][here])
+            low, high = np.searchsorted(self.frame_blocks, [first, first + len(entries)])
+            self.frame_entries[low:high] = entries[self.frame_blocks[low:high] - first]
+            for number, offsets in starts.items():
+                offsets.append(entries["offset"][files == number] - fmt.FRAME_SIZE)
+        self.mine = np.concatenate(mine + [np.zeros(0, np.int64)])
+        self.mine_sizes = np.concatenate(sizes + [np.zeros(0, np.uint32)])
+        self.starts = {number: set(np.concatenate(offsets + [np.zeros(0, np.uint64)]).tolist())
+                       for number, offsets in starts.items()}
+
+    def committed(self, blocks):
+        """The committed entries of blocks that this share holds frames of."""
+        return self.frame_entries[np.searchsorted(self.frame_blocks, blocks)]
+
+
+def _check_directory(report, header, index_crc, paths):
     """Problems of the directory file as a whole: index checksum, unnamed data files."""
-    if header.version != 1 and fmt.crc32c(index.tobytes()) != header.index_crc32c:
+    if header.version != 1 and index_crc != header.index_crc32c:
         report.problems.append(Problem("index", f"{report.path}: index checksum mismatch "
                                                 f"(the damaged entries are listed as blocks)"))
     for extra in paths[len(header.data_files):]:
@@ -230,11 +268,11 @@ def _check_directory(report, header, index, paths):
                                                    f"--repair adds it)"))
 
 
-def _check_frames(report, geometry, index, paths, scan):
+def _check_frames(report, geometry, seen, paths, scan):
     """Compare the newest intact frames of one data file with the index."""
     report.frames += scan.frames
     report.rows = np.concatenate([report.rows, scan.rows])
-    committed = index[scan.rows["block"]]
+    committed = seen.committed(scan.rows["block"])
     same = (committed["file"] == scan.file_number) & (committed["offset"] == scan.rows["offset"])
     for row, entry, missing in zip(scan.rows[~same], committed[~same], fmt.is_missing(committed[~same])):
         block, where = int(row["block"]), f"{scan.path} at offset {row['offset']}"
@@ -247,7 +285,7 @@ def _check_frames(report, geometry, index, paths, scan):
             continue
         report.problems.append(Problem("uncommitted", f"{_where(geometry, block)}: intact frame "
                                                       f"in {where} {message}", block))
-    starts = set((index["offset"][index["file"] == scan.file_number] - fmt.FRAME_SIZE).tolist())
+    starts = seen.starts[scan.file_number]
     for offset, reason in scan.damaged:
         if offset not in starts:  # damage in a committed frame is reported as its block
             report.warnings.append(Problem("warning", f"{reason} (no committed block there)"))

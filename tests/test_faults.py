@@ -1,5 +1,6 @@
 """Fault injection with real processes, signals and files: killed writers, damaged bytes,
 a full disk, readers during commits. Nothing written is lost, nothing damaged reads silently."""
+import functools
 import os
 import shutil
 import signal
@@ -11,8 +12,9 @@ import numpy as np
 import pytest
 
 from blockfs_mpi import BlockfsError, Directory
+from blockfs_mpi import check as check_module
 from blockfs_mpi import format as fmt
-from blockfs_mpi.check import check, fsck, read_index
+from blockfs_mpi.check import Report, check, check_share, fsck, index_chunks, read_index
 from blockfs_mpi.reader import read_header
 from blockfs_mpi.scan import scan_data_file
 from blockfs_mpi.synthetic import SyntheticVolume
@@ -216,6 +218,22 @@ def test_truncated_data_file(pristine, tmp_path, seed):
     assert shared.damaged_blocks == set(damaged), "\n".join(shared.lines())
     print(f"RELIABILITY truncate: injected {len(damaged)} damaged blocks, "
           f"detected {len(shared.damaged_blocks)}")
+
+
+def test_check_reads_the_index_in_runs(pristine, tmp_path, monkeypatch):
+    """Each share of a check reads the index a run at a time and keeps only what it needs:
+    runs of 3 entries find exactly what one run finds (damaged blocks of a truncated data
+    file, a damaged index entry and the index checksum, the frames of every file)."""
+    path, header, index, source = damaged_copy(pristine, tmp_path)
+    os.truncate(f"{path}.1", os.path.getsize(f"{path}.1") // 2)
+    flip(path, header.index_offset + 7 * fmt.ENTRY.itemsize + 9)  # block 7's stored size
+    whole = Report.merge([check_share(path, rank, 2) for rank in (0, 1)])
+    monkeypatch.setattr(check_module, "index_chunks", functools.partial(index_chunks, entries=3))
+    runs = Report.merge([check_share(path, rank, 2) for rank in (0, 1)])
+    assert runs.lines() == whole.lines()
+    assert (runs.rows == whole.rows).all() and runs.frames == whole.frames > 0
+    assert any(p.kind == "index" for p in runs.problems) and 7 in runs.damaged_blocks
+    assert len(runs.damaged_blocks) > 1, runs.lines()
 
 
 @pytest.mark.parametrize("where", ["payload", "frame header", "index entry"])
