@@ -25,6 +25,7 @@ Options:
   --silent                       Do not show the progress bar.
 """
 import logging
+import os
 import zlib
 
 import h5py
@@ -33,6 +34,7 @@ from docopt import docopt
 
 from . import export, parallel
 from .directory import Directory
+from .errors import BlockfsError
 from .options import check_level
 from .progress import Progress
 
@@ -56,12 +58,21 @@ def parallel_h5py(comm):
     return comm is not None and h5py.get_config().mpi
 
 
-def create_dataset(f, name, directory, compression, opts, overwrite):
-    """The new dataset <name> of f, chunked like the volume's blocks (collective under mpio)."""
+def check_destination(dest, name, overwrite):
+    """Refuse a dest that is not an HDF5 file, or holds <name> already and overwrite is off."""
+    if not os.path.exists(dest):
+        return
+    if not h5py.is_hdf5(dest):
+        raise BlockfsError(f"{dest} exists and is not an HDF5 file")
+    with h5py.File(dest, "r") as f:
+        if name in f and not overwrite:
+            raise BlockfsError(f"{dest}: dataset {name} exists; use --overwrite to replace it")
+
+
+def create_dataset(f, name, directory, compression, opts):
+    """The new dataset <name> of f, replacing an old one, chunked like the volume's blocks
+    (collective under mpio)."""
     if name in f:
-        if not overwrite:
-            raise FileExistsError(f"{f.filename}: dataset {name} exists; use --overwrite to "
-                                  f"replace it")
         del f[name]
     chunks = tuple(min(b, n) for b, n in zip(directory.block_size, directory.shape))
     return f.create_dataset(name, shape=directory.shape, dtype=directory.dtype, chunks=chunks,
@@ -91,11 +102,11 @@ def write_collective(dset, z0, slab):
     dset.id.write(mspace, fspace, slab, dxpl=transfer)
 
 
-def export_collectively(directory, dest, name, compression, opts, overwrite, comm, progress):
+def export_collectively(directory, dest, name, compression, opts, comm, progress):
     """Parallel h5py: each rank writes its z-slabs into dest through the mpio driver."""
     slabs = export.slabs(directory.geometry)
     with h5py.File(dest, "a", driver="mpio", comm=comm) as f:
-        dset = create_dataset(f, name, directory, compression, opts, overwrite)
+        dset = create_dataset(f, name, directory, compression, opts)
         for i in export.rounds(len(slabs), comm):
             if i is None:
                 write_collective(dset, 0, None)
@@ -125,13 +136,13 @@ def encode_slab(directory, z0, compression, opts):
     return chunks
 
 
-def export_direct(directory, dest, name, compression, opts, overwrite, comm, progress):
+def export_direct(directory, dest, name, compression, opts, comm, progress):
     """Serial h5py: ranks encode their z-slabs, rank 0 gathers and writes them, round by round."""
     slabs = export.slabs(directory.geometry)
     root = parallel.rank_of(comm) == 0
     f = h5py.File(dest, "a") if root else None
     try:
-        dset = create_dataset(f, name, directory, compression, opts, overwrite) if root else None
+        dset = create_dataset(f, name, directory, compression, opts) if root else None
         for i in export.rounds(len(slabs), comm):
             payload = [] if i is None else encode_slab(directory, slabs[i][0], compression, opts)
             if i is not None:
@@ -161,8 +172,9 @@ def export_hdf(directory, dest, name, compression="gzip", opts=None, overwrite=F
                  "write_direct_chunk (serial h5py)")
     progress = Progress(comm, directory.geometry.block_count, "blockfs2hdf", unit="chunk",
                         disable=silent)
+    parallel.on_rank0(comm, lambda: check_destination(dest, name, overwrite), BlockfsError)
     write = export_collectively if collective else export_direct
-    write(directory, dest, name, compression, opts, overwrite, comm, progress)
+    write(directory, dest, name, compression, opts, comm, progress)
     totals = progress.close()
     export.report(comm, "blockfs2hdf", "chunk", *totals)
     return totals

@@ -17,6 +17,9 @@ LAUNCHER_VARIABLES = ("PMI_RANK", "PMI_SIZE", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE
 log = logging.getLogger("blockfs_mpi")
 
 IDLE_POLL_FIRST, IDLE_POLL_MAX = 1e-4, 1e-2  # seconds between tests of a pending barrier
+# Seconds a failing rank waits between writing its message and MPI_Abort: Hydra can kill the
+# job before it has forwarded what the rank wrote last (CI once lost blockfs2hdf's message).
+ABORT_GRACE = 0.5
 
 
 def launched_by_mpi():
@@ -71,6 +74,22 @@ def agree(comm, error):
     return [e for e in errors if e is not None]
 
 
+def on_rank0(comm, task, error_type):
+    """Run task on rank 0 only and return its result there (None on the other ranks). If it
+    fails, every rank raises error_type with rank 0's message, so none is left waiting."""
+    result, error = None, None
+    if rank_of(comm) == 0:
+        try:
+            result = task()
+        except Exception as e:
+            error = f"rank 0: {e}"
+    if comm is not None:
+        error = comm.bcast(error, root=0)
+    if error:
+        raise everywhere(error_type(error))
+    return result
+
+
 def any_source():
     """MPI.ANY_SOURCE (only called once MPI is in use)."""
     from mpi4py import MPI
@@ -83,6 +102,7 @@ def abort(comm, message, code=1):
     sys.stderr.write(f"[rank {rank}] {message}\n")
     sys.stderr.flush()
     if size_of(comm) > 1:
+        time.sleep(ABORT_GRACE)
         comm.Abort(code)
     sys.exit(code)
 

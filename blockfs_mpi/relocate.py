@@ -135,17 +135,8 @@ def make_plan(src, dest, force):
 
 def on_rank0(comm, task):
     """Run task on rank 0 only; every rank returns its result or raises its error."""
-    outcome = None
-    if parallel.rank_of(comm) == 0:
-        try:
-            outcome = (task(), None)
-        except Exception as e:
-            outcome = (None, f"rank 0: {e}")
-    if comm is not None:
-        outcome = comm.bcast(outcome, root=0)
-    if outcome[1]:
-        raise parallel.everywhere(RelocateError(outcome[1]))
-    return outcome[0]
+    result = parallel.on_rank0(comm, task, RelocateError)
+    return result if comm is None else comm.bcast(result, root=0)
 
 
 def on_every_rank(comm, task):

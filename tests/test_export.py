@@ -167,7 +167,7 @@ def test_hdf_existing_dataset_needs_overwrite(tmp_path, volume):
     dest = hdf_with_other_dataset(tmp_path / "out.h5")
     run_program(3, "blockfs2hdf", source, dest, "v", "--compression-opts", "1")
     result = run_program(3, "blockfs2hdf", source, dest, "v", expect_failure=True)
-    assert "dataset v exists; use --overwrite" in result.stderr
+    assert result.stderr.count("dataset v exists; use --overwrite") == 1, result.stderr
     run_program(3, "blockfs2hdf", source, dest, "v", "--overwrite", "--silent")
     check_hdf(dest, "v", voxels, "gzip")
 
@@ -228,6 +228,7 @@ def one_line_error(result, *words):
     ("blockfs2tif", ["--input", "{src}", "--output-pattern", "{file}/a_%d.tif"],
      ["cannot create output folder"]),
     ("blockfs2hdf", ["{src}", "{file}/o.h5", "v"], ["error", "o.h5"]),
+    ("blockfs2hdf", ["{src}", "{file}", "v"], ["a-file exists and is not an HDF5 file"]),
     ("blockfs2tif", ["--input", "{src}", "--output-pattern", "{tmp}/a_%d.tif",
                      "--compression", "10"], ["--compression must be a number from 0 to 9"]),
     ("blockfs2jp2k", ["--input", "{src}", "--output-pattern", "{tmp}/a_%d.jp2",
