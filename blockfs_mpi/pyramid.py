@@ -153,11 +153,13 @@ def build(dest, levels, voxel_size=(1, 1, 1), method="mean", comm=None, overwrit
     for level in range(2, levels + 1):
         make_level(level_path(dest, level - 1), level_path(dest, level), method, comm, silent,
                    **options)
-    if parallel.rank_of(comm) == 0:
-        text = json.dumps(info(dest, levels, voxel_size, method), indent=2)
-        write_atomically(os.path.join(dest, "info"), text.encode())
-    if comm is not None:
-        comm.Barrier()
+    parallel.on_rank0(comm, lambda: write_info(dest, levels, voxel_size, method), BlockfsError)
+
+
+def write_info(dest, levels, voxel_size, method):
+    """Replace dest/info by the precomputed info of levels 1..levels."""
+    text = json.dumps(info(dest, levels, voxel_size, method), indent=2)
+    write_atomically(os.path.join(dest, "info"), text.encode())
 
 
 def parse_voxel_size(text):
