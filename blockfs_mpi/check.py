@@ -13,7 +13,7 @@ import numpy as np
 
 from . import format as fmt
 from . import parallel
-from .commit import build_index, write_atomically
+from .commit import build_index, commit_slices, index_spans, route_rows, write_atomically
 from .errors import BlockfsError, FormatError
 from .progress import Progress
 from .reader import BlockReader, read_header, resolve_data_file
@@ -21,22 +21,25 @@ from .scan import scan_data_file
 from .writer import WRITTEN
 
 
-def read_index(path, header):
+def read_index(path, header, span=None):
     """Every index entry as an ENTRY array; format 1 converted (file = block % n files,
-    never-written blocks and entries past the end of the file as format 2's missing entry)."""
-    index = fmt.empty_index(header.geometry.n_blocks)
-    for first, entries in index_chunks(path, header):
-        index[first:first + len(entries)] = entries
+    never-written blocks and entries past the end of the file as format 2's missing entry).
+    span=(first, end): only the entries of blocks first..end-1."""
+    start, end = span or (0, header.geometry.n_blocks)
+    index = fmt.empty_index(end - start)
+    for first, entries in index_chunks(path, header, span=span):
+        index[first - start:first - start + len(entries)] = entries
     return index
 
 
-def index_chunks(path, header, entries=1 << 20):
+def index_chunks(path, header, entries=1 << 20, span=None):
     """(first block, ENTRY array) for each run of up to `entries` index entries, in block
-    order, converted as read_index does: one pass over a huge index in bounded memory."""
-    n_blocks = header.geometry.n_blocks
+    order, converted as read_index does: one pass over a huge index in bounded memory.
+    span=(first, end): only over blocks first..end-1."""
+    start, end = span or (0, header.geometry.n_blocks)
     with open(path, "rb") as f:
-        for first in range(0, n_blocks, entries):
-            count = min(entries, n_blocks - first)
+        for first in range(start, end, entries):
+            count = min(entries, end - first)
             f.seek(header.index_offset + first * header.entry_size)
             raw = f.read(count * header.entry_size)
             if header.version != 1:
@@ -305,16 +308,44 @@ def check(path, comm=None, n_workers=1, silent=True):
     """Check a whole volume; the merged Report on rank 0, None on the other ranks.
 
     Under MPI the ranks share the data files; without it, n_workers local processes do.
+    Under MPI the merged report carries no frame rows: each rank keeps its share's
+    (see checked_shares).
     """
+    return checked_shares(path, comm, n_workers, silent)[0]
+
+
+def checked_shares(path, comm=None, n_workers=1, silent=True):
+    """(merged Report on rank 0 or None, the newest-frame rows this rank's share found).
+    Without MPI the one process holds every share's rows (the report's rows)."""
     if comm is None and n_workers > 1:
         with ProcessPoolExecutor(n_workers) as pool:  # a worker that dies raises, never hangs
-            return Report.merge(list(pool.map(check_share, [path] * n_workers,
-                                              range(n_workers), [n_workers] * n_workers)))
+            report = Report.merge(list(pool.map(check_share, [path] * n_workers,
+                                                range(n_workers), [n_workers] * n_workers)))
+        return report, report.rows
     progress = Progress(comm, None, "fsck", disable=silent)
     share = check_share(path, parallel.rank_of(comm), parallel.size_of(comm), progress)
     progress.close()
-    shares = [share] if comm is None else comm.gather(share, root=0)
-    return Report.merge(shares) if shares is not None else None
+    if comm is None:
+        return share, share.rows
+    rows, share.rows = share.rows, share.rows[:0]  # kept here, for a collective repair
+    shares = comm.gather(share, root=0)
+    return (Report.merge(shares) if shares is not None else None), rows
+
+
+def repaired_header(path, repairable):
+    """The header a repair commits: the volume's own, also naming the unnamed data files
+    found beside it. Raises FormatError if the volume cannot be repaired."""
+    if not repairable:
+        raise FormatError(f"{path}: cannot repair: the directory file's header or metadata is "
+                          f"damaged, so the volume's geometry is unknown")
+    header = read_header(path)
+    if header.version == 1:
+        raise FormatError(f"{path}: cannot repair a format 1 volume: it has no frames to "
+                          f"rebuild the index from")
+    folder = os.path.dirname(os.path.abspath(path))
+    header.data_files += [os.path.relpath(p, folder)
+                          for p in data_paths(path, header)[len(header.data_files):]]
+    return header
 
 
 def repair(path, report):
@@ -325,47 +356,63 @@ def repair(path, report):
     data files found beside the volume are added to it. Nothing is deleted.
     Returns the number of index entries changed.
     """
-    if not report.repairable:
-        raise FormatError(f"{path}: cannot repair: the directory file's header or metadata is "
-                          f"damaged, so the volume's geometry is unknown")
-    header = read_header(path)
-    if header.version == 1:
-        raise FormatError(f"{path}: cannot repair a format 1 volume: it has no frames to "
-                          f"rebuild the index from")
+    header = repaired_header(path, report.repairable)
     old = read_index(path, header)
-    folder = os.path.dirname(os.path.abspath(path))
-    header.data_files += [os.path.relpath(p, folder)
-                          for p in data_paths(path, header)[len(header.data_files):]]
     index = build_index(header.geometry, report.rows, base=old, newest_wins=True)
     write_atomically(path, *fmt.directory2_parts(header, index))
     return int((index != old).sum())
+
+
+def repair_collectively(path, comm, rows, repairable):
+    """repair() under MPI, distributed like a writers' commit: each rank's frame rows go to
+    the rank that rebuilds their slice of the index, so no rank holds more than its share.
+    Every rank returns the number of entries changed, or raises the same error."""
+    rank, index, changed, error = comm.Get_rank(), None, 0, None
+    try:
+        header = repaired_header(path, repairable)
+        spans = index_spans(header.geometry.n_blocks, comm.Get_size())
+        span = int(spans[rank]), int(spans[rank + 1])
+    except (BlockfsError, OSError) as e:
+        error = f"rank {rank}: {e}"
+    failed = parallel.agree(comm, error)
+    if failed:
+        raise parallel.everywhere(FormatError(failed[0]))
+    rows = route_rows(comm, rows, spans)
+    try:
+        old = read_index(path, header, span)
+        index = build_index(header.geometry, rows, base=old, newest_wins=True, span=span)
+        changed = int((index != old).sum())
+    except (BlockfsError, OSError) as e:
+        error = f"rank {rank}: {path}: {e}"
+    failed = parallel.agree(comm, error)
+    if failed:
+        raise parallel.everywhere(FormatError("; ".join(failed)))
+    commit_slices(comm, path, header, span[0], index)
+    return comm.allreduce(changed)
 
 
 def fsck(path, comm=None, n_workers=1, fix=False, silent=False, out=print):
     """blockfs-fsck: check, print one line per problem and a summary (rank 0), repair if asked
     and needed, then check again. Collective under MPI. Returns the exit status (0 = clean)."""
     rank = parallel.rank_of(comm)
-    report = check(path, comm, n_workers, silent)
+    report, rows = checked_shares(path, comm, n_workers, silent)
     if rank == 0:
         for line in report.lines():
             out(line)
-    needed = report is not None and bool(report.problems)
+    needed, repairable = (bool(report.problems), report.repairable) if rank == 0 else (None, None)
     if comm is not None:
-        needed = comm.bcast(needed, root=0)
+        needed, repairable = comm.bcast((needed, repairable), root=0)
     if not (fix and needed):
         return int(needed)
-    error = None
-    if rank == 0:
-        try:
-            out(f"{path}: repaired, {repair(path, report)} index entries changed")
-        except BlockfsError as e:
-            error = str(e)
-    if comm is not None:
-        error = comm.bcast(error, root=0)
-    if error:
+    try:
+        changed = (repair(path, report) if comm is None
+                   else repair_collectively(path, comm, rows, repairable))
+    except BlockfsError as e:
         if rank == 0:
-            out(error)
+            out(str(e))
         return 1
+    if rank == 0:
+        out(f"{path}: repaired, {changed} index entries changed")
     report = check(path, comm, n_workers, silent)
     if rank == 0:
         out("after repair:")

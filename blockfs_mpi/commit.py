@@ -151,7 +151,7 @@ def index_spans(n_blocks, size):
     return np.array([n_blocks * r // size for r in range(size + 1)], np.uint64)
 
 
-def _route_rows(comm, rows, spans):
+def route_rows(comm, rows, spans):
     """Send every WRITTEN row to the rank whose slice of the index holds its block; the rows
     this rank receives. Counted in rows, not bytes, so 2^31 rows fit in one exchange."""
     from mpi4py import MPI
@@ -272,8 +272,8 @@ def collective_commit(comm, path, header, rows, local_error=None, recovered=None
     geometry = header.geometry
     spans = index_spans(geometry.n_blocks, comm.Get_size())
     span = int(spans[rank]), int(spans[rank + 1])
-    new_rows = _route_rows(comm, rows, spans)
-    old_rows = _route_rows(comm, np.zeros(0, WRITTEN) if recovered is None else recovered, spans)
+    new_rows = route_rows(comm, rows, spans)
+    old_rows = route_rows(comm, np.zeros(0, WRITTEN) if recovered is None else recovered, spans)
     index, error = None, None
     try:
         base = build_index(geometry, old_rows, newest_wins=True, span=span) if len(old_rows) \
@@ -292,7 +292,13 @@ def collective_commit(comm, path, header, rows, local_error=None, recovered=None
         raise everywhere(DuplicateBlockError(f"{path} not committed: {found}"))
     if errors:
         raise everywhere(WriterError(f"{path} not committed, " + "; ".join(errors)))
+    commit_slices(comm, path, header, span[0], index)
+
+
+def commit_slices(comm, path, header, first, index):
+    """Replace the directory file at path atomically by header and the index of which each
+    rank holds a slice (its entries of blocks first, first + 1, ...), written in place."""
     index_bytes = index.view(np.uint8)
-    head = fmt.encode_head2(header, geometry.n_blocks, _index_checksum(comm, index_bytes))
-    temporary = _write_slices(comm, path, head, span[0], index_bytes)
+    head = fmt.encode_head2(header, header.geometry.n_blocks, _index_checksum(comm, index_bytes))
+    temporary = _write_slices(comm, path, head, first, index_bytes)
     _put_in_place(comm, temporary, path)

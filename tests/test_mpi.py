@@ -28,6 +28,16 @@ def test_commit_in_slices(tmp_path, n):
     assert result.stdout.count(": ok") == n
 
 
+@pytest.mark.parametrize("n", [1, 3])
+def test_repair_in_slices(tmp_path, n):
+    """fsck --repair on n ranks: uncommitted frames of 5 ranks, one of them in a data file the
+    directory file does not name; the same directory file as a repair by one process."""
+    for ranks, step in ((4, "commit"), (5, "crash")):
+        run_mpi(ranks, "resume_resized.py", tmp_path, step)
+    result = run_mpi(n, "repair_slices.py", tmp_path)
+    assert result.stdout.count(": ok") == n, result.stdout
+
+
 @pytest.mark.parametrize("n", [2, 3])
 def test_resume_with_another_number_of_ranks(tmp_path, n):
     """Frames committed and uncommitted by 4 ranks, resumed and completed by n, then by 1."""
