@@ -121,6 +121,9 @@ def format_info(info):
 
 # ------------------------------------------------------------------- check --
 
+MAX_LISTED = 1000  # problems of each kind a check lists by default; all are counted
+
+
 @dataclass
 class Problem:
     """One finding. kind: damaged, uncommitted, orphaned or index; warning if harmless."""
@@ -135,10 +138,18 @@ class Problem:
 
 @dataclass
 class Report:
-    """What a check found (one worker's share, or all of them merged)."""
+    """What a check found (one worker's share, or all of them merged).
+
+    counts holds the number of problems of each kind; problems lists at most `listed`
+    of each kind, those of the lowest block numbers: a killed job can leave 10^8
+    uncommitted frames, and neither the memory of rank 0 nor a terminal wants a line
+    for each.
+    """
 
     path: str
+    listed: int = MAX_LISTED  # problems listed per kind (None: all)
     problems: list = field(default_factory=list)
+    counts: dict = field(default_factory=dict)
     warnings: list = field(default_factory=list)
     rows: np.ndarray = field(default_factory=lambda: np.zeros(0, WRITTEN))  # newest frames
     entries: int = 0  # committed blocks read and verified
@@ -146,36 +157,71 @@ class Report:
     frames: int = 0
     repairable: bool = True  # False when the directory file itself is unreadable
 
+    def add(self, problem):
+        """Count one problem and list it (until trimmed)."""
+        self.add_found(problem.kind, 1, [problem])
+
+    def add_found(self, kind, count, problems):
+        """Count `count` problems of a kind, listing the given ones (at least those of the
+        lowest `listed` block numbers among them); trim when the list grows long."""
+        self.counts[kind] = self.counts.get(kind, 0) + count
+        self.problems += problems
+        if self.listed is not None and len(self.problems) > 2 * self.listed + 100:
+            self.trim()
+
+    def trim(self):
+        """Sort the problems, and keep of each kind the `listed` of the lowest block numbers."""
+        self.problems.sort(key=lambda p: (p.block is not None, p.block or 0, p.kind))
+        if self.listed is None:
+            return
+        kept, per_kind = [], {}
+        for p in self.problems:
+            per_kind[p.kind] = per_kind.get(p.kind, 0) + 1
+            if per_kind[p.kind] <= self.listed:
+                kept.append(p)
+        self.problems = kept
+
     @classmethod
     def merge(cls, shares):
-        merged = cls(shares[0].path)
+        merged = cls(shares[0].path, shares[0].listed)
         for share in shares:
             merged.problems += share.problems
+            for kind, n in share.counts.items():
+                merged.counts[kind] = merged.counts.get(kind, 0) + n
             merged.warnings += share.warnings
             merged.entries += share.entries
             merged.files += share.files
             merged.frames += share.frames
             merged.repairable &= share.repairable
         merged.rows = np.concatenate([merged.rows] + [s.rows for s in shares])
-        merged.problems.sort(key=lambda p: (p.block is not None, p.block or 0, p.kind))
+        merged.trim()
         return merged
 
     @property
+    def n_problems(self):
+        """Problems found, listed or not: nonzero means the volume is not clean."""
+        return sum(self.counts.values())
+
+    @property
     def damaged_blocks(self):
-        """Block numbers whose committed data cannot be read."""
+        """Block numbers whose committed data cannot be read (of the listed problems)."""
         return {p.block for p in self.problems if p.kind == "damaged" and p.block is not None}
 
     def lines(self):
-        """One line per problem and warning, then the summary."""
-        kinds = {}
+        """One line per listed problem, one per kind with problems left unlisted, one per
+        warning, then the summary."""
+        listed = {}
         for p in self.problems:
-            kinds[p.kind] = kinds.get(p.kind, 0) + 1
-        counts = ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items()))
-        summary = (f"{self.path}: {len(self.problems)} problem(s)"
+            listed[p.kind] = listed.get(p.kind, 0) + 1
+        unlisted = [f"{kind}: {n - listed.get(kind, 0)} more not listed (--max-listed)"
+                    for kind, n in sorted(self.counts.items()) if n > listed.get(kind, 0)]
+        counts = ", ".join(f"{n} {kind}" for kind, n in sorted(self.counts.items()))
+        summary = (f"{self.path}: {self.n_problems} problem(s)"
                    + (f" ({counts})" if counts else "") + f", {len(self.warnings)} warning(s); "
                    f"{self.entries} committed blocks verified, {self.frames} intact frames in "
                    f"{self.files} data files")
-        return [str(p) for p in self.problems + self.warnings] + [summary]
+        return [str(p) for p in self.problems] + unlisted + [str(w) for w in self.warnings] \
+            + [summary]
 
 
 def _where(geometry, block):
@@ -183,20 +229,20 @@ def _where(geometry, block):
     return f"block {block} at (x={x}, y={y}, z={z})"
 
 
-def check_share(path, rank=0, size=1, progress=None):
+def check_share(path, rank=0, size=1, progress=None, listed=MAX_LISTED):
     """Check the committed blocks stored in data files rank, rank + size, ... and scan their
     frames; rank 0 also checks the directory file itself. Returns a Report.
 
     The index is read once, a run of entries at a time, keeping only what this share
     needs: its own committed blocks and the entries of the blocks its frames hold.
     """
-    report = Report(os.path.abspath(path))
+    report = Report(os.path.abspath(path), listed)
     try:
         header = read_header(path)
     except FormatError as e:
         report.repairable = False
         if rank == 0:
-            report.problems.append(Problem("damaged", f"directory file: {e}"))
+            report.add(Problem("damaged", f"directory file: {e}"))
         return report
     geometry, paths = header.geometry, data_paths(path, header)
     numbers = list(range(rank, len(paths), size))
@@ -212,7 +258,7 @@ def check_share(path, rank=0, size=1, progress=None):
             try:
                 reader.read(int(block), tuple(shape))
             except (BlockfsError, OSError) as e:
-                report.problems.append(Problem("damaged", f"{_where(geometry, block)}: {e}",
+                report.add(Problem("damaged", f"{_where(geometry, block)}: {e}",
                                                int(block)))
             report.entries += 1
             if progress is not None:
@@ -263,31 +309,38 @@ class _IndexPass:
 def _check_directory(report, header, index_crc, paths):
     """Problems of the directory file as a whole: index checksum, unnamed data files."""
     if header.version != 1 and index_crc != header.index_crc32c:
-        report.problems.append(Problem("index", f"{report.path}: index checksum mismatch "
-                                                f"(the damaged entries are listed as blocks)"))
+        report.add(Problem("index", f"{report.path}: index checksum mismatch (the damaged "
+                                    f"entries are listed as blocks)"))
     for extra in paths[len(header.data_files):]:
-        report.problems.append(Problem("orphaned", f"{extra}: data file not named in the "
-                                                   f"directory file (a job that did not commit; "
-                                                   f"--repair adds it)"))
+        report.add(Problem("orphaned", f"{extra}: data file not named in the directory file "
+                                       f"(a job that did not commit; --repair adds it)"))
+
+
+NOT_COMMITTED = "is not in the index (a job that did not commit; --repair adds it)"
+NEWER = "is newer than the committed one (a job that did not commit)"
 
 
 def _check_frames(report, geometry, seen, paths, scan):
-    """Compare the newest intact frames of one data file with the index."""
+    """Compare the newest intact frames of one data file with the index: a frame of a block
+    the index does not have, or newer than the committed one, is an uncommitted block."""
     report.frames += scan.frames
     report.rows = np.concatenate([report.rows, scan.rows])
-    committed = seen.committed(scan.rows["block"])
-    same = (committed["file"] == scan.file_number) & (committed["offset"] == scan.rows["offset"])
-    for row, entry, missing in zip(scan.rows[~same], committed[~same], fmt.is_missing(committed[~same])):
-        block, where = int(row["block"]), f"{scan.path} at offset {row['offset']}"
-        if missing:
-            message = "is not in the index (a job that did not commit; --repair adds it)"
-        elif entry["file"] < len(paths) and row["sequence"] > _sequence(paths[entry["file"]],
-                                                                         int(entry["offset"])):
-            message = "is newer than the committed one (a job that did not commit)"
-        else:
-            continue
-        report.problems.append(Problem("uncommitted", f"{_where(geometry, block)}: intact frame "
-                                                      f"in {where} {message}", block))
+    rows = scan.rows
+    committed = seen.committed(rows["block"])
+    other = (committed["file"] != scan.file_number) | (committed["offset"] != rows["offset"])
+    missing = other & fmt.is_missing(committed)
+    newer = np.zeros(len(rows), bool)
+    for i in np.flatnonzero(other & ~missing):  # a rewritten block: whose frame is newer?
+        entry = committed[i]
+        newer[i] = entry["file"] < len(paths) and rows["sequence"][i] > _sequence(
+            paths[entry["file"]], int(entry["offset"]))
+    found = np.flatnonzero(missing | newer)
+    listed = found[np.argsort(rows["block"][found], kind="stable")[:report.listed]]
+    report.add_found("uncommitted", len(found), [
+        Problem("uncommitted", f"{_where(geometry, int(rows['block'][i]))}: intact frame in "
+                               f"{scan.path} at offset {rows['offset'][i]} "
+                               f"{NOT_COMMITTED if missing[i] else NEWER}", int(rows["block"][i]))
+        for i in listed])
     starts = seen.starts[scan.file_number]
     for offset, reason in scan.damaged:
         if offset not in starts:  # damage in a committed frame is reported as its block
@@ -304,27 +357,29 @@ def _sequence(path, payload_offset):
         return -1
 
 
-def check(path, comm=None, n_workers=1, silent=True):
+def check(path, comm=None, n_workers=1, silent=True, listed=MAX_LISTED):
     """Check a whole volume; the merged Report on rank 0, None on the other ranks.
 
     Under MPI the ranks share the data files; without it, n_workers local processes do.
-    Under MPI the merged report carries no frame rows: each rank keeps its share's
-    (see checked_shares).
+    The report counts every problem and lists `listed` of each kind (None: all). Under MPI
+    it carries no frame rows: each rank keeps its share's (see checked_shares).
     """
-    return checked_shares(path, comm, n_workers, silent)[0]
+    return checked_shares(path, comm, n_workers, silent, listed)[0]
 
 
-def checked_shares(path, comm=None, n_workers=1, silent=True):
+def checked_shares(path, comm=None, n_workers=1, silent=True, listed=MAX_LISTED):
     """(merged Report on rank 0 or None, the newest-frame rows this rank's share found).
     Without MPI the one process holds every share's rows (the report's rows)."""
     if comm is None and n_workers > 1:
         with ProcessPoolExecutor(n_workers) as pool:  # a worker that dies raises, never hangs
-            report = Report.merge(list(pool.map(check_share, [path] * n_workers,
-                                                range(n_workers), [n_workers] * n_workers)))
+            report = Report.merge(list(pool.map(
+                check_share, [path] * n_workers, range(n_workers), [n_workers] * n_workers,
+                [None] * n_workers, [listed] * n_workers)))
         return report, report.rows
     progress = Progress(comm, None, "fsck", disable=silent)
-    share = check_share(path, parallel.rank_of(comm), parallel.size_of(comm), progress)
+    share = check_share(path, parallel.rank_of(comm), parallel.size_of(comm), progress, listed)
     progress.close()
+    share.trim()
     if comm is None:
         return share, share.rows
     rows, share.rows = share.rows, share.rows[:0]  # kept here, for a collective repair
@@ -391,15 +446,16 @@ def repair_collectively(path, comm, rows, repairable):
     return comm.allreduce(changed)
 
 
-def fsck(path, comm=None, n_workers=1, fix=False, silent=False, out=print):
-    """blockfs-fsck: check, print one line per problem and a summary (rank 0), repair if asked
-    and needed, then check again. Collective under MPI. Returns the exit status (0 = clean)."""
+def fsck(path, comm=None, n_workers=1, fix=False, silent=False, out=print, listed=MAX_LISTED):
+    """blockfs-fsck: check, print the problems (up to `listed` of each kind) and a summary
+    (rank 0), repair if asked and needed, then check again. Collective under MPI. Returns
+    the exit status (0 = clean)."""
     rank = parallel.rank_of(comm)
-    report, rows = checked_shares(path, comm, n_workers, silent)
+    report, rows = checked_shares(path, comm, n_workers, silent, listed)
     if rank == 0:
         for line in report.lines():
             out(line)
-    needed, repairable = (bool(report.problems), report.repairable) if rank == 0 else (None, None)
+    needed, repairable = (report.n_problems > 0, report.repairable) if rank == 0 else (None, None)
     if comm is not None:
         needed, repairable = comm.bcast((needed, repairable), root=0)
     if not (fix and needed):
@@ -413,9 +469,9 @@ def fsck(path, comm=None, n_workers=1, fix=False, silent=False, out=print):
         return 1
     if rank == 0:
         out(f"{path}: repaired, {changed} index entries changed")
-    report = check(path, comm, n_workers, silent)
+    report = check(path, comm, n_workers, silent, listed)
     if rank == 0:
         out("after repair:")
         for line in report.lines():
             out(line)
-    return int(bool(report.problems)) if rank == 0 else 0
+    return int(report.n_problems > 0) if rank == 0 else 0

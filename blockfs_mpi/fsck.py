@@ -3,15 +3,15 @@
 Checks every index entry (in range, inside its data file, frame and payload
 checksums, decompresses to the block's size) and scans every data file's
 frames (format 2) for blocks that are damaged, not committed (a killed job)
-or orphaned. One line per problem, then a summary; exit status 0 only if
-the volume is clean. --repair commits a new index in which the newest intact
+or orphaned. One line per problem (up to --max-listed of each kind, the
+others counted), then a summary; exit status 0 only if the volume is clean. --repair commits a new index in which the newest intact
 frame of each block wins; it never deletes data. Format 1 volumes have no
 frames: their entries are checked and decoded, and they cannot be repaired.
 
 Run under `mpiexec -n N` to split the data files across ranks.
 
 Usage:
-  blockfs-fsck <blockfs-file> [--repair] [--n-workers <n>] [--silent]
+  blockfs-fsck <blockfs-file> [--repair] [--n-workers <n>] [--max-listed <n>] [--silent]
   blockfs-fsck -h | --help
 
 Arguments:
@@ -20,6 +20,8 @@ Arguments:
 Options:
   --repair           Rebuild and commit the index from the frames if a problem is found.
   --n-workers <n>    Local worker processes when not run under mpiexec [default: 1].
+  --max-listed <n>   Problems of each kind listed, lowest block numbers first; the rest
+                     are counted in one line per kind [default: 1000].
   --silent           No progress bar.
   -h --help          Show this text.
 """
@@ -36,8 +38,9 @@ from .options import check_level
 def main(argv=None):
     args = docopt(__doc__, argv)
     n_workers = check_level("--n-workers", args["--n-workers"], 1, 4096)
+    listed = check_level("--max-listed", args["--max-listed"], 0, 10**9)
     status = fsck(args["<blockfs-file>"], parallel.world(), n_workers,
-                  fix=args["--repair"], silent=args["--silent"])
+                  fix=args["--repair"], silent=args["--silent"], listed=listed)
     sys.exit(status)
 
 

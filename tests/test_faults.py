@@ -15,6 +15,7 @@ from blockfs_mpi import BlockfsError, Directory
 from blockfs_mpi import check as check_module
 from blockfs_mpi import format as fmt
 from blockfs_mpi.check import Report, check, check_share, fsck, index_chunks, read_index
+from blockfs_mpi.commit import write_atomically
 from blockfs_mpi.reader import read_header
 from blockfs_mpi.scan import scan_data_file
 from blockfs_mpi.synthetic import SyntheticVolume
@@ -234,6 +235,46 @@ def test_check_reads_the_index_in_runs(pristine, tmp_path, monkeypatch):
     assert (runs.rows == whole.rows).all() and runs.frames == whole.frames > 0
     assert any(p.kind == "index" for p in runs.problems) and 7 in runs.damaged_blocks
     assert len(runs.damaged_blocks) > 1, runs.lines()
+
+
+def test_problems_listed_per_kind(pristine, tmp_path):
+    """Every problem is counted, but only the lowest `listed` blocks of each kind are listed,
+    however the check is split: 16 blocks dropped from the index, 3 damaged."""
+    path, header, index, source = damaged_copy(pristine, tmp_path)
+    for block in (3, 30, 33):
+        flip(f"{path}.{index[block]['file']}", int(index[block]["offset"]) + 5)
+    index[10:26] = fmt.empty_index(16)
+    write_atomically(path, *fmt.directory2_parts(header, index))
+    every = check(path, listed=None)
+    assert every.counts == {"damaged": 3, "uncommitted": 16} and len(every.problems) == 19
+    report = check(path, listed=2)
+    assert report.counts == every.counts
+    assert [(p.kind, p.block) for p in report.problems] == [
+        ("damaged", 3), ("uncommitted", 10), ("uncommitted", 11), ("damaged", 30)]
+    lines = report.lines()
+    assert lines[4:6] == ["damaged: 1 more not listed (--max-listed)",
+                          "uncommitted: 14 more not listed (--max-listed)"], lines
+    assert lines[-1].startswith(f"{path}: 19 problem(s) (3 damaged, 16 uncommitted)")
+    assert check(path, n_workers=2, listed=2).lines() == lines
+    program = run_checked([mpiexec(), "-n", "2", sys.executable, "-m", "blockfs_mpi.fsck", path,
+                           "--max-listed", "2", "--silent"], expect_failure=True)
+    assert program.stdout.splitlines() == lines
+
+
+def test_listed_uncommitted_blocks_are_the_lowest(tmp_path):
+    """Frames written in reverse block order, none committed: the listed ones are blocks 0, 1."""
+    path = str(tmp_path / "v.blockfs")
+    directory = Directory(64, 64, 64, np.uint8, path, x_block_size=16, y_block_size=16,
+                          z_block_size=16)
+    directory.create()
+    for x, y, z in reversed(list(directory.geometry.block_origins())):
+        directory.write_block(np.ones((16, 16, 16), np.uint8), x, y, z)
+    directory.close()
+    header = read_header(path)
+    write_atomically(path, *fmt.directory2_parts(header, fmt.empty_index(64)))
+    report = check(path, listed=2)
+    assert report.counts == {"uncommitted": 64}
+    assert [p.block for p in report.problems] == [0, 1]
 
 
 @pytest.mark.parametrize("where", ["payload", "frame header", "index entry"])
