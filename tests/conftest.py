@@ -1,4 +1,6 @@
 """Shared test helpers: real mpiexec jobs with a time limit, the format-1 fixture."""
+import contextlib
+import glob
 import os
 import shutil
 import signal
@@ -15,6 +17,21 @@ HERE = Path(__file__).parent
 ROOT = HERE.parent
 FORMAT1_FIXTURE = ROOT.parent / "shared" / "data" / "format1"
 MPI_TIMEOUT = 120  # seconds; a hung collective fails the test instead of stalling CI
+
+
+HYDRA_LEFTOVERS = "/tmp/hydra_hwloc_xmlfile_*"  # MPICH's launcher leaves one per aborted job
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_launcher_leftovers():
+    """Remove the topology files that Hydra left in /tmp for the suite's aborted jobs (those
+    that appeared during the run and are ours; a job of the suite is never running then)."""
+    before = set(glob.glob(HYDRA_LEFTOVERS))
+    yield
+    for path in set(glob.glob(HYDRA_LEFTOVERS)) - before:
+        with contextlib.suppress(OSError):
+            if os.stat(path).st_uid == os.getuid():
+                os.unlink(path)
 
 
 def mpiexec():
