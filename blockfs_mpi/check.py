@@ -258,8 +258,7 @@ def check_share(path, rank=0, size=1, progress=None, listed=MAX_LISTED):
             try:
                 reader.read(int(block), tuple(shape))
             except (BlockfsError, OSError) as e:
-                report.add(Problem("damaged", f"{_where(geometry, block)}: {e}",
-                                               int(block)))
+                report.add(Problem("damaged", f"{_where(geometry, block)}: {e}", int(block)))
             report.entries += 1
             if progress is not None:
                 progress.update(1, int(stored))
