@@ -5,6 +5,7 @@ worker reads and verifies the committed blocks stored in its files and scans
 their frames; the shares are merged on rank 0. Repair rebuilds the index
 from the frames and commits it atomically; it never deletes data.
 """
+import contextlib
 import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -329,10 +330,8 @@ def _check_frames(report, geometry, seen, paths, scan):
     other = (committed["file"] != scan.file_number) | (committed["offset"] != rows["offset"])
     missing = other & fmt.is_missing(committed)
     newer = np.zeros(len(rows), bool)
-    for i in np.flatnonzero(other & ~missing):  # a rewritten block: whose frame is newer?
-        entry = committed[i]
-        newer[i] = entry["file"] < len(paths) and rows["sequence"][i] > _sequence(
-            paths[entry["file"]], int(entry["offset"]))
+    rewritten = np.flatnonzero(other & ~missing)  # which frame of these blocks is newer?
+    newer[rewritten] = rows["sequence"][rewritten] > _sequences(paths, committed[rewritten])
     found = np.flatnonzero(missing | newer)
     listed = found[np.argsort(rows["block"][found], kind="stable")[:report.listed]]
     report.add_found("uncommitted", len(found), [
@@ -346,14 +345,26 @@ def _check_frames(report, geometry, seen, paths, scan):
             report.warnings.append(Problem("warning", f"{reason} (no committed block there)"))
 
 
-def _sequence(path, payload_offset):
-    """Sequence number of the frame before a payload; -1 if it cannot be read."""
-    try:
-        with open(path, "rb") as f:
-            f.seek(payload_offset - fmt.FRAME_SIZE)
-            return fmt.decode_frame_header(f.read(fmt.FRAME_SIZE), path)[2]
-    except (OSError, ValueError):
-        return -1
+def _sequences(paths, entries):
+    """Sequence numbers of the frames of index entries; 0 (older than any frame) where a
+    frame cannot be read. Each data file is opened once, however many frames are asked for."""
+    sequences = np.zeros(len(entries), np.uint64)
+    for number in np.unique(entries["file"]):
+        if number >= len(paths):
+            continue
+        here = np.flatnonzero(entries["file"] == number)
+        try:
+            fd = os.open(paths[number], os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            for i in here:
+                with contextlib.suppress(OSError, ValueError):
+                    head = os.pread(fd, fmt.FRAME_SIZE, int(entries["offset"][i]) - fmt.FRAME_SIZE)
+                    sequences[i] = fmt.decode_frame_header(head, paths[number])[2]
+        finally:
+            os.close(fd)
+    return sequences
 
 
 def check(path, comm=None, n_workers=1, silent=True, listed=MAX_LISTED):

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -259,6 +260,30 @@ def test_problems_listed_per_kind(pristine, tmp_path):
     program = run_checked([mpiexec(), "-n", "2", sys.executable, "-m", "blockfs_mpi.fsck", path,
                            "--max-listed", "2", "--silent"], expect_failure=True)
     assert program.stdout.splitlines() == lines
+
+
+def test_rewritten_blocks_not_committed(pristine, tmp_path):
+    """A resumed job rewrote blocks 2, 7 and 20 and its commit was lost: their new frames are
+    newer than the committed ones; fsck lists exactly them and --repair commits them."""
+    path, header, index, source = damaged_copy(pristine, tmp_path)
+    source = source.copy()  # the fixture's voxels are shared with other tests
+    committed = Path(path).read_bytes()
+    directory = Directory.resume(path)
+    origins = list(directory.geometry.block_origins())
+    for block in (20, 2, 7):
+        x, y, z = origins[block]
+        zs, ys, xs = directory.get_block_size(x, y, z)
+        source[z:z + zs, y:y + ys, x:x + xs] += 1
+        directory.write_block(source[z:z + zs, y:y + ys, x:x + xs], x, y, z)
+    directory.close()
+    Path(path).write_bytes(committed)  # as if the job had been killed before its commit
+    report = check(path)
+    assert [(p.kind, p.block) for p in report.problems] == [("uncommitted", b) for b in (2, 7, 20)]
+    assert all("is newer than the committed one" in p.message for p in report.problems)
+    lines = []
+    assert fsck(path, fix=True, out=lines.append) == 0, lines
+    assert "repaired, 3 index entries changed" in "\n".join(lines)
+    assert_detected(path, source, set())
 
 
 def test_listed_uncommitted_blocks_are_the_lowest(tmp_path):
