@@ -15,7 +15,7 @@ See docs/export.md for how to get a parallel h5py on a cluster.
 
 Usage:
   blockfs2hdf <src> <dest> <name> [--compression <compression>] [--compression-opts <opts>] [--overwrite] [--silent]
-  blockfs2hdf -h | --help
+  blockfs2hdf -h | --help | --version
 
 Options:
   -h --help                      Show this text.
@@ -30,12 +30,11 @@ import zlib
 
 import h5py
 import numpy as np
-from docopt import docopt
 
 from . import export, parallel
 from .directory import Directory
 from .errors import BlockfsError
-from .options import check_level
+from .options import check_level, parse_command_line
 from .progress import Progress
 
 log = logging.getLogger("blockfs_mpi")
@@ -182,7 +181,7 @@ def export_hdf(directory, dest, name, compression="gzip", opts=None, overwrite=F
 
 @parallel.program
 def main(argv=None):
-    args = docopt(__doc__, argv)
+    args = parse_command_line(__doc__, argv)
     hdf_filter(args["--compression"], args["--compression-opts"])  # bad options fail first
     directory = Directory.open(args["<src>"])
     export_hdf(directory, args["<dest>"], args["<name>"], args["--compression"],

@@ -8,7 +8,7 @@ mpiexec, --n-workers local processes do the same. glymur needs OpenJPEG >= 2.4
 
 Usage:
   blockfs2jp2k --input <blockfs-file> --output-pattern <pattern> [--n-workers <n>] [--silent] [--psnr <psnr>]
-  blockfs2jp2k -h | --help
+  blockfs2jp2k -h | --help | --version
 
 Options:
   -h --help                   Show this text.
@@ -20,11 +20,9 @@ Options:
 """
 from functools import partial
 
-from docopt import docopt
-
 from . import export, parallel
 from .directory import Directory
-from .options import check_level
+from .options import check_level, parse_command_line
 
 OPENJPEG_HELP = ("install Debian/Ubuntu's libopenjp2-7 (apt-get install libopenjp2-7), or point "
                  "glymur at another libopenjp2 (e.g. the one in Pillow's wheel, pillow.libs/) with "
@@ -59,7 +57,7 @@ def export_jp2k(directory, pattern, psnr=None, comm=None, n_workers=None, silent
 
 @parallel.program
 def main(argv=None):
-    args = docopt(__doc__, argv)
+    args = parse_command_line(__doc__, argv)
     pattern = export.check_pattern(args["--output-pattern"])
     psnr = args["--psnr"] and check_level("--psnr", args["--psnr"], 1, 1000, float)
     n_workers = export.check_workers(args["--n-workers"])

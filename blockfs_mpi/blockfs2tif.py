@@ -8,7 +8,7 @@ as BigTIFF.
 
 Usage:
   blockfs2tif --input <blockfs-file> --output-pattern <pattern> [--n-workers <n>] [--silent] [--compression <level>] [--y-stripe <rows>]
-  blockfs2tif -h | --help
+  blockfs2tif -h | --help | --version
 
 Options:
   -h --help                   Show this text.
@@ -25,11 +25,10 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
 import tifffile
-from docopt import docopt
 
 from . import export, parallel
 from .directory import Directory
-from .options import check_level
+from .options import check_level, parse_command_line
 
 BIGTIFF_THRESHOLD = 2 ** 32 - 2 ** 25  # tifffile's: 4 GiB less room for metadata
 
@@ -112,7 +111,7 @@ def export_tiff(directory, pattern, level=3, comm=None, n_workers=None, y_stripe
 
 @parallel.program
 def main(argv=None):
-    args = docopt(__doc__, argv)
+    args = parse_command_line(__doc__, argv)
     pattern = export.check_pattern(args["--output-pattern"])
     level = check_level("--compression", args["--compression"], 0, 9)
     y_stripe = check_level("--y-stripe", args["--y-stripe"], 0, 2 ** 31)

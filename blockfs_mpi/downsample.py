@@ -2,7 +2,7 @@
 
 Usage:
   blockfs-downsample <blockfs-file> --levels=<n> [options]
-  blockfs-downsample --help
+  blockfs-downsample --help | --version
 
 <blockfs-file> is level 1 of a pyramid, <dest>/1_1_1/precomputed.blockfs (the
 layout of precomputed-tif); levels go to <dest>/2_2_2/precomputed.blockfs ...
@@ -20,16 +20,15 @@ Under `mpiexec -n N` the ranks split the blocks of each new level; each rank
 reads only the blocks below that it needs, and every level is committed
 before the next is made.
 """
-from docopt import docopt
 
 from . import parallel
-from .options import check_level
+from .options import check_level, parse_command_line
 from .pyramid import build, parse_voxel_size, pyramid_folder
 
 
 @parallel.program
 def main(argv=None):
-    args = docopt(__doc__, argv)
+    args = parse_command_line(__doc__, argv)
     levels = check_level("--levels", args["--levels"], 1, 32)
     build(pyramid_folder(args["<blockfs-file>"]), levels, parse_voxel_size(args["--voxel-size"]),
           "mode" if args["--labels"] else "mean", parallel.world(),

@@ -4,15 +4,16 @@ Checks every index entry (in range, inside its data file, frame and payload
 checksums, decompresses to the block's size) and scans every data file's
 frames (format 2) for blocks that are damaged, not committed (a killed job)
 or orphaned. One line per problem (up to --max-listed of each kind, the
-others counted), then a summary; exit status 0 only if the volume is clean. --repair commits a new index in which the newest intact
-frame of each block wins; it never deletes data. Format 1 volumes have no
-frames: their entries are checked and decoded, and they cannot be repaired.
+others counted), then a summary; exit status 0 only if the volume is clean.
+With --repair it commits a new index in which the newest intact frame of
+each block wins; it never deletes data. Format 1 volumes have no frames:
+their entries are checked and decoded, and they cannot be repaired.
 
 Run under `mpiexec -n N` to split the data files across ranks.
 
 Usage:
   blockfs-fsck <blockfs-file> [--repair] [--n-workers <n>] [--max-listed <n>] [--silent]
-  blockfs-fsck -h | --help
+  blockfs-fsck -h | --help | --version
 
 Arguments:
   <blockfs-file>  The volume's directory file.
@@ -27,16 +28,14 @@ Options:
 """
 import sys
 
-from docopt import docopt
-
 from . import parallel
 from .check import fsck
-from .options import check_level
+from .options import check_level, parse_command_line
 
 
 @parallel.program
 def main(argv=None):
-    args = docopt(__doc__, argv)
+    args = parse_command_line(__doc__, argv)
     n_workers = check_level("--n-workers", args["--n-workers"], 1, 4096)
     listed = check_level("--max-listed", args["--max-listed"], 0, 10**9)
     status = fsck(args["<blockfs-file>"], parallel.world(), n_workers,

@@ -5,7 +5,7 @@ directory file and the sizes of the data files.
 
 Usage:
   blockfs-info <blockfs-file> [--json]
-  blockfs-info -h | --help
+  blockfs-info -h | --help | --version
 
 Arguments:
   <blockfs-file>  The volume's directory file.
@@ -16,15 +16,14 @@ Options:
 """
 import json
 
-from docopt import docopt
-
 from . import parallel
 from .check import format_info, volume_info
+from .options import parse_command_line
 
 
 @parallel.program
 def main(argv=None):
-    args = docopt(__doc__, argv)
+    args = parse_command_line(__doc__, argv)
     info = volume_info(args["<blockfs-file>"])
     print(json.dumps(info, indent=1) if args["--json"] else "\n".join(format_info(info)))
 

@@ -1,5 +1,15 @@
-"""Numbers from the command line, checked against their range with an error naming the option."""
+"""Reading a program's command line: docopt against its usage, numbers checked against their
+range with an error naming the option."""
+from docopt import docopt
+
 from . import parallel
+
+
+def parse_command_line(usage, argv=None):
+    """The options of argv as docopt reads them against usage; --help prints the usage and
+    --version blockfs_mpi's version, and both exit."""
+    from . import __version__  # here: the package imports this module while it loads
+    return docopt(usage, argv, version=f"blockfs_mpi {__version__}")
 
 
 def check_level(name, value, low, high, kind=int):

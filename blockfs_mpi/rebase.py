@@ -11,12 +11,12 @@ import os
 import sys
 
 import numpy as np
-from docopt import docopt
 
 from . import format as fmt
 from . import parallel
 from .commit import atomic_file
 from .errors import FormatError
+from .options import parse_command_line
 from .reader import pread_exact, read_header
 
 USAGE = """Make a blockfs directory file name the data files in the folder it now lives in.
@@ -27,7 +27,7 @@ they are absolute. The directory file is replaced atomically.
 
 Usage:
   blockfs-rebase <blockfs-file> [--block-size <bytes>]
-  blockfs-rebase -h | --help
+  blockfs-rebase -h | --help | --version
 
 Options:
   --block-size <bytes>  Bytes of the index read and written at a time [default: 16777216].
@@ -133,7 +133,7 @@ def rebase(path, piece_bytes=INDEX_PIECE):
 
 @parallel.program
 def main(argv=None):
-    args = docopt(USAGE, argv)
+    args = parse_command_line(USAGE, argv)
     piece_bytes = args["--block-size"]
     if not piece_bytes.isdigit() or int(piece_bytes) <= 0:
         sys.exit(f"--block-size must be a positive number of bytes, not {piece_bytes!r}")

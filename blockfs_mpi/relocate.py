@@ -12,11 +12,9 @@ import os
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 
-from docopt import docopt
-
 from . import parallel
 from .errors import BlockfsError
-from .options import check_level
+from .options import check_level, parse_command_line
 from .progress import Progress
 from .reader import BlockReader, read_header, resolve_data_file
 from .rebase import check_data_files, write_directory
@@ -31,7 +29,7 @@ their data file names rewritten.
 
 Usage:
   blockfs-mv [--force] [--threads <n>] <src> <dest>
-  blockfs-mv -h | --help
+  blockfs-mv -h | --help | --version
 
 Arguments:
   <src>   The volume's directory file.
@@ -53,7 +51,7 @@ format 1, with their data file names rewritten.
 
 Usage:
   blockfs-cp [--force] [--no-fsync] [--threads <n>] <src> <dest>
-  blockfs-cp -h | --help
+  blockfs-cp -h | --help | --version
 
 Arguments:
   <src>   The volume's directory file.
@@ -320,7 +318,7 @@ def relocate(src, dest, move, force=False, comm=None, fsync=True, threads=None):
 
 
 def run(usage, move, argv):
-    args = docopt(usage, argv)
+    args = parse_command_line(usage, argv)
     threads = None if args["--threads"] == "auto" else check_level("--threads", args["--threads"],
                                                                     1, 64)
     comm = parallel.world()

@@ -2,7 +2,7 @@
 
 Usage:
   blockfs-serve <folder> [--port=<n>] [--bind=<address>] [--cache=<n>] [--quiet]
-  blockfs-serve --help
+  blockfs-serve --help | --version
 
 Options:
   --port=<n>         TCP port; 0 picks a free one (printed at start).  [default: 8000]
@@ -26,11 +26,9 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote
 
-from docopt import docopt
-
 from . import parallel
 from .catalog import BadName, Catalog, NotFound
-from .options import check_level
+from .options import check_level, parse_command_line
 
 log = logging.getLogger("blockfs_mpi")
 
@@ -172,7 +170,7 @@ class Server(ThreadingHTTPServer):
 
 @parallel.program
 def main(argv=None):
-    args = docopt(__doc__, argv)
+    args = parse_command_line(__doc__, argv)
     server = Server(args["<folder>"], check_level("--port", args["--port"], 0, 65535),
                     args["--bind"], check_level("--cache", args["--cache"], 1, 2 ** 20),
                     args["--quiet"])

@@ -2,7 +2,7 @@
 
 Usage:
   blockfs-write <source> <output> [options] [--metadata=<k=v>]...
-  blockfs-write --help
+  blockfs-write --help | --version
 
 Sources:
   'planes/img_*.tif'   a glob of 2-D TIFF planes (quote it), sorted into z order
@@ -43,13 +43,12 @@ import logging
 import os
 
 import numpy as np
-from docopt import docopt
 
 from . import parallel, pyramid
 from .compression import Compression
 from .convert import blocks_in_budget, convert, open_output, verify
 from .errors import BlockfsError
-from .options import check_level
+from .options import check_level, parse_command_line
 from .sources import open_source
 
 log = logging.getLogger("blockfs_mpi")
@@ -113,7 +112,7 @@ def striping_hints(args):
 
 @parallel.program
 def main(argv=None):
-    args = docopt(__doc__, argv)
+    args = parse_command_line(__doc__, argv)
     comm = parallel.world()
     rank = parallel.rank_of(comm)
     memory = parse_size(args["--memory"])

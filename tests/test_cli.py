@@ -1,5 +1,5 @@
-"""Every program's numeric options: a bad value ends the program with one line naming the
-option and the value, before anything is read or written."""
+"""Every program's command line: a bad number ends the program with one line naming the
+option and the value, before anything is read or written; --version names the release."""
 import sys
 
 import pytest
@@ -26,3 +26,15 @@ def test_bad_number_names_its_option(tmp_path, program, args, option):
     assert f"{option} must be a number from" in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
     assert not list(tmp_path.iterdir())
+
+
+PROGRAMS = ["write", "blockfs2tif", "blockfs2jp2k", "blockfs2hdf", "mv", "cp", "rebase", "info",
+            "fsck", "downsample", "serve"]
+
+
+@pytest.mark.parametrize("program", PROGRAMS)
+def test_version(program):
+    import blockfs_mpi
+    result = run_checked([sys.executable, "-m", f"blockfs_mpi.{program}", "--version"],
+                         timeout=60)
+    assert result.stdout.strip() == f"blockfs_mpi {blockfs_mpi.__version__}", result.stdout
