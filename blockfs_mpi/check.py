@@ -165,6 +165,8 @@ class Report:
     def add_found(self, kind, count, problems):
         """Count `count` problems of a kind, listing the given ones (at least those of the
         lowest `listed` block numbers among them); trim when the list grows long."""
+        if not count:
+            return
         self.counts[kind] = self.counts.get(kind, 0) + count
         self.problems += problems
         if self.listed is not None and len(self.problems) > 2 * self.listed + 100:

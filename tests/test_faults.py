@@ -283,6 +283,7 @@ def test_rewritten_blocks_not_committed(pristine, tmp_path):
     lines = []
     assert fsck(path, fix=True, out=lines.append) == 0, lines
     assert "repaired, 3 index entries changed" in "\n".join(lines)
+    assert lines[-1].startswith(f"{path}: 0 problem(s), 0 warning(s); 35 committed blocks")
     assert_detected(path, source, set())
 
 
