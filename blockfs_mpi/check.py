@@ -232,9 +232,10 @@ def _where(geometry, block):
     return f"block {block} at (x={x}, y={y}, z={z})"
 
 
-def check_share(path, rank=0, size=1, progress=None, listed=MAX_LISTED):
+def check_share(path, rank=0, size=1, progress=None, listed=MAX_LISTED, quick=False):
     """Check the committed blocks stored in data files rank, rank + size, ... and scan their
-    frames; rank 0 also checks the directory file itself. Returns a Report.
+    frames; rank 0 also checks the directory file itself. Returns a Report. quick: blocks
+    are verified (frame, checksum, sizes) but not decompressed.
 
     The index is read once, a run of entries at a time, keeping only what this share
     needs: its own committed blocks and the entries of the blocks its frames hold.
@@ -259,7 +260,7 @@ def check_share(path, rank=0, size=1, progress=None, listed=MAX_LISTED):
         for block, shape, stored in zip(seen.mine, geometry.block_shapes(seen.mine),
                                         seen.mine_sizes):
             try:
-                reader.read(int(block), tuple(shape))
+                reader.verify(int(block), tuple(shape), decode=not quick)
             except (BlockfsError, OSError) as e:
                 report.add(Problem("damaged", f"{_where(geometry, block)}: {e}", int(block)))
             report.entries += 1
@@ -369,27 +370,29 @@ def _sequences(paths, entries):
     return sequences
 
 
-def check(path, comm=None, n_workers=1, silent=True, listed=MAX_LISTED):
+def check(path, comm=None, n_workers=1, silent=True, listed=MAX_LISTED, quick=False):
     """Check a whole volume; the merged Report on rank 0, None on the other ranks.
 
     Under MPI the ranks share the data files; without it, n_workers local processes do.
     The report counts every problem and lists `listed` of each kind (None: all). Under MPI
-    it carries no frame rows: each rank keeps its share's (see checked_shares).
+    it carries no frame rows: each rank keeps its share's (see checked_shares). quick: see
+    check_share.
     """
-    return checked_shares(path, comm, n_workers, silent, listed)[0]
+    return checked_shares(path, comm, n_workers, silent, listed, quick)[0]
 
 
-def checked_shares(path, comm=None, n_workers=1, silent=True, listed=MAX_LISTED):
+def checked_shares(path, comm=None, n_workers=1, silent=True, listed=MAX_LISTED, quick=False):
     """(merged Report on rank 0 or None, the newest-frame rows this rank's share found).
     Without MPI the one process holds every share's rows (the report's rows)."""
     if comm is None and n_workers > 1:
         with ProcessPoolExecutor(n_workers) as pool:  # a worker that dies raises, never hangs
             report = Report.merge(list(pool.map(
                 check_share, [path] * n_workers, range(n_workers), [n_workers] * n_workers,
-                [None] * n_workers, [listed] * n_workers)))
+                [None] * n_workers, [listed] * n_workers, [quick] * n_workers)))
         return report, report.rows
     progress = Progress(comm, None, "fsck", disable=silent)
-    share = check_share(path, parallel.rank_of(comm), parallel.size_of(comm), progress, listed)
+    share = check_share(path, parallel.rank_of(comm), parallel.size_of(comm), progress, listed,
+                        quick)
     progress.close()
     share.trim()
     if comm is None:
@@ -458,12 +461,13 @@ def repair_collectively(path, comm, rows, repairable):
     return comm.allreduce(changed)
 
 
-def fsck(path, comm=None, n_workers=1, fix=False, silent=False, out=print, listed=MAX_LISTED):
+def fsck(path, comm=None, n_workers=1, fix=False, silent=False, out=print, listed=MAX_LISTED,
+         quick=False):
     """blockfs-fsck: check, print the problems (up to `listed` of each kind) and a summary
     (rank 0), repair if asked and needed, then check again. Collective under MPI. Returns
     the exit status (0 = clean)."""
     rank = parallel.rank_of(comm)
-    report, rows = checked_shares(path, comm, n_workers, silent, listed)
+    report, rows = checked_shares(path, comm, n_workers, silent, listed, quick)
     if rank == 0:
         for line in report.lines():
             out(line)
@@ -481,7 +485,7 @@ def fsck(path, comm=None, n_workers=1, fix=False, silent=False, out=print, liste
         return 1
     if rank == 0:
         out(f"{path}: repaired, {changed} index entries changed")
-    report = check(path, comm, n_workers, silent, listed)
+    report = check(path, comm, n_workers, silent, listed, quick)
     if rank == 0:
         out("after repair:")
         for line in report.lines():

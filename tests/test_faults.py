@@ -199,6 +199,8 @@ def assert_detected(path, source, damaged):
                                           source[z:z + zs, y:y + ys, x:x + xs])
     report = check(path)
     assert report.damaged_blocks == set(damaged), "\n".join(report.lines())
+    quick = check(path, quick=True)  # no decompression: the same blocks found
+    assert quick.damaged_blocks == set(damaged), "\n".join(quick.lines())
     return report
 
 
@@ -258,8 +260,8 @@ def test_problems_listed_per_kind(pristine, tmp_path):
     assert lines[-1].startswith(f"{path}: 19 problem(s) (3 damaged, 16 uncommitted)")
     assert check(path, n_workers=2, listed=2).lines() == lines
     program = run_checked([mpiexec(), "-n", "2", sys.executable, "-m", "blockfs_mpi.fsck", path,
-                           "--max-listed", "2", "--silent"], expect_failure=True)
-    assert program.stdout.splitlines() == lines
+                           "--max-listed", "2", "--quick", "--silent"], expect_failure=True)
+    assert program.stdout.splitlines() == lines  # --quick finds the same damaged payloads
 
 
 def test_rewritten_blocks_not_committed(pristine, tmp_path):
@@ -301,6 +303,23 @@ def test_listed_uncommitted_blocks_are_the_lowest(tmp_path):
     report = check(path, listed=2)
     assert report.counts == {"uncommitted": 64}
     assert [p.block for p in report.problems] == [0, 1]
+
+
+def test_quick_check_misses_only_a_block_stored_undecodable(pristine, tmp_path):
+    """A frame whose intact checksum covers a compressed stream that does not decode (a
+    writer's bug, not damage): only the full check, which decompresses, finds it."""
+    path, header, index, source = damaged_copy(pristine, tmp_path)
+    entry = index[8]
+    data = f"{path}.{entry['file']}"
+    with open(data, "r+b") as f:
+        f.seek(int(entry["offset"]) - fmt.FRAME_SIZE)
+        sequence = fmt.decode_frame_header(f.read(fmt.FRAME_SIZE), data)[2]
+        payload = bytearray(f.read(int(entry["size"])))
+        payload[16:] = bytes(len(payload) - 16)  # Blosc header kept, stream zeroed
+        f.seek(int(entry["offset"]) - fmt.FRAME_SIZE)
+        f.write(fmt.encode_frame_header(8, bytes(payload), sequence) + payload)
+    assert check(path, quick=True).n_problems == 0
+    assert check(path).damaged_blocks == {8}
 
 
 @pytest.mark.parametrize("where", ["payload", "frame header", "index entry"])
