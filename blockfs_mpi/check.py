@@ -157,6 +157,7 @@ class Report:
     files: int = 0
     frames: int = 0
     repairable: bool = True  # False when the directory file itself is unreadable
+    decompressed: bool = True  # False for a quick check
 
     def add(self, problem):
         """Count one problem and list it (until trimmed)."""
@@ -196,6 +197,7 @@ class Report:
             merged.files += share.files
             merged.frames += share.frames
             merged.repairable &= share.repairable
+            merged.decompressed &= share.decompressed
         merged.rows = np.concatenate([merged.rows] + [s.rows for s in shares])
         merged.trim()
         return merged
@@ -219,10 +221,11 @@ class Report:
         unlisted = [f"{kind}: {n - listed.get(kind, 0)} more not listed (--max-listed)"
                     for kind, n in sorted(self.counts.items()) if n > listed.get(kind, 0)]
         counts = ", ".join(f"{n} {kind}" for kind, n in sorted(self.counts.items()))
+        verified = f"{self.entries} committed blocks verified" + (
+            "" if self.decompressed else " (quick: not decompressed)")
         summary = (f"{self.path}: {self.n_problems} problem(s)"
                    + (f" ({counts})" if counts else "") + f", {len(self.warnings)} warning(s); "
-                   f"{self.entries} committed blocks verified, {self.frames} intact frames in "
-                   f"{self.files} data files")
+                   f"{verified}, {self.frames} intact frames in {self.files} data files")
         return [str(p) for p in self.problems] + unlisted + [str(w) for w in self.warnings] \
             + [summary]
 
@@ -240,7 +243,7 @@ def check_share(path, rank=0, size=1, progress=None, listed=MAX_LISTED, quick=Fa
     The index is read once, a run of entries at a time, keeping only what this share
     needs: its own committed blocks and the entries of the blocks its frames hold.
     """
-    report = Report(os.path.abspath(path), listed)
+    report = Report(os.path.abspath(path), listed, decompressed=not quick)
     try:
         header = read_header(path)
     except FormatError as e:

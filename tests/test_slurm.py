@@ -159,8 +159,8 @@ def test_pipeline_with_dependencies(cluster, tmp_path):
                                "OUTPUT": output, "OPTIONS": "--block-size 32"},
                               "--ntasks=2", wait=False, cwd=tmp_path)
     after_write = f"--dependency=afterok:{jobs['write']}"
-    jobs["fsck"], _ = sbatch(cluster, "fsck.sbatch", {"VOLUME": output}, "--ntasks=2",
-                             after_write, wait=False, cwd=tmp_path)
+    jobs["fsck"], _ = sbatch(cluster, "fsck.sbatch", {"VOLUME": output, "QUICK": 1},
+                             "--ntasks=2", after_write, wait=False, cwd=tmp_path)
     jobs["tif"], _ = sbatch(cluster, "tif.sbatch",
                             {"VOLUME": output, "PATTERN": tmp_path / "tif" / "z_%03d.tiff"},
                             "--ntasks=2", after_write, wait=False, cwd=tmp_path)
@@ -182,6 +182,7 @@ def test_pipeline_with_dependencies(cluster, tmp_path):
                                    text=True, env=cluster).stdout for name, job in jobs.items()}
     assert status == 0 and all("JobState=COMPLETED" in s for s in states.values()), logs
     assert "on 2 rank(s), 3 thread(s) on rank 0" in logs  # THREADS reached blockfs-cp
+    assert "verified (quick: not decompressed)" in logs  # QUICK reached blockfs-fsck
     expected = SyntheticVolume(shape)[:, :, :]
     np.testing.assert_array_equal(Directory.open(output)[:], expected)
     np.testing.assert_array_equal(Directory.open(tmp_path / "copy" / "v.blockfs")[:], expected)
