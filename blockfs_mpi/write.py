@@ -147,7 +147,8 @@ def main(argv=None):
                      read / 1e6 / max(seconds, 1e-9),
                      "identical to the source" if not bad else f"{bad} units DIFFER")
         if bad:
-            raise BlockfsError(f"verification failed: {bad} units differ from the source")
+            raise parallel.everywhere(  # bad counts every rank's units
+                BlockfsError(f"verification failed: {bad} units differ from the source"))
     if args["--levels"]:
         pyramid.build(args["<output>"], levels, voxel_size, "mode" if args["--labels"] else "mean",
                       comm, overwrite=True, silent=args["--silent"])

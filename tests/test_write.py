@@ -12,6 +12,8 @@ import pytest
 import tifffile
 
 from blockfs_mpi import Directory
+from blockfs_mpi.convert import verify
+from blockfs_mpi.sources import open_source
 from blockfs_mpi.synthetic import SyntheticVolume
 
 from conftest import HERE, microscopy_volume, mpiexec, run_checked
@@ -82,6 +84,18 @@ def test_synthetic_with_options(tmp_path):
                                          str(dirs[1] / "out.blockfs.1"),
                                          str(dirs[0] / "out.blockfs.2")]
     np.testing.assert_array_equal(directory[:], SyntheticVolume((40, 50, 70))[:, :, :])
+
+
+def test_verify_counts_units_that_differ(tmp_path):
+    """--verify's comparison: one block rewritten with other voxels is one unit that differs."""
+    output = str(tmp_path / "out.blockfs")
+    run_write(0, "synthetic:40x50x70", output, "--block-size", 16, "--silent")
+    with Directory.resume(output) as directory:
+        directory.write_block(np.zeros((16, 16, 16), np.uint16), 16, 16, 16)
+    source = open_source("synthetic:40x50x70")
+    assert verify(source, Directory.open(output), 1 << 30, None)[:2] == (1, 40 * 50 * 70 * 2)
+    run_write(0, "synthetic:40x50x70", output, "--block-size", 16, "--overwrite", "--silent")
+    assert verify(source, Directory.open(output), 1 << 30, None)[0] == 0
 
 
 def test_help():
