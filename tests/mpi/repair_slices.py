@@ -12,8 +12,8 @@ import shutil
 import sys
 
 from blockfs_mpi.check import fsck, read_index
-from blockfs_mpi.errors import CorruptBlockError
 from blockfs_mpi.directory import Directory
+from blockfs_mpi.errors import CorruptBlockError
 from blockfs_mpi.reader import read_header
 from blockfs_mpi.synthetic import SyntheticVolume
 from common import comm, say, shared_path
