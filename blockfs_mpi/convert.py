@@ -2,11 +2,11 @@
 
 The volume is cut into work units of whole blocks -- a z-slab one block deep,
 a y-stripe one block high, and as many blocks along x as the memory budget
-allows -- dealt out to the ranks in short runs, round-robin, so that every
-rank gets its part of the dense tissue and of the empty background, which
-compress at very different speeds. Each rank reads only its units from the
+allows -- grouped in short runs of neighbours that rank 0 deals out on demand
+(dealer.Dealer): a rank that compresses background, or simply runs on a
+faster node, takes more runs. Each rank reads only its units from the
 source, writes their blocks to its own data file, and close() commits
-everything collectively. Nothing is sent between ranks.
+everything collectively. No voxel is sent between ranks.
 """
 import logging
 import os
@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import parallel
+from .dealer import Dealer
 from .directory import Directory
 from .errors import BlockfsError
 from .progress import Progress
@@ -71,16 +72,21 @@ def plan_units(geometry, itemsize, memory):
             for x in range(0, x_extent, width)]
 
 
-def my_share(units, comm):
-    """This rank's units: short runs of neighbours dealt round-robin, RUNS_PER_RANK runs to each
-    rank. Spread over the whole volume, a rank never gets only background while another
-    compresses all the tissue; kept in runs, it opens few distinct source files (TIFF planes).
-    units may be any sequence: a range (of block numbers) is never listed whole."""
-    size = parallel.size_of(comm)
-    n_runs = max(1, min(len(units), size * RUNS_PER_RANK))
+def runs_of(units, comm):
+    """units cut into RUNS_PER_RANK runs of neighbours per rank, as even as can be. A rank
+    working through whole runs opens few distinct source files (TIFF planes). units may be
+    any sequence: a range (of block numbers) is never listed whole."""
+    n_runs = max(1, min(len(units), parallel.size_of(comm) * RUNS_PER_RANK))
     bounds = [len(units) * i // n_runs for i in range(n_runs + 1)]  # runs differ by one at most
-    runs = [units[start:end] for start, end in zip(bounds, bounds[1:])]
-    return [unit for run in runs[parallel.rank_of(comm)::size] for unit in run]
+    return [units[start:end] for start, end in zip(bounds, bounds[1:])]
+
+
+def my_share(units, comm):
+    """This rank's units, decided without asking anyone: the runs of runs_of dealt
+    round-robin. Spread over the whole volume, a rank never gets only background while
+    another compresses all the tissue."""
+    runs = runs_of(units, comm)[parallel.rank_of(comm)::parallel.size_of(comm)]
+    return [unit for run in runs for unit in run]
 
 
 def blocks_of(directory, unit):
@@ -132,26 +138,27 @@ def convert(source, directory, memory, silent=False):
     comm = directory.comm
     started = time.monotonic()
     bytes_before = _own_data_bytes(directory)
-    units = my_share(plan_units(directory.geometry, directory.dtype.itemsize, memory), comm)
+    runs = runs_of(plan_units(directory.geometry, directory.dtype.itemsize, memory), comm)
     progress = Progress(comm, directory.geometry.block_count, "blockfs-write", disable=silent)
     written = skipped = bytes_in = 0
-    for unit in units:
-        origins = blocks_of(directory, unit)
-        todo = [origin for origin in origins if not directory.has_block(*origin)]
-        skipped += len(origins) - len(todo)
-        progress.update(len(origins) - len(todo))
-        if not todo:
-            continue
-        z0, _, y0, _, x0, _ = unit
-        region = source.read(*unit)
-        for x, y, z in todo:
-            zs, ys, xs = directory.get_block_size(x, y, z)
-            block = region[z - z0:z - z0 + zs, y - y0:y - y0 + ys, x - x0:x - x0 + xs]
-            directory.write_block(block, x, y, z)
-            written += 1
-            bytes_in += block.nbytes
-            progress.update(1, block.nbytes)
-        del region
+    with Dealer(len(runs), comm) as dealt:
+        for unit in (unit for number in dealt for unit in runs[number]):
+            origins = blocks_of(directory, unit)
+            todo = [origin for origin in origins if not directory.has_block(*origin)]
+            skipped += len(origins) - len(todo)
+            progress.update(len(origins) - len(todo))
+            if not todo:
+                continue
+            z0, _, y0, _, x0, _ = unit
+            region = source.read(*unit)
+            for x, y, z in todo:
+                zs, ys, xs = directory.get_block_size(x, y, z)
+                block = region[z - z0:z - z0 + zs, y - y0:y - y0 + ys, x - x0:x - x0 + xs]
+                directory.write_block(block, x, y, z)
+                written += 1
+                bytes_in += block.nbytes
+                progress.update(1, block.nbytes)
+            del region
     progress.close()
     directory.close()
     totals = _sum(comm, written, skipped, bytes_in, _own_data_bytes(directory) - bytes_before)

@@ -87,7 +87,7 @@ def downsample(block, method="mean"):
 def make_level(source_path, dest_path, method, comm, silent=False, **volume_options):
     """Write the volume at dest_path, source reduced 2x2x2 (collective).
 
-    The new level's blocks are dealt out like blockfs-write's units (convert.my_share); a
+    The new level's blocks are dealt out in runs, round-robin (convert.my_share); a
     rank reads, for each, only the (at most) 2x2x2 blocks of the level below that cover it.
     """
     source = Directory.open(source_path)

@@ -29,6 +29,13 @@ def test_commit_in_slices(tmp_path, n):
 
 
 @pytest.mark.parametrize("n", [1, 3])
+def test_dealer(tmp_path, n):
+    """Work dealt on demand: each number once, a slow rank takes fewer, an early stop ends."""
+    result = run_mpi(n, "dealer.py", tmp_path, timeout=60)
+    assert result.stdout.count(": ok") == n, result.stdout
+
+
+@pytest.mark.parametrize("n", [1, 3])
 def test_repair_in_slices(tmp_path, n):
     """fsck --repair on n ranks: uncommitted frames of 5 ranks, one of them in a data file the
     directory file does not name; the same directory file as a repair by one process."""

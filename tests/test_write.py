@@ -304,16 +304,17 @@ def test_full_disk(tmp_path, ranks):
         subprocess.run(["umount", str(small)], check=True)
 
 
-def test_every_rank_writes_blocks_all_through_the_volume(tmp_path):
-    """Units are dealt in short runs, round-robin: each rank gets half the z-slabs, in runs
-    spread from the top to the bottom of the volume, never one end of it."""
+def test_ranks_take_whole_runs_of_units(tmp_path):
+    """Units go out on demand in runs of neighbours (16 units of one block row = 2 z-slabs
+    here): each run lies wholly in one rank's data file, both ranks take runs, and together
+    they cover the volume."""
     output = tmp_path / "out.blockfs"
     run_write(2, "synthetic:256x64x64", output, "--block-size", 8, "--silent")
     directory = Directory.open(output)
-    slabs = {0: set(), 1: set()}
+    writers = {}  # z-slab pair (a run) -> data files holding its blocks
     for x, y, z in directory.geometry.block_origins():
         file_number, _, _ = directory.reader.entry(directory.geometry.block_number(x, y, z))
-        slabs[file_number].add(z // 8)
-    assert slabs[0] | slabs[1] == set(range(32))
-    for mine in slabs.values():  # 256 units of one block row, runs of 16 = 2 slabs
-        assert len(mine) == 16 and min(mine) < 4 and max(mine) >= 28
+        writers.setdefault(z // 16, set()).add(file_number)
+    assert sorted(writers) == list(range(16))
+    assert all(len(files) == 1 for files in writers.values()), writers
+    assert {file for files in writers.values() for file in files} == {0, 1}
