@@ -89,14 +89,18 @@ class Dealer:
                 return
             yield number
 
-    def close(self):
+    def close(self, wait=True):
         """Stop dealing: rank 0 tells every rank that asks that nothing is left and waits
         until each has been told so or has said it stopped; a rank that stops before it was
-        told (an error) says so, and rank 0 is not left waiting for it."""
+        told (an error) says so, and rank 0 is not left waiting for it. wait=False (an error
+        on rank 0): rank 0's thread goes on telling the others, without rank 0 waiting for
+        them to finish what they hold, so that its error ends the job at once."""
         self._stop.set()
         if self.comm is not None and self.comm.Get_rank() != 0 and not self._done:
             self.comm.send(False, dest=0, tag=ASK)
         if self._thread is not None:
+            if not wait:
+                return  # the thread still uses the communicator; it ends on its own
             self._thread.join()
         if self.comm is not None:
             self.comm.Free()
@@ -105,5 +109,5 @@ class Dealer:
     def __enter__(self):
         return self
 
-    def __exit__(self, *error):
-        self.close()
+    def __exit__(self, kind, error, traceback):
+        self.close(wait=error is None)

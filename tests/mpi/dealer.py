@@ -1,5 +1,6 @@
-"""The dealer: every number goes to exactly one rank, a slow rank takes fewer, and a rank
-that stops early does not leave rank 0 waiting for it.
+"""The dealer: every number goes to exactly one rank, a slow rank takes fewer, a rank that
+stops early does not leave rank 0 waiting for it, and an error on rank 0 does not wait for
+the others.
 
 argv: folder (unused). Any number of ranks; the last one is slow (with 1 rank, rank 0).
 """
@@ -42,4 +43,20 @@ for n in (0, 1):  # fewer numbers than ranks
     everyone = comm.gather(deal(n, 0), root=0)
     if rank == 0:
         assert sorted(x for got in everyone for x in got) == list(range(n)), everyone
+
+# Rank 0 fails while the others each hold a 2-second piece: its error leaves the dealer at
+# once, not after they finish (the job would then end with the error, not wait for them).
+if size > 1:
+    started = time.monotonic()
+    dealer = Dealer(2 * size, comm)
+    try:
+        with dealer as dealt:
+            for number in dealt:
+                if rank == 0:
+                    time.sleep(0.3)  # the others have their pieces by now
+                    raise RuntimeError("rank 0 failed")
+                time.sleep(2)
+    except RuntimeError:
+        assert rank == 0 and time.monotonic() - started < 1.5, time.monotonic() - started
+    dealer.close()  # rank 0's thread has meanwhile told the others that nothing is left
 say("ok")
