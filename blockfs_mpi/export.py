@@ -2,8 +2,9 @@
 
 The unit of work is a z-slab one block deep: reading it decodes each block
 once, and every plane or chunk it holds can be written by one rank alone.
-Slabs go to ranks round-robin; `rounds` pads the shares so that every rank
-makes the same number of collective calls even when slabs do not divide evenly.
+Plane exporters deal slabs out on demand (a rank that finishes one takes the
+next); blockfs2hdf's collective writes need every rank in each call, so
+there slabs go round-robin and `rounds` pads the shares to the same length.
 """
 import logging
 import multiprocessing
@@ -11,6 +12,7 @@ import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
 
 from . import parallel
+from .dealer import Dealer
 from .options import check_level
 from .progress import Progress
 
@@ -61,32 +63,27 @@ def rounds(n_items, comm):
     return [i if i < n_items else None for i in range(rank, count * size, size)]
 
 
-def share(n_items, comm):
-    """The items this rank does: rank, rank + size, ..."""
-    return [i for i in rounds(n_items, comm) if i is not None]
-
-
 def run(work, n_items, total, comm=None, n_workers=None, desc="export", unit="plane",
         silent=False):
-    """Do work(i) for this rank's share of range(n_items), with one progress bar for the job.
+    """Do work(i) for every i in range(n_items), with one progress bar for the job.
 
     work(i) is a generator yielding (items, bytes) as it goes, counted towards
     `total`. Without MPI, n_workers > 1 spreads the items over local worker
     processes (work must then be picklable; default: one per core); under MPI the
-    ranks are the workers.
+    ranks are the workers, each taking the next item as it finishes one (Dealer).
     Returns (items, bytes, seconds) of the whole job (collective).
     """
-    mine = share(n_items, comm)
     if comm is None:
-        n_workers = n_workers or parallel.usable_cores()
+        n_workers = min(n_workers or parallel.usable_cores(), n_items)
+        if n_workers > 1:
+            return _run_in_processes(work, range(n_items), n_workers, total, desc, unit, silent)
     elif n_workers:
         log.info("under mpiexec every rank is one worker; --n-workers is not used")
-    if comm is None and n_workers > 1 and len(mine) > 1:
-        return _run_in_processes(work, mine, min(n_workers, len(mine)), total, desc, unit, silent)
     progress = Progress(comm, total, desc, unit=unit, disable=silent)
-    for i in mine:
-        for items, nbytes in work(i):
-            progress.update(items, nbytes)
+    with Dealer(n_items, comm) as dealt:
+        for i in dealt:
+            for items, nbytes in work(i):
+                progress.update(items, nbytes)
     return progress.close()
 
 
