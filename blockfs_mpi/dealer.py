@@ -34,17 +34,17 @@ class Dealer:
 
     def __init__(self, n, comm):
         self.n = n
-        self.comm = comm.Dup() if parallel.size_of(comm) > 1 else None
         self._next = 0
         self._step = 1  # numbers this rank takes without asking: every one, or every size-th
         self._done = False  # this rank has been told that nothing is left
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = None
-        if self.comm is not None and not threads_allowed():
-            self._next, self._step = self.comm.Get_rank(), self.comm.Get_size()
-            self.comm.Free()
-            self.comm = None
+        self.comm = None
+        if parallel.size_of(comm) > 1 and not threads_allowed():
+            self._next, self._step = comm.Get_rank(), comm.Get_size()
+        elif parallel.size_of(comm) > 1:
+            self.comm = comm.Dup()
         if self.comm is not None and self.comm.Get_rank() == 0:
             self._thread = threading.Thread(target=self._serve, name="blockfs-dealer",
                                             daemon=True)
