@@ -15,7 +15,7 @@ from blockfs_mpi import Directory
 
 HERE = Path(__file__).parent
 ROOT = HERE.parent
-FORMAT1_FIXTURE = ROOT.parent / "shared" / "data" / "format1"
+FORMAT1_FIXTURE = HERE / "data" / "format1"  # written by the original blockfs (its README)
 MPI_TIMEOUT = 120  # seconds; a hung collective fails the test instead of stalling CI
 
 
@@ -75,8 +75,6 @@ def run_mpi(n, script, *args, timeout=MPI_TIMEOUT, expect_failure=False, env=Non
 @pytest.fixture
 def format1_copy(tmp_path):
     """A writable copy of the real format-1 volume written by the original blockfs."""
-    if not FORMAT1_FIXTURE.exists():
-        pytest.skip(f"{FORMAT1_FIXTURE} is not here")
     target = tmp_path / "format1"
     shutil.copytree(FORMAT1_FIXTURE, target)
     for path in target.iterdir():

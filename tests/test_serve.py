@@ -81,17 +81,16 @@ def volumes(tmp_path_factory):
     root = tmp_path_factory.mktemp("served")
     voxels = microscopy_volume((37, 45, 51))
     make_pyramid(root / "lab" / "brain", voxels)
-    if FORMAT1_FIXTURE.exists():
-        level1 = root / "tif" / "1_1_1"
-        level1.mkdir(parents=True)
-        for path in FORMAT1_FIXTURE.glob("fixture.blockfs.*"):  # found beside by name
-            shutil.copy(path, level1 / path.name)
-        shutil.copy(FORMAT1_FIXTURE / "fixture.blockfs", level1 / "precomputed.blockfs")
-        info = {"data_type": "uint16", "mesh": "mesh", "num_channels": 1, "type": "image",
-                "scales": [{"chunk_sizes": [[64, 64, 64]], "encoding": "raw", "key": "1_1_1",
-                            "resolution": [1, 1, 1], "size": [100, 90, 80],
-                            "voxel_offset": [0, 0, 0]}]}
-        (root / "tif" / "info").write_text(json.dumps(info))
+    level1 = root / "tif" / "1_1_1"
+    level1.mkdir(parents=True)
+    for path in FORMAT1_FIXTURE.glob("fixture.blockfs.*"):  # found beside by name
+        shutil.copy(path, level1 / path.name)
+    shutil.copy(FORMAT1_FIXTURE / "fixture.blockfs", level1 / "precomputed.blockfs")
+    info = {"data_type": "uint16", "mesh": "mesh", "num_channels": 1, "type": "image",
+            "scales": [{"chunk_sizes": [[64, 64, 64]], "encoding": "raw", "key": "1_1_1",
+                        "resolution": [1, 1, 1], "size": [100, 90, 80],
+                        "voxel_offset": [0, 0, 0]}]}
+    (root / "tif" / "info").write_text(json.dumps(info))
     return root, voxels
 
 
@@ -197,8 +196,6 @@ def test_a_single_blockfs_file_is_a_volume(server, volumes):
 
 
 def test_format1_pyramid_of_precomputed_tif(server):
-    if not FORMAT1_FIXTURE.exists():
-        pytest.skip(f"{FORMAT1_FIXTURE} is not here")
     info = json.loads(server.get("/tif/info")[2])
     assert info["scales"][0]["size"] == [80, 90, 100]  # x, y, z, whatever the file says
     assert info["scales"][0]["chunk_sizes"] == [[32, 32, 32]]
@@ -333,12 +330,11 @@ def test_tensorstore_reads_every_scale(server, volumes):
         for x0, x1, y0, y1, z0, z1 in subvolumes(d):
             got = store[x0:x1, y0:y1, z0:z1, 0].read().result(timeout=60)
             np.testing.assert_array_equal(got, d[z0:z1, y0:y1, x0:x1].transpose(2, 1, 0))
-    if FORMAT1_FIXTURE.exists():
-        store = ts.open({"driver": "neuroglancer_precomputed", "kvstore": f"{server.url}/tif/"},
-                        read=True).result(timeout=60)
-        expected = np.load(FORMAT1_FIXTURE / "fixture-voxels.npz")["voxels"]
-        got = store[:, :, :, 0].read().result(timeout=60)
-        np.testing.assert_array_equal(got, expected.transpose(2, 1, 0))
+    store = ts.open({"driver": "neuroglancer_precomputed", "kvstore": f"{server.url}/tif/"},
+                    read=True).result(timeout=60)
+    expected = np.load(FORMAT1_FIXTURE / "fixture-voxels.npz")["voxels"]
+    got = store[:, :, :, 0].read().result(timeout=60)
+    np.testing.assert_array_equal(got, expected.transpose(2, 1, 0))
 
 
 def test_cloudvolume_reads_every_scale(server, volumes):
