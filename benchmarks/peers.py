@@ -1,6 +1,6 @@
 """blockfs_mpi against the stores a lab would use instead, on the same volume, cores and disk.
 
-    python benchmarks/peers.py [--size 512] [--level 5] [--reads 2000] [--max-load 1.5]
+    python benchmarks/peers.py [--size 512] [--level 5] [--reads 2000] [--rounds 1] [--max-load 1.5]
 
 One run prints two tables (markdown) for the synthetic uint16 volume
 (benchmarks/volume.py, generated once and memory-mapped, never timed), 64^3
@@ -12,11 +12,17 @@ blocks or chunks everywhere:
    typical block, of median encoding time, encoded in a tight loop; decode of
    the payloads in memory), blockfs_mpi on 1 and 2 MPI ranks, an
    original-blockfs-style writer (written here from the description in
-   /work/shared/DESIGN.md, not the original code), zarr 3 sharded (2
+   the project's design notes, not the original code), zarr 3 sharded (2
    processes on disjoint shards), TensorStore zarr3 sharded, h5py chunked
    (Blosc filter from hdf5plugin through normal writes; chunks
    compressed by 2 processes and stored with write_direct_chunk; gzip).
 2. Each system at its own defaults, as a user meets it.
+
+With --rounds N the same-codec table is measured N times, the order of its
+systems reversed every other round so that a noisy machine's drift falls on
+all of them alike; each cell is then the median and range over the rounds, and
+a second table gives blockfs_mpi (2 ranks) / each peer as the median and range
+of the per-round ratios: claim only what every round supports.
 
 Columns: write MB/s (uncompressed bytes / seconds from creating the volume to
 its data being fsynced), write / compression ceiling (2 processes), bytes on
@@ -448,66 +454,129 @@ def h5py_reads(path):
 
 # ----------------------------------------------------------------- main --
 
-def same_codec_table(args, out):
+def same_codec_systems(args, out):
+    """The same-codec table's rows as (name, measure) pairs; measure() writes the volume once
+    and returns (write MB/s, folder or None, readers factory or None)."""
     size, level = args.size, args.level
-    rows = []  # (name, write MB/s, folder or None, readers factory or None, note)
+    typical = typical_block(size, level)  # chosen once, untimed
 
+    def timed(writer, reads):
+        """A measure() for a writer returning (seconds, path), read back with reads(path)."""
+        def measure():
+            seconds, path = writer()
+            return megabytes(size) / seconds, os.path.dirname(path), lambda: reads(path)
+        return measure
+
+    def blockfs(n):
+        def measure():
+            folder = fresh(os.path.join(out, f"blockfs_mpi{n}"))
+            path = os.path.join(folder, "volume.blockfs")
+            return blockfs_write(size, level, n, path), folder, lambda: blockfs_reads(path)
+        return measure
+
+    systems = []
     for n in (1, 2):
-        rows.append((f"ceiling: io, {n} proc (raw bytes + fsync)",
-                     io_ceiling(size, n, os.path.join(out, f"raw{n}")), os.path.join(out, f"raw{n}"),
-                     None))
+        raw = os.path.join(out, f"raw{n}")
+        systems.append((f"ceiling: io, {n} proc (raw bytes + fsync)",
+                        lambda n=n, raw=raw: (io_ceiling(size, n, raw), raw, None)))
     for n in (1, 2):
-        rows.append((f"ceiling: compress, {n} proc (every block)",
-                     compression_ceiling(size, level, n), None, None))
-    typical = typical_block(size, level)
+        systems.append((f"ceiling: compress, {n} proc (every block)",
+                        lambda n=n: (compression_ceiling(size, level, n), None, None)))
     for n in (1, 2):
-        rows.append((f"ceiling: tight loop, {n} proc (one typical block)",
-                     tight_loop_ceiling(size, level, n, typical), None, None))
-
+        systems.append((f"ceiling: tight loop, {n} proc (one typical block)",
+                        lambda n=n: (tight_loop_ceiling(size, level, n, typical), None, None)))
     for n in (1, 2):
-        folder = fresh(os.path.join(out, f"blockfs_mpi{n}"))
-        path = os.path.join(folder, "volume.blockfs")
-        rows.append((f"blockfs_mpi, mpiexec -n {n}", blockfs_write(size, level, n, path), folder,
-                     lambda path=path: blockfs_reads(path)))
-    _, decode_rate = random_reads(size, path, args.reads)
+        systems.append((f"blockfs_mpi, mpiexec -n {n}", blockfs(n)))
+    systems += [
+        ("original-style writer, 2 writer procs",
+         timed(lambda: original_style_write(size, level, os.path.join(out, "original")),
+               blockfs_reads)),
+        ("zarr 3 sharded, 2 procs",
+         timed(lambda: zarr_sharded_write(size, level, os.path.join(out, "zarr")), zarr_reads)),
+        ("TensorStore zarr3 sharded",
+         timed(lambda: tensorstore_write(size, os.path.join(out, "tensorstore"), level),
+               tensorstore_reads)),
+        ("h5py Blosc filter, normal writes",
+         timed(lambda: h5py_write(size, os.path.join(out, "h5py_blosc"), level=level),
+               h5py_reads)),
+        ("h5py write_direct_chunk, 2 encoders",
+         timed(lambda: h5py_direct_write(size, level, os.path.join(out, "h5py_direct")),
+               h5py_reads)),
+        ("h5py gzip-4 + shuffle (other codec)",
+         timed(lambda: h5py_write(size, os.path.join(out, "h5py_gzip"), gzip=4, shuffle=True),
+               h5py_reads)),
+    ]
+    return systems
 
-    seconds, path = original_style_write(size, level, os.path.join(out, "original"))
-    rows.append(("original-style writer, 2 writer procs", megabytes(size) / seconds,
-                 os.path.dirname(path), lambda path=path: blockfs_reads(path)))
 
-    seconds, path = zarr_sharded_write(size, level, os.path.join(out, "zarr"))
-    rows.append(("zarr 3 sharded, 2 procs", megabytes(size) / seconds, os.path.dirname(path),
-                 lambda path=path: zarr_reads(path)))
+def in_rounds(systems, rounds, measure):
+    """{name: [measure(name, fn) of each round]}, the systems' order reversed every other
+    round, so that a noisy machine's drift falls on every system alike."""
+    results = {name: [] for name, _ in systems}
+    for number in range(rounds):
+        print(f"# round {number + 1} of {rounds}", file=sys.stderr, flush=True)
+        for name, fn in (systems if number % 2 == 0 else systems[::-1]):
+            results[name].append(measure(name, fn))
+    return results
 
-    seconds, path = tensorstore_write(size, os.path.join(out, "tensorstore"), level)
-    rows.append(("TensorStore zarr3 sharded", megabytes(size) / seconds, os.path.dirname(path),
-                 lambda path=path: tensorstore_reads(path)))
 
-    seconds, path = h5py_write(size, os.path.join(out, "h5py_blosc"), level=level)
-    rows.append(("h5py Blosc filter, normal writes", megabytes(size) / seconds,
-                 os.path.dirname(path), lambda path=path: h5py_reads(path)))
-    seconds, path = h5py_direct_write(size, level, os.path.join(out, "h5py_direct"))
-    rows.append(("h5py write_direct_chunk, 2 encoders", megabytes(size) / seconds,
-                 os.path.dirname(path), lambda path=path: h5py_reads(path)))
-    seconds, path = h5py_write(size, os.path.join(out, "h5py_gzip"), gzip=4, shuffle=True)
-    rows.append(("h5py gzip-4 + shuffle (other codec)", megabytes(size) / seconds,
-                 os.path.dirname(path), lambda path=path: h5py_reads(path)))
+def spread(values, digits=0):
+    """A median with its range over the rounds: '612 (580-640)', or the value for one round."""
+    values = [v for v in values if v is not None]
+    if not values:
+        return "-"
+    median = f"{np.median(values):.{digits}f}"
+    if len(values) == 1:
+        return median
+    return f"{median} ({min(values):.{digits}f}-{max(values):.{digits}f})"
 
-    ceiling = rows[3][1]  # compression ceiling, 2 processes
-    print(f"\n## Same codec: Blosc zstd-{level} byte shuffle, {size}^3 uint16 "
-          f"({megabytes(size):.0f} MB), 64^3 blocks; load {os.getloadavg()[0]:.2f}\n")
+
+REFERENCE = "blockfs_mpi, mpiexec -n 2"
+COMPRESSION_CEILING = "ceiling: compress, 2 proc (every block)"
+
+
+def same_codec_table(args, out):
+    """Every same-codec system measured in args.rounds alternating rounds: write and read rates
+    as medians with ranges, and blockfs_mpi's per-round ratio to each peer."""
+    size = args.size
+
+    def measure(name, fn):
+        rate, folder, readers = fn()
+        on_disk, files = footprint(folder) if folder else (None, None)
+        reads = measure_reads(size, args.reads, *readers()) if readers else (None, None)
+        if name == REFERENCE:
+            reads += (random_reads(size, os.path.join(folder, "volume.blockfs"), args.reads)[1],)
+        return rate, on_disk, files, *reads
+
+    results = in_rounds(same_codec_systems(args, out), args.rounds, measure)
+    ceilings = [row[0] for row in results[COMPRESSION_CEILING]]
+    print(f"\n## Same codec: Blosc zstd-{args.level} byte shuffle, {size}^3 uint16 "
+          f"({megabytes(size):.0f} MB), 64^3 blocks; {args.rounds} round(s), median (range); "
+          f"load {os.getloadavg()[0]:.2f}\n")
     print("| system | write MB/s | x compress ceiling (2 proc) | bytes on disk | files | "
           "random 64^3 reads/s | full read MB/s |")
     print("|---|---|---|---|---|---|---|")
-    for name, rate, folder, readers in rows:
-        on_disk, files = footprint(folder) if folder else (None, None)
-        reads = measure_reads(size, args.reads, *readers()) if readers else None
-        print(f"| {name} | {rate:.0f} | {rate / ceiling:.2f} | "
-              f"{on_disk if on_disk is not None else '-'} | {files if files is not None else '-'} | "
-              f"{f'{reads[0]:.0f}' if reads else '-'} | {f'{reads[1]:.0f}' if reads else '-'} |",
-              flush=True)
-    print(f"| ceiling: decode only (payloads in memory) | - | - | - | - | {decode_rate:.0f} | "
-          f"{megabytes(size) * decode_rate / len(block_origins(size)):.0f} |")
+    for name, rows in results.items():
+        rates, on_disk, files, reads, full = ([row[i] for row in rows] for i in range(5))
+        print(f"| {name} | {spread(rates)} | "
+              f"{spread([r / c for r, c in zip(rates, ceilings)], 2)} | "
+              f"{on_disk[-1] if on_disk[-1] is not None else '-'} | "
+              f"{files[-1] if files[-1] is not None else '-'} | {spread(reads)} | "
+              f"{spread(full)} |", flush=True)
+    decode = [row[5] for row in results[REFERENCE]]
+    blocks = len(block_origins(size))
+    print(f"| ceiling: decode only (payloads in memory) | - | - | - | - | {spread(decode)} | "
+          f"{spread([megabytes(size) * rate / blocks for rate in decode])} |")
+
+    print(f"\n### {REFERENCE} / each peer, per round: median (range)\n")
+    print("| peer | write | random 64^3 reads | full read |")
+    print("|---|---|---|---|")
+    ours = results[REFERENCE]
+    for name, rows in results.items():
+        if name == REFERENCE or name.startswith("ceiling"):
+            continue
+        ratios = [spread([a[i] / b[i] for a, b in zip(ours, rows)], 2) for i in (0, 3, 4)]
+        print(f"| {name} | {' | '.join(ratios)} |", flush=True)
 
 
 def defaults_table(args, out):
@@ -579,6 +648,9 @@ def main():
                         help="wait (up to 10 min) for the 1-minute load average to drop below")
     parser.add_argument("--out", default=os.path.join(CACHE, "peers"), help="output folder")
     parser.add_argument("--no-defaults", action="store_true", help="skip the defaults table")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="measure the same-codec table this many times, alternating the "
+                             "order of the systems round by round; report medians and ranges")
     args = parser.parse_args()
     benchmark_volume(args.size)  # generated outside any timing
     wait_for_quiet(args.max_load)
