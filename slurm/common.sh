@@ -20,6 +20,20 @@ require() {
     done
 }
 
+# split_options: the words of $OPTIONS into the array OPTION_WORDS, split as a shell would
+# ("--memory 4G --metadata 'Source=scan 7'" is four words) but by Python's shlex: nothing in
+# OPTIONS is run or expanded. Expand it as ${OPTION_WORDS[@]+"${OPTION_WORDS[@]}"}: bash
+# before 4.4 calls a plain "${OPTION_WORDS[@]}" of no words an unbound variable under set -u.
+split_options() {
+    local quoted
+    quoted=$(python -c 'import shlex, sys
+try:
+    print(" ".join(shlex.quote(word) for word in shlex.split(sys.argv[1])))
+except ValueError as e:
+    sys.exit(f"error: OPTIONS={sys.argv[1]!r}: {e}")' "${OPTIONS:-}") || exit 2
+    eval "OPTION_WORDS=($quoted)"
+}
+
 # launch PROGRAM ARGS...: run an MPI program on every task of the job, in the background
 # (so that the batch shell can take signals), and wait for it; returns its exit status.
 launch() {
@@ -38,4 +52,4 @@ if [ ! -x "$BLOCKFS_VENV/bin/python" ]; then
 fi
 # shellcheck source=/dev/null
 source "$BLOCKFS_VENV/bin/activate"
-echo "blockfs_mpi job $SLURM_JOB_ID on $SLURM_NTASKS task(s), ${LAUNCHER:-srun}, $(date)"
+echo "blockfs_mpi job ${SLURM_JOB_ID:-(none)} on ${SLURM_NTASKS:-1} task(s), ${LAUNCHER:-srun}, $(date)"

@@ -5,6 +5,7 @@ here) is started by the tests and stopped by PID at the end. Tests that need
 it are marked `slurm` and skip, saying why, without root or the daemons.
 """
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -18,7 +19,7 @@ import pytest
 from blockfs_mpi import Directory
 from blockfs_mpi.synthetic import SyntheticVolume
 
-from conftest import ROOT
+from conftest import ROOT, mpiexec, run_checked
 
 TEMPLATES = sorted((ROOT / "slurm").glob("*.sbatch"))
 SLURM_CONF = """\
@@ -61,6 +62,74 @@ def test_template_lints(template):
     result = subprocess.run(["shellcheck", "-x", "-s", "bash", str(template.relative_to(ROOT)),
                              "slurm/common.sh"], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout
+
+
+# Every variable a template reads, set empty in the runs below: an empty value must work as unset.
+TEMPLATE_VARIABLES = ("SOURCE", "OUTPUT", "OPTIONS", "REQUEUE_MARGIN", "SLURM_RESTART_COUNT",
+                      "VOLUME", "REPAIR", "QUICK", "DEST", "DATASET", "COMPRESSION", "OVERWRITE",
+                      "PATTERN", "PSNR", "LEVEL", "SRC", "MODE", "FORCE", "THREADS")
+
+
+def test_arrays_expand_on_bash_before_4_4():
+    """Under set -u, bash 4.2 and 4.3 stop at "${A[@]}" of an empty array (unbound variable):
+    every array in the templates is expanded as ${A[@]+"${A[@]}"}, which also keeps quoting."""
+    for path in [*TEMPLATES, ROOT / "slurm" / "common.sh"]:
+        code = "\n".join(line for line in path.read_text().splitlines()
+                         if not line.lstrip().startswith("#"))
+        text = re.sub(r'\$\{(\w+)\[@\]\+"\$\{\1\[@\]\}"\}', "", code)
+        assert not re.search(r"\$\{\w+\[@\]\}", text), f"{path.name}: an unguarded array expansion"
+
+
+def run_template(template, cwd, expect_failure=False, **variables):
+    """Run a template as a one-task job would, with bash itself and no cluster (LAUNCHER=mpiexec):
+    its own shell code under set -euo pipefail; the template variables not given are empty."""
+    env = {name: "" for name in TEMPLATE_VARIABLES}
+    env.update({name: str(value) for name, value in variables.items()},
+               BLOCKFS_HOME=str(ROOT), BLOCKFS_VENV=sys.prefix, LAUNCHER="mpiexec",
+               MPIEXEC=mpiexec(), SLURM_NTASKS="1")
+    return run_checked(["bash", str(ROOT / "slurm" / template)], env=env, cwd=cwd,
+                       expect_failure=expect_failure)
+
+
+def test_templates_with_empty_and_spaced_options(tmp_path):
+    """OPTIONS holding values with spaces reach the program word by word as a shell would
+    quote them; every other template runs with its optional variables empty."""
+    folder = tmp_path / "with space"
+    folder.mkdir()
+    volume = folder / "v.blockfs"
+    run_template("write.sbatch", folder, SOURCE="synthetic:20x70x90", OUTPUT=volume,
+                 OPTIONS="--block-size 16 --metadata 'Source=scope 2, run 7' "
+                         "--metadata Note=\"it's *.tif\"")
+    directory = Directory.open(volume)
+    assert directory.metadata == {"Source": "scope 2, run 7", "Note": "it's *.tif"}
+    assert directory.block_size == (16, 16, 16)
+    expected = SyntheticVolume((20, 70, 90))[:, :, :]
+    np.testing.assert_array_equal(directory[:, :, :], expected)
+    run_template("write.sbatch", folder, SOURCE="synthetic:20x70x90", OUTPUT=folder / "w.blockfs")
+    np.testing.assert_array_equal(Directory.open(folder / "w.blockfs")[:, :, :], expected)
+    run_template("fsck.sbatch", folder, VOLUME=volume)
+    run_template("copy.sbatch", folder, SRC=volume, DEST=folder / "copy")
+    np.testing.assert_array_equal(Directory.open(folder / "copy" / "v.blockfs")[:, :, :], expected)
+    run_template("tif.sbatch", folder, VOLUME=volume, PATTERN=folder / "tif" / "z_%02d.tiff")
+    run_template("tif.sbatch", folder, VOLUME=volume, PATTERN=folder / "striped" / "z_%02d.tiff",
+                 OPTIONS="--y-stripe 16")
+    import tifffile
+    for name in ("tif", "striped"):
+        np.testing.assert_array_equal(tifffile.imread(folder / name / "z_07.tiff"), expected[7])
+    run_template("hdf.sbatch", folder, VOLUME=volume, DEST=folder / "v.h5", DATASET="/raw")
+    import h5py
+    with h5py.File(folder / "v.h5", "r") as f:
+        np.testing.assert_array_equal(f["/raw"][:], expected)
+    run_template("jp2k.sbatch", folder, VOLUME=volume, PATTERN=folder / "jp2" / "z_%02d.jp2")
+    import glymur
+    np.testing.assert_array_equal(glymur.Jp2k(str(folder / "jp2" / "z_11.jp2"))[:], expected[11])
+
+
+def test_unbalanced_quote_in_options_stops_the_job(tmp_path):
+    result = run_template("write.sbatch", tmp_path, expect_failure=True, SOURCE="synthetic:8x8x8",
+                          OUTPUT=tmp_path / "v.blockfs", OPTIONS="--metadata 'A=b")
+    assert "error: OPTIONS=\"--metadata 'A=b\": No closing quotation" in result.stderr
+    assert not (tmp_path / "v.blockfs").exists()
 
 
 def _missing_pieces():
