@@ -1,4 +1,4 @@
-"""blockfs-mv and blockfs-cp: move or copy a volume to another folder, in parallel, safely.
+"""blockfs-mv and blockfs-cp: move or copy a volume to another place, in parallel, safely.
 
 The data files (or byte ranges of large ones) are split across MPI ranks and
 copied by the kernel (copy_file_range, else sendfile, else read/write). The
@@ -19,7 +19,7 @@ from .progress import Progress
 from .reader import BlockReader, read_header, resolve_data_file
 from .rebase import check_data_files, write_directory
 
-MV_USAGE = """Move a blockfs volume (directory file and data files) into another folder.
+MV_USAGE = """Move a blockfs volume (directory file and data files) to another place.
 
 Within one filesystem the data files are hard-linked, not copied. Across
 filesystems they are copied (split across the ranks of `mpiexec -n N`),
@@ -33,16 +33,21 @@ Usage:
 
 Arguments:
   <src>   The volume's directory file.
-  <dest>  The folder to move it into (created if missing; its parent must exist).
+  <dest>  The folder to move it into, where it keeps its name; or, ending in
+          .blockfs, its new directory file (pyr/1_1_1/precomputed.blockfs), whose
+          data files are then named after it (<dest>.0, <dest>.1 ...). The folder is
+          created if missing; its parent must exist. Any folder will do (the
+          source's own, beside it, inside it) as long as no new file would replace
+          one of the source's own files.
 
 Options:
-  --force          Replace a volume of the same name in <dest>.
+  --force          Replace the volume already at the destination.
   --threads <n>    Copy streams per rank [default: auto]: auto is the rank's share
                    of its node's cores, at most 4.
   -h --help        Show this text.
 """
 
-CP_USAGE = """Copy a blockfs volume (directory file and data files) into another folder.
+CP_USAGE = """Copy a blockfs volume (directory file and data files) to another place.
 
 The data files are copied by the kernel, split across the ranks of
 `mpiexec -n N`; the directory file is written last, so a copy that did not
@@ -55,10 +60,15 @@ Usage:
 
 Arguments:
   <src>   The volume's directory file.
-  <dest>  The folder to copy it into (created if missing; its parent must exist).
+  <dest>  The folder to copy it into, where it keeps its name; or, ending in
+          .blockfs, its new directory file (pyr/1_1_1/precomputed.blockfs), whose
+          data files are then named after it (<dest>.0, <dest>.1 ...). The folder is
+          created if missing; its parent must exist. Any folder will do (the
+          source's own, beside it, inside it) as long as no new file would replace
+          one of the source's own files.
 
 Options:
-  --force          Replace a volume of the same name in <dest>.
+  --force          Replace the volume already at the destination.
   --no-fsync       Leave the copy (data and directory file) in the page cache for the
                    kernel to write back, as cp does (several times faster on a local
                    disk). A crash soon after can leave a copy with lost blocks or
@@ -93,40 +103,77 @@ class Plan:
     same_filesystem: bool
 
 
+def split_destination(source: str, dest: "str | os.PathLike") -> tuple[str, str, bool]:
+    """(folder, new directory file, named) for dest: a name ending in .blockfs that is not a
+    folder names the new directory file (named=True); anything else is the folder the volume
+    goes into under its own name."""
+    path = os.path.abspath(dest)
+    if str(dest).endswith(".blockfs") and not os.path.isdir(path):
+        return os.path.dirname(path), path, True
+    return path, os.path.join(path, os.path.basename(source)), False
+
+
+def refuse_inside(source: str, own: list[str], folder: str) -> None:
+    """Refuse a destination folder that is, or lies inside, one of the source volume's own
+    files (own: its directory file and data files)."""
+    real_folder = os.path.realpath(folder)
+    for path in own:
+        real = os.path.realpath(path)
+        if real_folder == real or real_folder.startswith(real + os.sep):
+            raise RelocateError(f"{folder} is inside {path}, a file of the source volume "
+                                f"{source}: choose a folder that is not one of its files")
+
+
+def refuse_overwrite(source: str, own: list[str], new_files: list[str]) -> None:
+    """Refuse new files (directory file, data files) that would overwrite or alias one of the
+    source volume's own files, also through links."""
+    for new in new_files:
+        for path in own:
+            if os.path.exists(new) and os.path.samefile(path, new):
+                alias = "" if os.path.abspath(new) == path else f" (the same file as {path})"
+                raise RelocateError(f"{new}{alias} is a file of the source volume {source}: "
+                                    f"the destination would overwrite it; choose another one")
+
+
 def make_plan(src, dest, force):
-    """Check the request and the source volume; create dest. Raises on any bad input."""
+    """Check the request and the source volume; create the destination folder. Raises on any
+    bad input.
+
+    dest is a folder (the volume keeps its file names) or, ending in .blockfs, the new
+    directory file, whose data files are then named after it (<name>.0, <name>.1 ...). Only
+    the last folder is created. A volume is its files, not its folder: a destination beside
+    the source or inside its folder is fine, one that would overwrite the source's own files
+    or lie inside one of them is refused.
+    """
     source = os.path.abspath(src)
     header = read_header(source)
-    dest = os.path.abspath(dest)
-    parent = os.path.dirname(dest)
-    if not os.path.isdir(parent):
-        raise RelocateError(f"{dest}: parent folder {parent} does not exist")
-    if os.path.exists(dest) and not os.path.isdir(dest):
-        raise RelocateError(f"{dest} exists and is not a folder")
-    folder, real_dest = os.path.realpath(os.path.dirname(source)), os.path.realpath(dest)
-    if real_dest == folder:
-        raise RelocateError(f"{dest} is the folder {source} is already in")
-    if real_dest.startswith(folder + os.sep):
-        raise RelocateError(f"{dest} is inside the source volume's folder {folder}")
-    basenames = [os.path.basename(name) for name in header.data_files]
-    if len(set(basenames)) < len(basenames):
-        raise RelocateError(f"{source}: two data files have the same name: {basenames}")
+    folder, target, named = split_destination(source, dest)
     sources = [resolve_data_file(source, name) for name in header.data_files]
+    refuse_inside(source, [source, *sources], folder)
+    parent = os.path.dirname(folder)
+    if not os.path.isdir(parent):
+        raise RelocateError(f"{folder}: parent folder {parent} does not exist")
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise RelocateError(f"{folder} exists and is not a folder")
+    if named:
+        targets = [f"{target}.{number}" for number in range(len(sources))]
+    else:
+        basenames = [os.path.basename(name) for name in header.data_files]
+        if len(set(basenames)) < len(basenames):
+            raise RelocateError(f"{source}: two data files have the same name: {basenames}; "
+                                f"name the new directory file (<dest>/<name>.blockfs) instead")
+        targets = [os.path.join(folder, name) for name in basenames]
     check_data_files(source, header, sources)
-    target = os.path.join(dest, os.path.basename(source))
-    targets = [os.path.join(dest, name) for name in basenames]
-    for a, b in zip([source, *sources], [target, *targets]):
-        if os.path.exists(b) and os.path.samefile(a, b):
-            raise RelocateError(f"{b} is the source file {a} itself")
+    refuse_overwrite(source, [source, *sources], [target, *targets])
     if os.path.exists(target) and not force:
         raise RelocateError(f"{target} already exists: use --force to replace that volume")
-    if not os.path.isdir(dest):
-        os.mkdir(dest)
+    if not os.path.isdir(folder):
+        os.mkdir(folder)
     if os.path.exists(target):  # --force: the old volume is gone before its files are replaced
         os.unlink(target)
-    device = os.stat(dest).st_dev
+    device = os.stat(folder).st_dev
     return Plan(source, target, header, sources, targets,
-                targets if header.version == 1 else basenames,
+                targets if header.version == 1 else [os.path.basename(t) for t in targets],
                 [os.stat(path).st_size for path in sources],
                 all(os.stat(path).st_dev == device for path in [source, *sources]))
 
@@ -297,7 +344,8 @@ def finish(plan, move, fsync=True):
 
 
 def relocate(src, dest, move, force=False, comm=None, fsync=True, threads=None):
-    """Move (move=True) or copy the volume whose directory file is src into the folder dest.
+    """Move (move=True) or copy the volume whose directory file is src to dest: a folder, or
+    a new directory file name ending in .blockfs (see make_plan).
 
     Collective over comm (None: this process alone). Returns the new directory file's path.
     fsync=False leaves a copy's data to the kernel's write-back (never for a move, which

@@ -15,8 +15,8 @@ from blockfs_mpi import format as fmt
 from blockfs_mpi.errors import CorruptBlockError
 from blockfs_mpi.reader import BlockReader, read_header
 from blockfs_mpi import relocate as relocate_module
-from blockfs_mpi.relocate import (MAX_COPY_THREADS, PIECE, across_files, copy_threads, make_plan,
-                                  relocate, shares, verify_frames)
+from blockfs_mpi.relocate import (MAX_COPY_THREADS, PIECE, RelocateError, across_files,
+                                  copy_threads, make_plan, relocate, shares, verify_frames)
 from conftest import FORMAT1_FIXTURE, mpiexec
 from volumes import (big_volume, digest, format1_volume, format2_volume, program, volume_files,
                      voxels)
@@ -277,22 +277,91 @@ def volume(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["mv", "cp"])
-def test_destination_inside_the_source_folder(volume, name):
-    result = program(0, name, volume, volume.parent / "sub", expect_failure=True)
-    assert "inside the source volume's folder" in result.stderr
-    assert not (volume.parent / "sub").exists()
-
-
-@pytest.mark.parametrize("name", ["mv", "cp"])
 def test_destination_is_the_source_folder(volume, name):
+    """The volume would land on its own directory file: refused, naming it."""
     result = program(0, name, volume, volume.parent, expect_failure=True)
-    assert "is the folder" in result.stderr
+    assert (f"{volume} is a file of the source volume {volume}: the destination would "
+            f"overwrite it" in result.stderr)
 
 
 def test_destination_is_the_source_through_a_link(volume, tmp_path):
     (tmp_path / "alias").symlink_to(volume.parent)
     result = program(2, "cp", volume, tmp_path / "alias", expect_failure=True)
-    assert "is the folder" in result.stderr
+    assert (f"{tmp_path / 'alias' / 'v.blockfs'} (the same file as {volume}) is a file of the "
+            f"source volume" in result.stderr)
+    assert result.stderr.count("is a file of the source volume") == 1
+
+
+def test_destination_is_the_source_directory_file(volume):
+    with pytest.raises(RelocateError, match="is a file of the source volume .* would overwrite"):
+        make_plan(volume, volume, force=True)
+
+
+def test_new_data_files_would_overwrite_the_source_ones(tmp_path):
+    """v.blockfs whose data files are named w.blockfs.N: a copy named w.blockfs would write
+    its data files over them, even with --force."""
+    source = tmp_path / "v.blockfs"
+    format2_volume(source)
+    header = read_header(source)
+    names = [f"w.blockfs.{i}" for i in range(len(header.data_files))]
+    for old, new in zip(header.data_files, names):
+        os.rename(tmp_path / old, tmp_path / new)
+    from blockfs_mpi.rebase import write_directory
+    write_directory(str(source), str(source), header, names)
+    with pytest.raises(RelocateError, match=re.escape(
+            f"{tmp_path / 'w.blockfs.0'} is a file of the source volume {source}")):
+        make_plan(source, tmp_path / "w.blockfs", force=True)
+    assert not (tmp_path / "w.blockfs").exists()
+
+
+@pytest.mark.parametrize("inside", ["v.blockfs.0/sub", "v.blockfs.1/x.blockfs", "v.blockfs/sub"])
+def test_destination_inside_a_file_of_the_source(volume, inside):
+    """A folder inside a data file (or the directory file) cannot exist: say so, not just that
+    its parent is missing."""
+    dest = volume.parent / inside
+    with pytest.raises(RelocateError, match=re.escape(
+            f"is inside {volume.parent / inside.split('/')[0]}, a file of the source volume "
+            f"{volume}")):
+        make_plan(volume, dest, force=False)
+
+
+def test_destination_inside_a_data_file_from_the_command_line(volume):
+    result = program(0, "mv", volume, volume.parent / "v.blockfs.0" / "pyr", expect_failure=True)
+    assert (f"{volume.parent / 'v.blockfs.0' / 'pyr'} is inside {volume.parent / 'v.blockfs.0'}"
+            f", a file of the source volume {volume}: choose a folder" in result.stderr)
+
+
+@pytest.mark.parametrize("kind", ["format1", "format2"])
+def test_mv_beside_and_inside_the_source_folder(tmp_path, kind):
+    """A volume is its files, not its folder: /data/l1.blockfs moves into /data/pyr/1_1_1 (a
+    folder beside it, inside the source's folder), then to a new name in that same folder."""
+    source = tmp_path / "l1.blockfs"
+    data = format1_volume(source) if kind == "format1" else format2_volume(source)
+    (tmp_path / "pyr").mkdir()
+    program(0, "mv", source, tmp_path / "pyr" / "1_1_1")
+    moved = tmp_path / "pyr" / "1_1_1" / "l1.blockfs"
+    np.testing.assert_array_equal(voxels(moved), data)
+    assert not source.exists()
+    renamed = relocate(moved, moved.parent / "precomputed.blockfs", move=True)
+    assert renamed == str(moved.parent / "precomputed.blockfs")
+    assert sorted(os.listdir(moved.parent)) == ["precomputed.blockfs"] + [
+        f"precomputed.blockfs.{i}" for i in range(len(read_header(renamed).data_files))]
+    np.testing.assert_array_equal(voxels(renamed), data)
+
+
+@pytest.mark.parametrize("kind", ["format1", "format2"])
+def test_cp_to_a_new_name_names_the_data_files_after_it(tmp_path, kind):
+    source = tmp_path / "src" / "v.blockfs"
+    source.parent.mkdir()
+    data = format1_volume(source) if kind == "format1" else format2_volume(source)
+    target = relocate(source, tmp_path / "pyr" / "copy.blockfs", move=False)
+    header = read_header(target)
+    n = len(read_header(source).data_files)
+    names = [f"copy.blockfs.{i}" for i in range(n)]
+    assert header.data_files == (names if kind == "format2"
+                                 else [str(tmp_path / "pyr" / name) for name in names])
+    np.testing.assert_array_equal(voxels(target), data)
+    np.testing.assert_array_equal(voxels(source), data)
 
 
 @pytest.mark.parametrize("n", [0, 2])
