@@ -4,16 +4,26 @@ Under mpiexec the ranks share the work by z-slabs one block deep: a rank reads
 the blocks of its slab and writes its planes. Run without mpiexec, --n-workers
 local processes do the same. Memory per rank is one slab (z block x Y x X), or
 with --y-stripe a few stripes of that many rows. Planes over 4 GiB are written
-as BigTIFF.
+as BigTIFF. Each plane is written under a hidden temporary name and renamed when
+complete, so an interrupted run leaves no partial plane under a final name;
+existing planes are refused unless --overwrite (replace them) or --resume (keep
+them and write the rest).
 
 Usage:
-  blockfs2tif --input <blockfs-file> --output-pattern <pattern> [--n-workers <n>] [--silent] [--compression <level>] [--y-stripe <rows>]
+  blockfs2tif <blockfs-file> <pattern> [options]
+  blockfs2tif --input <blockfs-file> --output-pattern <pattern> [options]
   blockfs2tif -h | --help | --version
+
+Arguments:
+  <blockfs-file>              The volume's directory file (blockfs format 1 or 2); --input is an alias.
+  <pattern>                   printf pattern of the z index, e.g. out/img_%04d.tiff; missing folders are created; --output-pattern is an alias.
 
 Options:
   -h --help                   Show this text.
-  --input <blockfs-file>      The volume's directory file (blockfs format 1 or 2).
-  --output-pattern <pattern>  printf pattern of the z index, e.g. out/img_%04d.tiff; missing folders are created.
+  --input <blockfs-file>      Same as <blockfs-file> (the older spelling).
+  --output-pattern <pattern>  Same as <pattern> (the older spelling).
+  --overwrite                 Replace output planes that exist already.
+  --resume                    Keep the output planes that exist already (complete by construction) and write the others.
   --n-workers <n>             Worker processes when run without mpiexec (default: one per core this process may use). Under mpiexec every rank is one worker and this option is not used.
   --compression <level>       zlib (deflate) level of the TIFF planes, 0 (uncompressed) to 9 [default: 3].
   --y-stripe <rows>           Cut each slab into stripes of this many rows (rounded up to whole blocks) so that a rank holds about 3 stripes instead of a whole slab; 0 = whole slabs [default: 0].
@@ -46,48 +56,46 @@ def write_plane(path, plane, level):
     tifffile.imwrite(path, plane, **tiff_options(plane.nbytes, level))
 
 
-class StripeSlabs:
-    """work(i) writing slab i by y-stripes: every plane of the slab is written at once,
-    one thread per plane, each fed its plane's strips through a queue of depth one."""
+class StripeSlabs(export.SlabWork):
+    """work(i) writing slab i by y-stripes: every plane of the slab left to write is written
+    at once, one thread per plane, each fed its plane's strips through a queue of depth one."""
 
-    def __init__(self, directory, pattern, level, rows):
-        self.directory = directory
-        self.pattern = pattern
+    def __init__(self, directory, pattern, level, rows, done=frozenset()):
+        super().__init__(directory, pattern, done)
         self.level = level
         yb = directory.geometry.y_block_size
         self.rows = -(-rows // yb) * yb
-        self.slabs = export.slabs(directory.geometry)
 
     def _encode(self, feed):
         while (strip := feed.get()) is not None:
             yield zlib.compress(strip, self.level) if self.level else strip.tobytes()
 
     def _write(self, path, feed, shape):
-        tifffile.imwrite(path, self._encode(feed), shape=shape, dtype=self.directory.dtype,
-                         rowsperstrip=self.rows,
-                         **tiff_options(shape[0] * shape[1] * self.directory.dtype.itemsize,
-                                        self.level))
+        nbytes = shape[0] * shape[1] * self.directory.dtype.itemsize
+        export.write_atomically(path, lambda temporary: tifffile.imwrite(
+            temporary, self._encode(feed), shape=shape, dtype=self.directory.dtype,
+            rowsperstrip=self.rows, **tiff_options(nbytes, self.level)))
 
     def __call__(self, i):
-        z0, z1 = self.slabs[i]
+        z0, z1, todo = self.slabs[i]
         _, ny, nx = self.directory.shape
-        feeds = [queue.Queue(maxsize=1) for _ in range(z0, z1)]
+        feeds = [queue.Queue(maxsize=1) for _ in todo]
         pool = ThreadPoolExecutor(len(feeds))
         writers = [pool.submit(self._write, export.plane_path(self.pattern, z), feed, (ny, nx))
-                   for z, feed in zip(range(z0, z1), feeds)]
+                   for z, feed in zip(todo, feeds)]
         try:
             for y in range(0, ny, self.rows):
                 stripe = self.directory[z0:z1, y:y + self.rows]
-                for feed, writer, strip in zip(feeds, writers, stripe):
-                    _put(feed, strip, writer)
-                yield 0, stripe.nbytes
+                for z, feed, writer in zip(todo, feeds, writers):
+                    _put(feed, stripe[z - z0], writer)
+                yield 0, stripe[0].nbytes * len(todo)
         finally:  # end every plane, also when reading failed, so that no thread waits forever
             for feed, writer in zip(feeds, writers):
                 _put(feed, None, writer)
             pool.shutdown()
         for writer in writers:
             writer.result()
-        yield z1 - z0, 0
+        yield len(todo), 0
 
 
 def _put(feed, item, writer):
@@ -99,26 +107,30 @@ def _put(feed, item, writer):
             pass
 
 
-def export_tiff(directory, pattern, level=3, comm=None, n_workers=None, y_stripe=0, silent=False):
-    """Write every plane of directory to pattern % z; (planes, bytes, seconds) of the job."""
+def export_tiff(directory, pattern, level=3, comm=None, n_workers=None, y_stripe=0, silent=False,
+                overwrite=False, resume=False):
+    """Write every plane of directory to pattern % z; (planes, bytes, seconds) of the job.
+    Existing planes are refused unless overwrite (replace) or resume (keep, write the rest)."""
     export.check_pattern(pattern)
     if y_stripe:
-        work = StripeSlabs(directory, pattern, level, y_stripe)
+        make_work = partial(StripeSlabs, directory, pattern, level, y_stripe)
     else:
-        work = export.PlaneSlabs(directory, pattern, partial(write_plane, level=level))
-    return export.export_planes(directory, pattern, work, comm, n_workers, silent, "blockfs2tif")
+        make_work = partial(export.PlaneSlabs, directory, pattern,
+                            partial(write_plane, level=level))
+    return export.export_planes(directory, pattern, make_work, comm, n_workers, silent,
+                                "blockfs2tif", overwrite, resume)
 
 
 @parallel.program
 def main(argv=None):
     args = parse_command_line(__doc__, argv)
-    pattern = export.check_pattern(args["--output-pattern"])
+    pattern = export.check_pattern(args["<pattern>"] or args["--output-pattern"])
     level = check_level("--compression", args["--compression"], 0, 9)
     y_stripe = check_level("--y-stripe", args["--y-stripe"], 0, 2 ** 31)
     n_workers = export.check_workers(args["--n-workers"])
-    directory = Directory.open(args["--input"])
+    directory = Directory.open(args["<blockfs-file>"] or args["--input"])
     export_tiff(directory, pattern, level, parallel.world(), n_workers, y_stripe,
-                args["--silent"])
+                args["--silent"], args["--overwrite"], args["--resume"])
 
 
 if __name__ == "__main__":

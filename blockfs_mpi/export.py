@@ -5,7 +5,12 @@ once, and every plane or chunk it holds can be written by one rank alone.
 Plane exporters deal slabs out on demand (a rank that finishes one takes the
 next); blockfs2hdf's collective writes need every rank in each call, so
 there slabs go round-robin and `rounds` pads the shares to the same length.
+
+Plane exporters never leave a partial plane under its final name: each plane
+is written under a hidden temporary name beside it and renamed when complete,
+so a plane under its final name is complete, and `--resume` can skip it.
 """
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -13,6 +18,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 
 from . import parallel
 from .dealer import Dealer
+from .errors import BlockfsError
 from .options import check_level
 from .progress import Progress
 
@@ -120,26 +126,133 @@ def report(comm, what, unit, items, nbytes, seconds):
                  parallel.size_of(comm))
 
 
-class PlaneSlabs:
-    """work(i) of the plane exporters: read z-slab i, write each of its planes to its own file."""
+PARTIAL = ".partial-"  # in the temporary name of an output plane: .<name>.partial-<pid><ext>
 
-    def __init__(self, directory, pattern, write_plane):
+
+def partial_path(path: str) -> str:
+    """The temporary name of output path while it is being written: hidden (globs such as
+    img_*.tif do not match it), in the same folder (the rename cannot cross file systems),
+    unique to this process, and ending in path's extension (glymur picks its format by it)."""
+    folder, name = os.path.split(path)
+    return os.path.join(folder, f".{name}{PARTIAL}{os.getpid()}{os.path.splitext(name)[1]}")
+
+
+def partial_of(entry):
+    """The final name a temporary name from partial_path() stands for, else None."""
+    if not entry.startswith(".") or PARTIAL not in entry:
+        return None
+    name, rest = entry[1:].rsplit(PARTIAL, 1)
+    suffix = os.path.splitext(name)[1]
+    pid = rest[:len(rest) - len(suffix)] if suffix else rest
+    return name if rest.endswith(suffix) and pid.isdigit() else None
+
+
+def write_atomically(path: str, write) -> None:
+    """write(temporary) then rename it to path: a file under its final name is always
+    complete. The temporary file is removed when write fails or is interrupted."""
+    temporary = partial_path(path)
+    try:
+        write(temporary)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+
+
+def existing_outputs(pattern: str, n: int):
+    """([z of every plane whose final name exists], [temporary files left by an interrupted
+    run]) among the n planes of pattern, with one listing per output folder."""
+    folders = {}
+    for z in range(n):
+        folder, name = os.path.split(pattern % z)
+        folders.setdefault(folder, {})[name] = z
+    done, leftovers = [], []
+    for folder, names in folders.items():
+        try:
+            entries = os.listdir(folder or ".")
+        except FileNotFoundError:
+            continue
+        for entry in entries:
+            if entry in names:
+                done.append(names[entry])
+            elif partial_of(entry) in names:
+                leftovers.append(os.path.join(folder, entry))
+    return sorted(done), leftovers
+
+
+def check_outputs(pattern: str, n: int, overwrite: bool = False, resume: bool = False):
+    """The planes to leave out (the existing ones with resume, else none), or a BlockfsError
+    naming the first existing output when neither overwrite nor resume allows them.
+    Temporary files an interrupted run left behind are removed."""
+    if overwrite and resume:
+        raise BlockfsError("--overwrite and --resume exclude each other")
+    done, leftovers = existing_outputs(pattern, n)
+    if done and not (overwrite or resume):
+        raise BlockfsError(f"{len(done)} of the {n} output planes exist already, the first "
+                           f"{pattern % done[0]}: use --overwrite to replace them or --resume "
+                           f"to write only the missing ones")
+    for path in leftovers:
+        os.unlink(path)
+    if leftovers:
+        log.info("removed %d temporary file(s) left by an interrupted run, e.g. %s",
+                 len(leftovers), leftovers[0])
+    if resume:
+        log.info("--resume: %d of the %d planes exist already and are kept; writing %d",
+                 len(done), n, n - len(done))
+        return frozenset(done)
+    return frozenset()
+
+
+class SlabWork:
+    """What the plane exporters' work(i) shares: the slabs with planes left to write
+    (`done` holds the planes that are not; a slab with none left is not read at all)."""
+
+    def __init__(self, directory, pattern, done=frozenset()):
         self.directory = directory
         self.pattern = pattern
+        self.slabs = [(z0, z1, [z for z in range(z0, z1) if z not in done])
+                      for z0, z1 in slabs(directory.geometry)]
+        self.slabs = [slab for slab in self.slabs if slab[2]]
+
+    def planes(self):
+        """How many planes the job writes."""
+        return sum(len(todo) for _, _, todo in self.slabs)
+
+
+class PlaneSlabs(SlabWork):
+    """work(i) of the plane exporters: read z-slab i, write each of its planes to its own file."""
+
+    def __init__(self, directory, pattern, write_plane, done=frozenset()):
+        super().__init__(directory, pattern, done)
         self.write_plane = write_plane  # write_plane(path, 2-D array); picklable
-        self.slabs = slabs(directory.geometry)
 
     def __call__(self, i):
-        z0, z1 = self.slabs[i]
-        for z, plane in enumerate(self.directory[z0:z1], z0):
-            self.write_plane(plane_path(self.pattern, z), plane)
+        z0, z1, todo = self.slabs[i]
+        slab = self.directory[z0:z1]
+        for z in todo:
+            plane = slab[z - z0]
+            write_atomically(plane_path(self.pattern, z),
+                             lambda temporary: self.write_plane(temporary, plane))
             yield 1, plane.nbytes
 
 
-def export_planes(directory, pattern, work, comm=None, n_workers=None, silent=False, what="export"):
-    """Run a plane exporter's work over the whole volume; (planes, bytes, seconds) of the job."""
+def export_planes(directory, pattern, make_work, comm=None, n_workers=None, silent=False,
+                  what="export", overwrite=False, resume=False):
+    """Run a plane exporter's work, make_work(done=planes to leave out), over the volume;
+    (planes, bytes, seconds) of the job.
+
+    Before any rank writes, rank 0 looks for existing outputs: they are refused unless
+    overwrite (replace them) or resume (leave them out) says otherwise.
+    """
     plane_path(pattern, 0)  # an output folder that cannot be made fails here, before any work
-    totals = run(work, len(slabs(directory.geometry)), directory.shape[0], comm, n_workers,
-                 desc=what, unit="plane", silent=silent)
+    n = directory.shape[0]
+    done = parallel.on_rank0(comm, lambda: check_outputs(pattern, n, overwrite, resume),
+                             BlockfsError)
+    if comm is not None:
+        done = comm.bcast(done, root=0)
+    work = make_work(done=done)
+    totals = run(work, len(work.slabs), work.planes(), comm, n_workers, desc=what, unit="plane",
+                 silent=silent)
     report(comm, what, "plane", *totals)
     return totals

@@ -250,11 +250,13 @@ def test_bad_input_fails_with_one_line(tmp_path, volume, module, args, words):
 @pytest.mark.parametrize("n, options", [pytest.param(3, [], marks=pytest.mark.mpi),
                                         (0, ["--n-workers", "3"])])
 def test_a_plane_that_cannot_be_written_ends_the_job(tmp_path, volume, n, options):
-    """Plane 40 (third slab) is an existing folder: its rank, or local worker, fails in the
-    middle of the job, and the job ends with its message instead of hanging."""
+    """Plane 40 (third slab) is an existing folder that --overwrite cannot replace: its rank,
+    or local worker, fails in the middle of the job, and the job ends with its message
+    instead of hanging."""
     (tmp_path / "x_40.tif").mkdir()
     result = run_program(n, "blockfs2tif", "--input", volume[0], "--output-pattern",
-                         tmp_path / "x_%d.tif", "--silent", *options, expect_failure=True)
+                         tmp_path / "x_%d.tif", "--overwrite", "--silent", *options,
+                         expect_failure=True)
     assert "x_40.tif" in result.stderr and "Is a directory" in result.stderr, result.stderr
 
 
