@@ -10,6 +10,8 @@
 #   scripts/setup-parallel-hdf5.sh   -> ~/.cache/blockfs_mpi/venv-h5py-mpi
 #                                       (override with BLOCKFS_PARALLEL_HDF5_VENV=path)
 # It lives outside the checkout so that every clone on the machine reuses it.
+# To remake it, the script deletes only that cache folder or an environment it
+# made itself (marked inside), never another folder the variable names.
 # Installing Open MPI can take over the system's mpiexec/mpicc alternatives;
 # whatever they pointed to before is put back.
 #
@@ -18,7 +20,11 @@
 # build a parallel h5py against a site's MPI instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-V=${BLOCKFS_PARALLEL_HDF5_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/blockfs_mpi/venv-h5py-mpi}
+# shellcheck source=scripts/common.sh
+source scripts/common.sh
+CACHE_V=${XDG_CACHE_HOME:-$HOME/.cache}/blockfs_mpi/venv-h5py-mpi
+V=${BLOCKFS_PARALLEL_HDF5_VENV:-$CACHE_V}
+MARK=.blockfs-parallel-hdf5  # written into every environment this script makes
 log() { echo "setup-parallel-hdf5: $*" >&2; }
 
 parallel_h5py() {  # Debian's h5py picks its MPI build when H5PY_ALWAYS_USE_MPI is set
@@ -33,7 +39,20 @@ install_blockfs() {
     "$V/bin/pip" install --quiet -e .
     # pip pulls in the PyPI h5py (Debian registers its build under another name);
     # removing the venv's copy leaves Debian's parallel one in charge.
-    "$V/bin/pip" uninstall --quiet --yes h5py 2>/dev/null || true
+    quietly setup-parallel-hdf5 "$V/bin/pip" uninstall --yes h5py || true
+}
+
+remove_old_venv() {  # before remaking $V: delete it only if it is the cache folder or ours
+    [ -e "$V" ] || [ -L "$V" ] || return 0
+    if [ "$(realpath -m -- "$V")" = "$(realpath -m -- "$CACHE_V")" ] \
+        || { [ -f "$V/$MARK" ] && [ -f "$V/pyvenv.cfg" ]; }; then
+        rm -rf -- "$V"
+    else
+        log "refusing to delete $V to remake it: it is neither $CACHE_V nor an environment" \
+            "this script made ($MARK inside); remove it yourself or set" \
+            "BLOCKFS_PARALLEL_HDF5_VENV to a new folder"
+        exit 1
+    fi
 }
 
 if [ -x "$V/bin/python" ] && parallel_h5py; then
@@ -45,11 +64,8 @@ if [ ! -x /usr/bin/mpiexec.openmpi ] || ! /usr/bin/python3 -c "import ensurepip,
     if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
         log "installing python3-h5py-mpi (Debian's parallel h5py on Open MPI)"
         mpirun_before=$(chosen mpirun) mpi_before=$(chosen mpi)
-        export DEBIAN_FRONTEND=noninteractive
-        packages=(python3-h5py-mpi python3-venv openmpi-bin)
-        (apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null 2>&1 \
-         || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null 2>&1; }) \
-         || { log "could not install python3-h5py-mpi; parallel HDF5 tests will be skipped"; exit 0; }
+        quietly setup-parallel-hdf5 apt_install python3-h5py-mpi python3-venv openmpi-bin \
+            || { log "could not install python3-h5py-mpi; parallel HDF5 tests will be skipped"; exit 0; }
         [ -z "$mpirun_before" ] || update-alternatives --quiet --set mpirun "$mpirun_before"
         [ -z "$mpi_before" ] || update-alternatives --quiet --set mpi "$mpi_before"
     else
@@ -57,10 +73,11 @@ if [ ! -x /usr/bin/mpiexec.openmpi ] || ! /usr/bin/python3 -c "import ensurepip,
         exit 0
     fi
 fi
+remove_old_venv
 log "making $V on Debian's python3 with its parallel h5py"
-rm -rf "$V"
 mkdir -p "$(dirname "$V")"
 /usr/bin/python3 -m venv --system-site-packages "$V"
+touch "$V/$MARK"
 install_blockfs
 parallel_h5py || { log "h5py in $V is not parallel"; exit 1; }
 log "ready in $V"

@@ -11,6 +11,8 @@
 # Then it makes the parallel-HDF5 environment (scripts/setup-parallel-hdf5.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/common.sh
+source scripts/common.sh
 VENV=${BLOCKFS_VENV:-.venv}
 stamp="$VENV/.blockfs-test-$(cat setup.cfg pyproject.toml | sha1sum | cut -c1-12)"
 if [ ! -e "$stamp" ]; then
@@ -30,10 +32,7 @@ command -v chromedriver >/dev/null || packages+=(chromium-driver)
 if [ ${#packages[@]} -gt 0 ]; then
     if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
         echo "setup-test-system: installing ${packages[*]}"
-        export DEBIAN_FRONTEND=noninteractive
-        apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null 2>&1 \
-            || { apt-get update -qq >/dev/null 2>&1 \
-                 && apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null 2>&1; } \
+        quietly setup-test-system apt_install "${packages[@]}" \
             || echo "setup-test-system: could not install ${packages[*]}; their tests will skip" >&2
     else
         echo "setup-test-system: missing ${packages[*]} (needs root and apt-get); their tests will skip" >&2

@@ -8,6 +8,8 @@
 #                                  against the mpicc on PATH, no MPICH wheel
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/common.sh
+source scripts/common.sh
 VENV=${BLOCKFS_VENV:-.venv}
 PYTHON=${PYTHON:-python3}
 
@@ -35,9 +37,8 @@ fi
 # glymur needs an OpenJPEG shared library; Debian's is the simplest source.
 if ! "$VENV/bin/python" -c "import glymur, sys; from packaging.version import Version as V; sys.exit(V(glymur.version.openjpeg_version) < V('2.4'))" 2>/dev/null; then
     if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
-        (apt-get install -y -qq --no-install-recommends libopenjp2-7 >/dev/null 2>&1 \
-         || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq --no-install-recommends libopenjp2-7 >/dev/null 2>&1; }) \
-         || echo "setup: could not install libopenjp2-7; blockfs2jp2k will say how to get OpenJPEG" >&2
+        quietly setup apt_install libopenjp2-7 \
+            || echo "setup: could not install libopenjp2-7; blockfs2jp2k will say how to get OpenJPEG" >&2
     else
         echo "setup: OpenJPEG >= 2.4 not found; install libopenjp2 for blockfs2jp2k" >&2
     fi
