@@ -6,32 +6,48 @@ Usage:
 
 <blockfs-file> is level 1 of a pyramid, <dest>/1_1_1/precomputed.blockfs (the
 layout of precomputed-tif); levels go to <dest>/2_2_2/precomputed.blockfs ...
-and the precomputed info to <dest>/info.
+and the precomputed info to <dest>/info. With --output, <blockfs-file> is any
+volume (format 1 or 2): it is first copied, or with --move moved, to
+<output>/1_1_1/precomputed.blockfs, as blockfs-cp and blockfs-mv would.
 
 Options:
   --levels=<n>         Number of levels in all, level 1 included.
+  --output=<folder>    The pyramid folder (created if missing) to put <blockfs-file> in
+                       as level 1 before the levels are made.
+  --move               With --output: move the volume there instead of copying it
+                       (hard links within one filesystem; the source is then gone).
   --voxel-size=<xyz>   Level 1 voxel size x,y,z in nm, for the info.  [default: 1,1,1]
   --labels             Integer labels: downsample by mode, not mean; info type segmentation.
-  --overwrite          Replace levels that exist already.
+  --overwrite          Replace levels that exist already (with --output, level 1 too).
   --silent             No progress bar.
   -h --help            Show this text.
 
-Under `mpiexec -n N` the ranks split the blocks of each new level; each rank
-reads only the blocks below that it needs, and every level is committed
-before the next is made.
+Under `mpiexec -n N` the ranks split the blocks of each new level (and the
+copy of level 1); each rank reads only the blocks below that it needs, and
+every level is committed before the next is made.
 """
 
 from . import parallel
-from .options import check_level, parse_command_line
-from .pyramid import build, parse_voxel_size, pyramid_folder
+from .errors import BlockfsError
+from .options import number_in_range, parse_command_line
+from .pyramid import build, parse_voxel_size, place_level1, pyramid_folder
 
 
 @parallel.program
 def main(argv=None):
     args = parse_command_line(__doc__, argv)
-    levels = check_level("--levels", args["--levels"], 1, 32)
-    build(pyramid_folder(args["<blockfs-file>"]), levels, parse_voxel_size(args["--voxel-size"]),
-          "mode" if args["--labels"] else "mean", parallel.world(),
+    levels = number_in_range("--levels", args["--levels"], 1, 32)
+    voxel_size = parse_voxel_size(args["--voxel-size"])
+    comm = parallel.world()
+    if args["--output"]:
+        dest = args["--output"]
+        place_level1(args["<blockfs-file>"], dest, levels, args["--move"], comm,
+                     overwrite=args["--overwrite"])
+    elif args["--move"]:
+        raise parallel.everywhere(BlockfsError("--move needs --output <pyramid folder>"))
+    else:
+        dest = pyramid_folder(args["<blockfs-file>"])
+    build(dest, levels, voxel_size, "mode" if args["--labels"] else "mean", comm,
           overwrite=args["--overwrite"], silent=args["--silent"])
 
 

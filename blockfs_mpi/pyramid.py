@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 
-from . import parallel
+from . import parallel, relocate
 from .commit import write_atomically
 from .convert import my_share
 from .directory import Directory
@@ -38,7 +38,8 @@ def pyramid_folder(path):
     path = os.path.abspath(path)
     if os.path.abspath(level_path(os.path.dirname(os.path.dirname(path)), 1)) != path:
         raise BlockfsError(f"{path} is not a pyramid's level 1: it must be "
-                           f"<dest>/1_1_1/{DIRECTORY_NAME} (blockfs-mv can move it there)")
+                           f"<dest>/1_1_1/{DIRECTORY_NAME}, or name the pyramid folder with "
+                           f"--output to copy (or --move) the volume there")
     return os.path.dirname(os.path.dirname(path))
 
 
@@ -147,13 +148,42 @@ def build(dest, levels, voxel_size=(1, 1, 1), method="mean", comm=None, overwrit
     options = dict(compression=base.compression, compression_level=base.compression_level,
                    shuffle=base.header.shuffle)
     base.close()
-    for level in range(2, levels + 1):
-        if os.path.exists(level_path(dest, level)) and not overwrite:
-            raise BlockfsError(f"{level_path(dest, level)} exists; pass --overwrite to replace it")
+    refuse_existing(dest, levels, overwrite)
     for level in range(2, levels + 1):
         make_level(level_path(dest, level - 1), level_path(dest, level), method, comm, silent,
                    **options)
     parallel.on_rank0(comm, lambda: write_info(dest, levels, voxel_size, method), BlockfsError)
+
+
+def refuse_existing(dest: str, levels: int, overwrite: bool, first: int = 2) -> None:
+    """Refuse to replace levels first..levels that exist in dest, unless overwrite."""
+    for level in range(first, levels + 1):
+        if os.path.exists(level_path(dest, level)) and not overwrite:
+            raise BlockfsError(f"{level_path(dest, level)} exists; pass --overwrite to replace it")
+
+
+def place_level1(source: str, dest: str, levels: int, move: bool = False, comm=None,
+                 overwrite: bool = False) -> str:
+    """Copy (or move) the volume whose directory file is source into the pyramid folder dest
+    as its level 1, <dest>/1_1_1/precomputed.blockfs, with blockfs-cp's (blockfs-mv's) code;
+    returns that path. Collective.
+
+    dest is created if missing. Nothing is moved when source is that level 1 already, or
+    when one of levels 1..levels exists there without overwrite (refused first, so that a
+    refused run leaves the source where it was).
+    """
+    target = level_path(dest, 1)
+
+    def check():
+        if os.path.exists(target) and os.path.exists(source) and os.path.samefile(source, target):
+            return True
+        refuse_existing(dest, levels, overwrite, first=1)
+        os.makedirs(dest, exist_ok=True)
+        return False
+
+    if relocate.on_rank0(comm, check):  # refusals are RelocateErrors, raised on every rank
+        return target
+    return relocate.relocate(source, target, move, force=overwrite, comm=comm)
 
 
 def write_info(dest, levels, voxel_size, method):

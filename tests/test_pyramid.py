@@ -1,5 +1,6 @@
 """Pyramids: blockfs-downsample and blockfs-write --levels on 1 and 3 ranks, odd extents,
-every voxel of every level against a numpy 2x2x2 mean/mode reference."""
+every voxel of every level against a numpy 2x2x2 mean/mode reference; the documented route
+of a level-1 volume into a pyramid (blockfs-mv, blockfs-downsample --output), formats 1 and 2."""
 import json
 import sys
 
@@ -8,8 +9,9 @@ import pytest
 
 from blockfs_mpi import Directory, pyramid
 from blockfs_mpi.errors import BlockfsError
-from blockfs_mpi.reader import BlockReader
+from blockfs_mpi.reader import BlockReader, read_header
 from conftest import microscopy_volume, mpiexec, run_checked, write_array
+from volumes import format1_volume
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -137,3 +139,85 @@ def test_refusals(tmp_path):
     run_checked([sys.executable, "-m", "blockfs_mpi.downsample",
                  str(tmp_path / "vol" / "1_1_1" / "precomputed.blockfs"), "--levels=2"],
                 expect_failure=True)
+
+
+# --------------------------------------- the documented route (issue 15) --
+
+def level1_volume(kind, path):
+    """A volume of format 1 (as the original blockfs writes it) or 2, 16^3 blocks, odd
+    extents; returns its voxels."""
+    if kind == "format1":
+        return format1_volume(path, shape=(37, 45, 51), block=16)
+    voxels = microscopy_volume((37, 45, 51))
+    write_array(path, voxels, block=16)
+    return voxels
+
+
+def downsample(ranks, *args):
+    return run_checked([mpiexec(), "-n", str(ranks), sys.executable, "-m",
+                        "blockfs_mpi.downsample", *map(str, args), "--levels=3", "--silent"])
+
+
+def assert_level1(pyr, kind):
+    """Level 1 kept its format, its data files named after its new directory file."""
+    path = pyramid.level_path(str(pyr), 1)
+    header = read_header(path)
+    names = [f"{pyramid.DIRECTORY_NAME}.{i}" for i in range(len(header.data_files))]
+    assert header.version == (1 if kind == "format1" else 2)
+    assert header.data_files == (names if kind == "format2"
+                                 else [str(pyr / "1_1_1" / name) for name in names])
+
+
+@pytest.mark.parametrize("ranks", [1, 2])
+@pytest.mark.parametrize("kind", ["format1", "format2"])
+def test_mv_into_a_pyramid_then_downsample(tmp_path, kind, ranks):
+    """docs/neuroglancer.md: blockfs-mv /data/l1.blockfs /data/pyr/1_1_1/precomputed.blockfs,
+    then blockfs-downsample /data/pyr/1_1_1/precomputed.blockfs; every voxel of every level."""
+    source = tmp_path / "l1.blockfs"
+    voxels = level1_volume(kind, source)
+    (tmp_path / "pyr").mkdir()
+    level1 = tmp_path / "pyr" / "1_1_1" / pyramid.DIRECTORY_NAME
+    run_checked([mpiexec(), "-n", str(ranks), sys.executable, "-m", "blockfs_mpi.mv",
+                 str(source), str(level1)])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pyr"]  # the source's files are gone
+    assert_level1(tmp_path / "pyr", kind)
+    downsample(ranks, level1)
+    check_pyramid(tmp_path / "pyr", voxels, 3, reference_mean)
+
+
+@pytest.mark.parametrize("kind,ranks,move", [("format1", 1, False), ("format1", 2, True),
+                                             ("format2", 1, True), ("format2", 2, False)])
+def test_downsample_any_volume_with_output(tmp_path, kind, ranks, move):
+    """blockfs-downsample /data/l1.blockfs --output /data/pyr [--move]: the volume is copied
+    (or moved) to pyr/1_1_1/precomputed.blockfs (pyr created), then the levels are made."""
+    source = tmp_path / "l1.blockfs"
+    voxels = level1_volume(kind, source)
+    files = sorted(tmp_path.iterdir())
+    downsample(ranks, source, "--output", tmp_path / "pyr", *(["--move"] if move else []))
+    left = sorted(p for p in tmp_path.iterdir() if p.name != "pyr")
+    assert left == ([] if move else files)
+    if not move:
+        np.testing.assert_array_equal(Directory.open(str(source))[:, :, :], voxels)
+    assert_level1(tmp_path / "pyr", kind)
+    check_pyramid(tmp_path / "pyr", voxels, 3, reference_mean)
+
+
+def test_output_refusals_move_nothing(tmp_path):
+    """An existing level without --overwrite is refused before the volume moves; a volume
+    that is the level 1 already stays where it is."""
+    source = tmp_path / "l1.blockfs"
+    voxels = level1_volume("format2", source)
+    pyr = tmp_path / "pyr"
+    (pyr / "2_2_2").mkdir(parents=True)
+    write_array(pyramid.level_path(str(pyr), 2), np.zeros((3, 3, 3), np.uint16))  # an old one
+    with pytest.raises(BlockfsError, match=r"2_2_2/precomputed.blockfs exists; pass --overwrite"):
+        pyramid.place_level1(str(source), str(pyr), 2, move=True)
+    assert source.exists() and not (pyr / "1_1_1").exists()
+    level1 = pyramid.place_level1(str(source), str(pyr), 2, move=True, overwrite=True)
+    assert level1 == pyramid.level_path(str(pyr), 1) and not source.exists()
+    assert pyramid.place_level1(level1, str(pyr), 2, move=True) == level1  # in place already
+    pyramid.build(str(pyr), 2, overwrite=True, silent=True)
+    check_pyramid(pyr, voxels, 2, reference_mean)
+    result = run_checked([sys.executable, "-m", "blockfs_mpi.downsample", level1, "--levels=2",
+                          "--move"], expect_failure=True)
+    assert "--move needs --output <pyramid folder>" in result.stderr
