@@ -42,7 +42,7 @@ def main(argv=None):
     if args["--output"]:
         dest = args["--output"]
         place_level1(args["<blockfs-file>"], dest, levels, args["--move"], comm,
-                     overwrite=args["--overwrite"])
+                     overwrite=args["--overwrite"], silent=args["--silent"])
     elif args["--move"]:
         raise parallel.everywhere(BlockfsError("--move needs --output <pyramid folder>"))
     else:

@@ -163,7 +163,7 @@ def refuse_existing(dest: str, levels: int, overwrite: bool, first: int = 2) -> 
 
 
 def place_level1(source: str, dest: str, levels: int, move: bool = False, comm=None,
-                 overwrite: bool = False) -> str:
+                 overwrite: bool = False, silent: bool = False) -> str:
     """Copy (or move) the volume whose directory file is source into the pyramid folder dest
     as its level 1, <dest>/1_1_1/precomputed.blockfs, with blockfs-cp's (blockfs-mv's) code;
     returns that path. Collective.
@@ -183,7 +183,7 @@ def place_level1(source: str, dest: str, levels: int, move: bool = False, comm=N
 
     if relocate.on_rank0(comm, check):  # refusals are RelocateErrors, raised on every rank
         return target
-    return relocate.relocate(source, target, move, force=overwrite, comm=comm)
+    return relocate.relocate(source, target, move, force=overwrite, comm=comm, silent=silent)
 
 
 def write_info(dest, levels, voxel_size, method):

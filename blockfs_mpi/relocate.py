@@ -291,7 +291,7 @@ def across_files(pieces):
     return sorted(pieces, key=lambda piece: (piece[1], piece[0]))  # (offset, file number)
 
 
-def copy_share(plan, comm, fsync=True, threads=None):
+def copy_share(plan, comm, fsync=True, threads=None, silent=False):
     """Copy this rank's pieces on `threads` streams (None: copy_threads) and, with fsync, push
     what it wrote to disk. Collective (the progress bar)."""
     pieces = shares(plan.sizes, parallel.size_of(comm))
@@ -301,7 +301,7 @@ def copy_share(plan, comm, fsync=True, threads=None):
     if parallel.rank_of(comm) == 0:
         parallel.log.info("copying %d piece(s) of up to %d MiB on %d rank(s), %d thread(s) on "
                           "rank 0", n_pieces, PIECE >> 20, len(pieces), threads)
-    progress = Progress(comm, n_pieces, "copy", unit="piece")
+    progress = Progress(comm, n_pieces, "copy", unit="piece", disable=silent)
     try:
         with ThreadPoolExecutor(threads, thread_name_prefix="copy") as pool:
             copies = [pool.submit(copy_piece, plan, *piece) for piece in mine]
@@ -343,14 +343,14 @@ def finish(plan, move, fsync=True):
             os.unlink(path)                       # whose data files are gone
 
 
-def relocate(src, dest, move, force=False, comm=None, fsync=True, threads=None):
+def relocate(src, dest, move, force=False, comm=None, fsync=True, threads=None, silent=False):
     """Move (move=True) or copy the volume whose directory file is src to dest: a folder, or
     a new directory file name ending in .blockfs (see make_plan).
 
     Collective over comm (None: this process alone). Returns the new directory file's path.
     fsync=False leaves a copy's data to the kernel's write-back (never for a move, which
     removes the source only once the copy is on disk). threads: copy streams per rank
-    (None: copy_threads).
+    (None: copy_threads). silent: no progress bar.
     """
     if move and not fsync:
         raise ValueError("a move always fsyncs its copy before it removes the source")
@@ -358,7 +358,7 @@ def relocate(src, dest, move, force=False, comm=None, fsync=True, threads=None):
     linked = move and plan.same_filesystem and on_rank0(comm, lambda: link_files(plan))
     if not linked:
         on_rank0(comm, lambda: prepare_targets(plan))
-        on_every_rank(comm, lambda: copy_share(plan, comm, fsync, threads))
+        on_every_rank(comm, lambda: copy_share(plan, comm, fsync, threads, silent))
         if move and plan.header.version == 2:
             on_every_rank(comm, lambda: verify_frames(plan, comm))
     on_rank0(comm, lambda: finish(plan, move, fsync))

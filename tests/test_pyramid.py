@@ -193,7 +193,8 @@ def test_downsample_any_volume_with_output(tmp_path, kind, ranks, move):
     source = tmp_path / "l1.blockfs"
     voxels = level1_volume(kind, source)
     files = sorted(tmp_path.iterdir())
-    downsample(ranks, source, "--output", tmp_path / "pyr", *(["--move"] if move else []))
+    result = downsample(ranks, source, "--output", tmp_path / "pyr", *(["--move"] if move else []))
+    assert "piece/s" not in result.stderr  # --silent: no progress bar for the copy either
     left = sorted(p for p in tmp_path.iterdir() if p.name != "pyr")
     assert left == ([] if move else files)
     if not move:
