@@ -17,7 +17,7 @@ from . import parallel
 from .commit import build_index, commit_slices, index_spans, route_rows, write_atomically
 from .errors import BlockfsError, FormatError
 from .progress import Progress
-from .reader import BlockReader, read_header, resolve_data_file
+from .reader import BlockReader, locate_data_files, read_header
 from .scan import scan_data_file
 from .writer import WRITTEN
 
@@ -57,8 +57,10 @@ def index_chunks(path, header, entries=1 << 20, span=None):
 
 def data_paths(path, header):
     """The data files of a volume, then any `<directory file>.<n>` that follows them unnamed:
-    the file of an extra rank of a resumed job that never committed (format 2 only)."""
-    paths = [resolve_data_file(path, name) for name in header.data_files]
+    the file of an extra rank of a resumed job that never committed (format 2 only). A
+    data file found nowhere is given where it belongs: info reports it missing, and a
+    check reports each of its blocks with the places it was looked for."""
+    paths, _ = locate_data_files(path, header)
     if header.version != 1:
         base = os.path.abspath(path)
         while os.path.exists(f"{base}.{len(paths)}") and f"{base}.{len(paths)}" not in paths:

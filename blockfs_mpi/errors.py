@@ -26,6 +26,11 @@ class CorruptBlockError(FormatError):
     """A block's stored bytes are damaged: bad frame, checksum or size."""
 
 
+class DataFileNotFoundError(BlockfsError, FileNotFoundError):
+    """A data file named in a directory file is in none of the places it may be on this
+    machine; the message names the volume, the stored name and every place looked in."""
+
+
 class BlockCoordinateError(BlockfsError, IndexError):
     """Coordinates outside the volume or not on a block boundary."""
 

@@ -11,7 +11,7 @@ import numpy as np
 
 from . import format as fmt
 from .compression import blosc_sizes, make_codec
-from .errors import CorruptBlockError, FormatError
+from .errors import CorruptBlockError, DataFileNotFoundError, FormatError
 
 
 def pread_exact(fd, size, offset):
@@ -59,20 +59,72 @@ def read_header(path):
     return header
 
 
-def resolve_data_file(directory_path, name):
-    """Where a data file named in a directory file is on this machine.
+def data_file_places(directory_path: str, name: str, version: int) -> list[tuple[str, str]]:
+    """Where a data file named in a directory file may be on this machine: (path, rule) pairs
+    in the order they are tried.
 
-    Format 2 names are relative to the directory file's folder. Format 1
-    names are absolute paths of the writing machine: when such a path does
-    not exist here, the file of the same name beside the directory file is used.
+    Format 2 names are relative to the directory file's folder (an absolute name that is not
+    there falls back to its last component beside the directory file). The original blockfs
+    stored format 1 names as it built them from the path its user typed: absolute, or
+    relative to the writer's working directory. So a relative format 1 name is tried
+    beside the directory file, then from this process's working directory (the original's
+    own rule), then by its last component beside the directory file (a volume moved by
+    hand or written on another machine).
     """
     folder = os.path.dirname(os.path.abspath(directory_path))
-    path = os.path.join(folder, name)
-    if os.path.isabs(name) and not os.path.exists(path):
-        beside = os.path.join(folder, os.path.basename(name))
-        if os.path.exists(beside):
-            return beside
-    return path
+    beside = (os.path.join(folder, os.path.basename(name)),
+              "its last component beside the directory file")
+    if version != 1:
+        stored = (os.path.join(folder, name), "relative to the directory file's folder")
+        return [stored, beside] if os.path.isabs(name) else [stored]
+    if os.path.isabs(name):
+        places = [(name, "as stored")]
+    else:
+        places = [(os.path.join(folder, name), "relative to the directory file's folder")]
+        try:
+            places.append((os.path.join(os.getcwd(), name), "relative to the working directory"))
+        except FileNotFoundError:  # the working directory was removed
+            pass
+    places.append(beside)
+    unique = {}
+    for path, rule in places:
+        unique.setdefault(os.path.normpath(path), rule)
+    return list(unique.items())
+
+
+def resolve_data_file(directory_path: str, name: str, version: int) -> str:
+    """The path of a data file named in a directory file (format `version`): the first of
+    data_file_places that is a file. Raises DataFileNotFoundError, naming the volume, the
+    stored name and every place tried, if none is; its `path` is where the file belongs."""
+    places = data_file_places(directory_path, name, version)
+    for path, _ in places:
+        if os.path.isfile(path):
+            return path
+    volume = os.path.abspath(directory_path)
+    if len(places) == 1:
+        message = f"{places[0][0]}: data file of volume {volume} is missing"
+    else:
+        tried = "; ".join(f"{path} ({rule})" for path, rule in places)
+        message = (f"data file {name!r} of volume {volume} is missing: not found in any of "
+                   f"{len(places)} places: {tried}")
+    error = DataFileNotFoundError(message)
+    error.path = places[0][0]
+    raise error
+
+
+def locate_data_files(directory_path: str,
+                      header: fmt.Header) -> tuple[list[str], dict[int, str]]:
+    """(paths, missing): the path of each data file of a volume, as resolve_data_file finds it
+    or where it belongs if it is nowhere, and for those the error message by file number:
+    a reader or a check reports a missing file on use instead of refusing the volume."""
+    paths, missing = [], {}
+    for number, name in enumerate(header.data_files):
+        try:
+            paths.append(resolve_data_file(directory_path, name, header.version))
+        except DataFileNotFoundError as e:
+            paths.append(e.path)
+            missing[number] = str(e)
+    return paths, missing
 
 
 class BlockReader:
@@ -87,7 +139,7 @@ class BlockReader:
         if header is None:
             self._directory_fd, header = open_directory_file(self.path)
         self.header = header
-        self.data_paths = [resolve_data_file(self.path, name) for name in self.header.data_files]
+        self.data_paths, self._missing = locate_data_files(self.path, self.header)
         self.codec = make_codec(self.header.compression, self.header.compression_level,
                                 self.header.shuffle)
         self._lock = threading.Lock()
@@ -114,8 +166,10 @@ class BlockReader:
                     try:
                         fd = fds[key] = os.open(path, os.O_RDONLY)
                     except FileNotFoundError:
-                        raise FileNotFoundError(
-                            f"{path}: data file of volume {self.path} is missing") from None
+                        if key is None:
+                            raise
+                        raise DataFileNotFoundError(self._missing.get(key) or (
+                            f"{path}: data file of volume {self.path} is missing")) from None
         return fd
 
     def close(self):

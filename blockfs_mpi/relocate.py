@@ -98,7 +98,8 @@ class Plan:
     header: object
     sources: list  # data files
     targets: list
-    names: list  # data file names in the new directory file
+    names: list  # data file names in the new directory file (format 1: absolute, since the
+    # original blockfs opens them from its working directory)
     sizes: list
     same_filesystem: bool
 
@@ -148,7 +149,7 @@ def make_plan(src, dest, force):
     source = os.path.abspath(src)
     header = read_header(source)
     folder, target, named = split_destination(source, dest)
-    sources = [resolve_data_file(source, name) for name in header.data_files]
+    sources = [resolve_data_file(source, name, header.version) for name in header.data_files]
     refuse_inside(source, [source, *sources], folder)
     parent = os.path.dirname(folder)
     if not os.path.isdir(parent):

@@ -30,12 +30,18 @@ def test_real_format1_volume_reads_every_voxel(format1_copy):
         assert not directory.read_block(x, y, z).any()
 
 
-def write_format1(path, volume, block, n_files, compression, level):
-    """A format 1 volume written from the spec (as the original lays it out)."""
+def write_format1(path, volume, block, n_files, compression, level, stored=None):
+    """A format 1 volume written from the spec (as the original lays it out).
+
+    stored: the directory file's name as the original's user gave it (relative to the
+    writer's working directory, or absolute); the original stores the data files'
+    names as `<stored>.<i>` and writes them beside the directory file. Default: an
+    absolute path of another machine."""
     zb, yb, xb = block
     z_extent, y_extent, x_extent = volume.shape
     geometry = Geometry(x_extent, y_extent, z_extent, xb, yb, zb)
-    files = [f"/elsewhere/{path.name}.{i}" for i in range(n_files)]
+    stored = stored or f"/elsewhere/{path.name}"
+    files = [f"{stored}.{i}" for i in range(n_files)]
     header = fmt.Header(geometry=geometry, dtype=volume.dtype, data_files=files,
                         compression=compression, compression_level=level, version=1,
                         metadata={"Lab": "test"}, n_offset_bits=40, n_size_bits=24)
@@ -45,8 +51,8 @@ def write_format1(path, volume, block, n_files, compression, level):
     sizes = np.zeros(geometry.n_blocks, np.uint64)
     for x, y, z in geometry.block_origins():
         number = geometry.block_number(x, y, z)
-        if number % 5 == 3:
-            continue  # leave some blocks unwritten
+        if left_unwritten(number):
+            continue
         zs, ys, xs = geometry.block_shape(x, y, z)
         payload = codec.encode(np.ascontiguousarray(volume[z:z + zs, y:y + ys, x:x + xs]))
         target = data[number % n_files]
@@ -58,6 +64,21 @@ def write_format1(path, volume, block, n_files, compression, level):
     for i, blob in enumerate(data):
         path.with_name(f"{path.name}.{i}").write_bytes(bytes(blob))
     return geometry
+
+
+def left_unwritten(number):
+    """Whether write_format1 leaves block `number` unwritten (some blocks are)."""
+    return number % 5 == 3
+
+
+def as_written(volume, geometry):
+    """The voxels a volume written by write_format1 reads back: its unwritten blocks zero."""
+    expected = volume.copy()
+    for x, y, z in geometry.block_origins():
+        if left_unwritten(geometry.block_number(x, y, z)):
+            zs, ys, xs = geometry.block_shape(x, y, z)
+            expected[z:z + zs, y:y + ys, x:x + xs] = 0
+    return expected
 
 
 @pytest.mark.parametrize("block,n_files,compression,level", [
@@ -72,12 +93,7 @@ def test_format1_from_spec(tmp_path, block, n_files, compression, level):
     path = tmp_path / "spec.blockfs"
     geometry = write_format1(path, volume, block, n_files, compression, level)
     directory = Directory.open(path)
-    expected = volume.copy()
-    for x, y, z in geometry.block_origins():
-        if geometry.block_number(x, y, z) % 5 == 3:
-            zs, ys, xs = geometry.block_shape(x, y, z)
-            expected[z:z + zs, y:y + ys, x:x + xs] = 0
-    np.testing.assert_array_equal(directory[:], expected)
+    np.testing.assert_array_equal(directory[:], as_written(volume, geometry))
     assert directory.metadata == {"Lab": "test"}
 
 

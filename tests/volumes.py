@@ -103,9 +103,10 @@ def volume_files(path):
         return [str(path), *directory.block_filenames]
 
 
-def program(n, name, *args, expect_failure=False, timeout=120):
-    """Run `python -m blockfs_mpi.<name>` on n ranks under mpiexec (n=0: no mpiexec at all)."""
+def program(n, name, *args, expect_failure=False, timeout=120, cwd=None):
+    """Run `python -m blockfs_mpi.<name>` on n ranks under mpiexec (n=0: no mpiexec at all),
+    in the working directory cwd (None: this process's)."""
     command = [sys.executable, "-m", f"blockfs_mpi.{name}", *map(str, args)]
     if n:
         command = [mpiexec(), "-n", str(n), *command]
-    return run_checked(command, timeout=timeout, expect_failure=expect_failure)
+    return run_checked(command, timeout=timeout, expect_failure=expect_failure, cwd=cwd)
