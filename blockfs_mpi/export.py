@@ -19,7 +19,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from . import parallel
 from .dealer import Dealer
 from .errors import BlockfsError
-from .options import check_level
+from .options import number_in_range
 from .progress import Progress
 
 log = logging.getLogger("blockfs_mpi")
@@ -53,7 +53,7 @@ def plane_path(pattern, z):
 
 def check_workers(value):
     """--n-workers as a number, or None when not given (one per core)."""
-    return value and check_level("--n-workers", value, 1, 4096)
+    return value and number_in_range("--n-workers", value, 1, 4096)
 
 
 def slabs(geometry):
@@ -143,7 +143,7 @@ def partial_of(entry):
         return None
     name, rest = entry[1:].rsplit(PARTIAL, 1)
     suffix = os.path.splitext(name)[1]
-    pid = rest[:len(rest) - len(suffix)] if suffix else rest
+    pid = rest[:len(rest) - len(suffix)]
     return name if rest.endswith(suffix) and pid.isdigit() else None
 
 
@@ -211,9 +211,9 @@ class SlabWork:
     def __init__(self, directory, pattern, done=frozenset()):
         self.directory = directory
         self.pattern = pattern
-        self.slabs = [(z0, z1, [z for z in range(z0, z1) if z not in done])
-                      for z0, z1 in slabs(directory.geometry)]
-        self.slabs = [slab for slab in self.slabs if slab[2]]
+        every = ((z0, z1, [z for z in range(z0, z1) if z not in done])
+                 for z0, z1 in slabs(directory.geometry))
+        self.slabs = [(z0, z1, todo) for z0, z1, todo in every if todo]  # (z0, z1, planes)
 
     def planes(self):
         """How many planes the job writes."""
