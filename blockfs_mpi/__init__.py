@@ -5,10 +5,10 @@
 from .compression import Compression
 from .directory import Directory
 from .errors import (BlockCoordinateError, BlockfsError, BlockShapeError, CorruptBlockError,
-                     DuplicateBlockError, FormatError, ReadOnlyError, WriterError)
+                     DuplicateBlockError, FormatError, OptionError, ReadOnlyError, WriterError)
 
 __version__ = "0.1.0"
 
-__all__ = ["Directory", "Compression", "BlockfsError", "FormatError", "CorruptBlockError",
-           "BlockCoordinateError", "BlockShapeError", "ReadOnlyError", "DuplicateBlockError",
-           "WriterError", "__version__"]
+__all__ = ["Directory", "Compression", "BlockfsError", "OptionError", "FormatError",
+           "CorruptBlockError", "BlockCoordinateError", "BlockShapeError", "ReadOnlyError",
+           "DuplicateBlockError", "WriterError", "__version__"]

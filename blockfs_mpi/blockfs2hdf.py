@@ -34,7 +34,7 @@ import numpy as np
 from . import export, parallel
 from .directory import Directory
 from .errors import BlockfsError
-from .options import check_level, parse_command_line
+from .options import number_in_range, parse_command_line
 from .progress import Progress
 
 log = logging.getLogger("blockfs_mpi")
@@ -44,7 +44,7 @@ def hdf_filter(compression="gzip", opts=None):
     """(compression, compression_opts) for h5py from command-line strings, checked."""
     kind = str(compression).lower()
     if kind == "gzip":
-        return "gzip", 4 if opts is None else check_level("--compression-opts", opts, 0, 9)
+        return "gzip", 4 if opts is None else number_in_range("--compression-opts", opts, 0, 9)
     if kind not in ("lzf", "none"):
         raise ValueError(f"--compression must be gzip, lzf or none, not {compression!r}")
     if opts is not None:

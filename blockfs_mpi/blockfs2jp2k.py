@@ -32,7 +32,7 @@ from functools import partial
 
 from . import export, parallel
 from .directory import Directory
-from .options import check_level, parse_command_line
+from .options import number_in_range, parse_command_line
 
 OPENJPEG_HELP = ("install Debian/Ubuntu's libopenjp2-7 (apt-get install libopenjp2-7), or point "
                  "glymur at another libopenjp2 (e.g. the one in Pillow's wheel, pillow.libs/) with "
@@ -72,7 +72,7 @@ def export_jp2k(directory, pattern, psnr=None, comm=None, n_workers=None, silent
 def main(argv=None):
     args = parse_command_line(__doc__, argv)
     pattern = export.check_pattern(args["<pattern>"] or args["--output-pattern"])
-    psnr = args["--psnr"] and check_level("--psnr", args["--psnr"], 1, 1000, float)
+    psnr = args["--psnr"] and number_in_range("--psnr", args["--psnr"], 1, 1000, float)
     n_workers = export.check_workers(args["--n-workers"])
     require_glymur()
     directory = Directory.open(args["<blockfs-file>"] or args["--input"])

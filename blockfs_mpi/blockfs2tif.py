@@ -38,7 +38,7 @@ import tifffile
 
 from . import export, parallel
 from .directory import Directory
-from .options import check_level, parse_command_line
+from .options import number_in_range, parse_command_line
 
 BIGTIFF_THRESHOLD = 2 ** 32 - 2 ** 25  # tifffile's: 4 GiB less room for metadata
 
@@ -125,8 +125,8 @@ def export_tiff(directory, pattern, level=3, comm=None, n_workers=None, y_stripe
 def main(argv=None):
     args = parse_command_line(__doc__, argv)
     pattern = export.check_pattern(args["<pattern>"] or args["--output-pattern"])
-    level = check_level("--compression", args["--compression"], 0, 9)
-    y_stripe = check_level("--y-stripe", args["--y-stripe"], 0, 2 ** 31)
+    level = number_in_range("--compression", args["--compression"], 0, 9)
+    y_stripe = number_in_range("--y-stripe", args["--y-stripe"], 0, 2 ** 31)
     n_workers = export.check_workers(args["--n-workers"])
     directory = Directory.open(args["<blockfs-file>"] or args["--input"])
     export_tiff(directory, pattern, level, parallel.world(), n_workers, y_stripe,

@@ -1,10 +1,11 @@
 """Blosc codecs by name, as both formats store them (numcodecs does the work)."""
 import enum
 import functools
+import operator
 import struct
 import warnings
 
-from .errors import FormatError
+from .errors import OptionError
 
 
 class Compression(enum.Enum):
@@ -18,14 +19,14 @@ class Compression(enum.Enum):
 
     @classmethod
     def parse(cls, value):
-        """A Compression from an enum member or its name; FormatError otherwise."""
+        """A Compression from an enum member or its name; OptionError otherwise."""
         if isinstance(value, cls):
             return value
         try:
             return cls[str(value)]
         except KeyError:
             names = ", ".join(member.name for member in cls)
-            raise FormatError(
+            raise OptionError(
                 f"unknown compression {value!r}: expected one of {names}") from None
 
 
@@ -57,14 +58,23 @@ def numcodecs_blosc():
     return blosc
 
 
+def check_codec(compression, level, shuffle="byte"):
+    """(Compression, level) for a compression, level 0-9 and shuffle name, or OptionError."""
+    compression = Compression.parse(compression)
+    try:
+        number = operator.index(level)
+    except TypeError:
+        number = None
+    if number is None or not 0 <= number <= 9:
+        raise OptionError(f"compression level must be a whole number from 0 to 9, not {level!r}")
+    if shuffle not in SHUFFLES:
+        raise OptionError(f"unknown shuffle {shuffle!r}: expected one of {', '.join(SHUFFLES)}")
+    return compression, number
+
+
 def make_codec(compression, level, shuffle="byte"):
     """The numcodecs Blosc codec for a compression, level 0-9 and shuffle name."""
-    compression = Compression.parse(compression)
-    level = int(level)
-    if not 0 <= level <= 9:
-        raise FormatError(f"compression level {level} is outside 0-9")
-    if shuffle not in SHUFFLES:
-        raise FormatError(f"unknown shuffle {shuffle!r}: expected one of {', '.join(SHUFFLES)}")
+    compression, level = check_codec(compression, level, shuffle)
     blocksize = ZSTD_BLOSC_BLOCKSIZE if compression is Compression.zstd and 0 < level < 5 else 0
     return numcodecs_blosc().Blosc(cname=compression.name, clevel=level, shuffle=SHUFFLES[shuffle],
                                    blocksize=blocksize)

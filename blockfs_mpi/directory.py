@@ -96,6 +96,7 @@ class Directory:
         self._owner_pid = os.getpid()
         self._recovered = np.zeros(0, WRITTEN)  # frames a resumed job found on disk (this rank)
         self._present = None  # blocks on disk when resumed, a bit per block (np.packbits)
+        self._written = None  # blocks written through this object in this process, likewise
 
     # ------------------------------------------------------------ opening --
 
@@ -113,7 +114,7 @@ class Directory:
         self._writer = self._processes = self._client = None
         self._owner_pid = os.getpid()
         self._recovered = np.zeros(0, WRITTEN)
-        self._present = None
+        self._present = self._written = None
         return self
 
     @classmethod
@@ -156,11 +157,21 @@ class Directory:
         return self
 
     def has_block(self, x, y, z):
-        """True if a resumed volume already holds the block at (x, y, z) intact on disk."""
-        if self._present is None:
-            return False
+        """True if the block at (x, y, z) is stored. Opened for reading (or closed): the
+        committed index says. While writing: a block that resume() found intact on disk, or
+        one written through this Directory in this process (under MPI: by this rank); blocks
+        other ranks or worker processes write count once close() has committed them."""
         block = self.geometry.block_number(x, y, z)
-        return bool(self._present[block >> 3] & 0x80 >> (block & 7))
+        if self._state == READING:
+            return self.reader.entry(block) is not None
+        return any(bits is not None and bool(bits[block >> 3] & 0x80 >> (block & 7))
+                   for bits in (self._present, self._written))
+
+    def _remember_written(self, block):
+        """Set block's bit in _written (made at the first write: one bit per block)."""
+        if self._written is None:
+            self._written = np.zeros(-(-self.geometry.n_blocks // 8), np.uint8)
+        self._written[block >> 3] |= 0x80 >> (block & 7)
 
     def __enter__(self):
         return self
@@ -176,7 +187,8 @@ class Directory:
             raise BlockfsError(f"{self.directory_filename}: a volume being written by MPI ranks "
                                f"cannot be sent to another process; each rank writes its own")
         state = self.__dict__.copy()
-        state.update(comm=None, _reader=None, _processes=None)
+        state.update(comm=None, _reader=None, _processes=None,
+                     _written=None)  # what this process wrote, not the receiver
         return state
 
     def __repr__(self):
@@ -311,6 +323,7 @@ class Directory:
                                       "Directory is handed to other processes")
                 self.start_writer_processes()
             self._client.send(block_number % len(self.header.data_files), block_number, block)
+        self._remember_written(block_number)
 
     def close(self):
         """Finish writing and commit the index atomically (collective under MPI).

@@ -18,6 +18,11 @@ class BlockfsError(Exception):
     """Base class of every error blockfs_mpi raises on purpose."""
 
 
+class OptionError(BlockfsError, ValueError):
+    """A bad argument to the API or a program: an unknown codec or dtype, a number out of range.
+    (FormatError, by contrast, means a file is not a blockfs file.)"""
+
+
 class FormatError(BlockfsError, ValueError):
     """A file is not a blockfs file, or its bytes do not follow the format."""
 

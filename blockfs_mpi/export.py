@@ -19,7 +19,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from . import parallel
 from .dealer import Dealer
 from .errors import BlockfsError
-from .options import check_level
+from .options import number_in_range
 from .progress import Progress
 
 log = logging.getLogger("blockfs_mpi")
@@ -53,7 +53,7 @@ def plane_path(pattern, z):
 
 def check_workers(value):
     """--n-workers as a number, or None when not given (one per core)."""
-    return value and check_level("--n-workers", value, 1, 4096)
+    return value and number_in_range("--n-workers", value, 1, 4096)
 
 
 def slabs(geometry):

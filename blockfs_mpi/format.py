@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 import crc32c as _crc32c
 import numpy as np
 
-from .compression import Compression
-from .errors import CorruptBlockError, FormatError
+from .compression import Compression, check_codec
+from .errors import CorruptBlockError, FormatError, OptionError
 from .geometry import Geometry
 
 FORMAT1_MAGIC = b"BlockFS\0"
@@ -219,6 +219,7 @@ def _parse_metadata2(raw, md_crc, index_offset, n_entries, name):
                         metadata=dict(meta.get("metadata", {})), version=FORMAT2_VERSION,
                         index_offset=index_offset, n_entries=n_entries,
                         index_crc32c=meta.get("index_crc32c"))
+        check_codec(header.compression, header.compression_level, header.shuffle)
     except (KeyError, TypeError, ValueError, OverflowError) as e:  # OverflowError: Infinity
         raise FormatError(f"{name}: bad metadata: {e}") from None
     if n_entries != geometry.n_blocks:
@@ -252,6 +253,7 @@ def _parse_metadata1(raw, index_offset, file_size, name):
                         metadata={k: v for k, v in meta.items() if k not in FORMAT1_KEYS},
                         version=1, index_offset=index_offset,
                         n_offset_bits=int(meta["NOffsetBits"]), n_size_bits=int(meta["NSizeBits"]))
+        check_codec(header.compression, header.compression_level)
     except (KeyError, TypeError, ValueError, OverflowError) as e:  # OverflowError: Infinity
         raise FormatError(f"{name}: bad format 1 metadata: {e}") from None
     if (not header.data_files or header.n_offset_bits <= 0 or header.n_size_bits <= 0
@@ -317,12 +319,14 @@ def _load_json(raw, name):
 
 
 def parse_dtype(value, name):
+    """The numpy dtype of a volume of name, or OptionError (FormatError where a file's
+    metadata is read) if blockfs cannot store it."""
     try:
         dtype = np.dtype(value)
     except TypeError:
-        raise FormatError(f"{name}: unknown dtype {value!r}") from None
+        raise OptionError(f"{name}: unknown dtype {value!r}") from None
     if dtype.kind not in "uifb" or dtype.itemsize > 8:
-        raise FormatError(f"{name}: unsupported dtype {value!r} (numeric scalars only)")
+        raise OptionError(f"{name}: unsupported dtype {value!r} (numeric scalars only)")
     return dtype
 
 

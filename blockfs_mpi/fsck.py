@@ -32,14 +32,14 @@ import sys
 
 from . import parallel
 from .check import fsck
-from .options import check_level, parse_command_line
+from .options import number_in_range, parse_command_line
 
 
 @parallel.program
 def main(argv=None):
     args = parse_command_line(__doc__, argv)
-    n_workers = check_level("--n-workers", args["--n-workers"], 1, 4096)
-    listed = check_level("--max-listed", args["--max-listed"], 0, 10**9)
+    n_workers = number_in_range("--n-workers", args["--n-workers"], 1, 4096)
+    listed = number_in_range("--max-listed", args["--max-listed"], 0, 10**9)
     status = fsck(args["<blockfs-file>"], parallel.world(), n_workers,
                   fix=args["--repair"], silent=args["--silent"], listed=listed,
                   quick=args["--quick"])

@@ -3,6 +3,7 @@ range with an error naming the option."""
 from docopt import docopt
 
 from . import parallel
+from .errors import OptionError
 
 
 def parse_command_line(usage, argv=None):
@@ -12,8 +13,9 @@ def parse_command_line(usage, argv=None):
     return docopt(usage, argv, version=f"blockfs_mpi {__version__}")
 
 
-def check_level(name, value, low, high, kind=int):
-    """value (a string from the command line) as kind, or a one-line error naming the option.
+def number_in_range(name, value, low, high, kind=int):
+    """value (a string from the command line) as a number of kind from low to high, or a
+    one-line OptionError naming the option.
 
     Every rank parses the same command line, so every rank raises the same error.
     """
@@ -23,5 +25,5 @@ def check_level(name, value, low, high, kind=int):
         number = None
     if number is None or not low <= number <= high:
         raise parallel.everywhere(
-            ValueError(f"{name} must be a number from {low} to {high}, not {value!r}"))
+            OptionError(f"{name} must be a number from {low} to {high}, not {value!r}"))
     return number

@@ -8,7 +8,6 @@ the volume). Format 1 stays format 1.
 import dataclasses
 import itertools
 import os
-import sys
 
 import numpy as np
 
@@ -16,7 +15,7 @@ from . import format as fmt
 from . import parallel
 from .commit import atomic_file
 from .errors import FormatError
-from .options import parse_command_line
+from .options import number_in_range, parse_command_line
 from .reader import pread_exact, read_header
 
 USAGE = """Make a blockfs directory file name the data files in the folder it now lives in.
@@ -26,11 +25,13 @@ and are rewritten; format 2 names are relative and need no change unless
 they are absolute. The directory file is replaced atomically.
 
 Usage:
-  blockfs-rebase <blockfs-file> [--block-size <bytes>]
+  blockfs-rebase <blockfs-file> [--index-chunk <bytes> | --block-size <bytes>]
   blockfs-rebase -h | --help | --version
 
 Options:
-  --block-size <bytes>  Bytes of the index read and written at a time [default: 16777216].
+  --index-chunk <bytes>  Bytes of the index read and written at a time [default: 16777216].
+  --block-size <bytes>   The old name of --index-chunk: bytes, not the voxels per block
+                         edge that blockfs-write's --block-size means.
   -h --help  Show this text.
 """
 
@@ -134,11 +135,10 @@ def rebase(path, piece_bytes=INDEX_PIECE):
 @parallel.program
 def main(argv=None):
     args = parse_command_line(USAGE, argv)
-    piece_bytes = args["--block-size"]
-    if not piece_bytes.isdigit() or int(piece_bytes) <= 0:
-        sys.exit(f"--block-size must be a positive number of bytes, not {piece_bytes!r}")
+    option = "--block-size" if args["--block-size"] is not None else "--index-chunk"
+    piece_bytes = number_in_range(option, args[option], 1, 1 << 30)
     path = args["<blockfs-file>"]
-    if rebase(path, int(piece_bytes)):
+    if rebase(path, piece_bytes):
         parallel.log.info("%s now names the data files in %s", path,
                           os.path.dirname(os.path.abspath(path)))
     else:

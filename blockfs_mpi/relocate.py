@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from . import parallel
 from .errors import BlockfsError
-from .options import check_level, parse_command_line
+from .options import number_in_range, parse_command_line
 from .progress import Progress
 from .reader import BlockReader, read_header, resolve_data_file
 from .rebase import check_data_files, write_directory
@@ -368,8 +368,8 @@ def relocate(src, dest, move, force=False, comm=None, fsync=True, threads=None, 
 
 def run(usage, move, argv):
     args = parse_command_line(usage, argv)
-    threads = None if args["--threads"] == "auto" else check_level("--threads", args["--threads"],
-                                                                    1, 64)
+    threads = None if args["--threads"] == "auto" else number_in_range(
+        "--threads", args["--threads"], 1, 64)
     comm = parallel.world()
     target = relocate(args["<src>"], args["<dest>"], move, args["--force"], comm,
                       fsync=not args.get("--no-fsync"), threads=threads)

@@ -28,7 +28,7 @@ from urllib.parse import unquote
 
 from . import parallel
 from .catalog import BadName, Catalog, NotFound
-from .options import check_level, parse_command_line
+from .options import number_in_range, parse_command_line
 
 log = logging.getLogger("blockfs_mpi")
 
@@ -171,8 +171,8 @@ class Server(ThreadingHTTPServer):
 @parallel.program
 def main(argv=None):
     args = parse_command_line(__doc__, argv)
-    server = Server(args["<folder>"], check_level("--port", args["--port"], 0, 65535),
-                    args["--bind"], check_level("--cache", args["--cache"], 1, 2 ** 20),
+    server = Server(args["<folder>"], number_in_range("--port", args["--port"], 0, 65535),
+                    args["--bind"], number_in_range("--cache", args["--cache"], 1, 2 ** 20),
                     args["--quiet"])
     print(f"blockfs-serve: serving {server.catalog.root} at {server.url}/", flush=True)
     started = time.monotonic()

@@ -48,7 +48,7 @@ from . import parallel, pyramid
 from .compression import Compression
 from .convert import blocks_in_budget, convert, open_output, verify
 from .errors import BlockfsError
-from .options import check_level, parse_command_line
+from .options import number_in_range, parse_command_line
 from .sources import open_source
 
 log = logging.getLogger("blockfs_mpi")
@@ -104,9 +104,11 @@ def striping_hints(args):
     """MPI-IO hints for Lustre striping, from --stripe-count and --stripe-size."""
     hints = {}
     if args["--stripe-count"]:
-        hints["striping_factor"] = check_level("--stripe-count", args["--stripe-count"], 1, 65535)
+        hints["striping_factor"] = number_in_range("--stripe-count", args["--stripe-count"], 1,
+                                                   65535)
     if args["--stripe-size"]:
-        hints["striping_unit"] = check_level("--stripe-size", args["--stripe-size"], 65536, 2 ** 32)
+        hints["striping_unit"] = number_in_range("--stripe-size", args["--stripe-size"], 65536,
+                                                 2 ** 32)
     return hints or None
 
 
@@ -117,14 +119,14 @@ def main(argv=None):
     rank = parallel.rank_of(comm)
     memory = parse_size(args["--memory"])
     block_size = parse_block_size(args["--block-size"])
-    level = check_level("--level", args["--level"], 0, 9)
+    level = number_in_range("--level", args["--level"], 0, 9)
     hints = striping_hints(args)
     source = open_source(args["<source>"])
     dtype = parse_dtype(args["--dtype"], source.dtype)
     blocks_in_budget(block_size, dtype.itemsize, memory)
     output = args["<output>"]
     if args["--levels"]:  # a pyramid: level 1 goes to <output>/1_1_1/precomputed.blockfs
-        levels = check_level("--levels", args["--levels"], 1, 32)
+        levels = number_in_range("--levels", args["--levels"], 1, 32)
         voxel_size = pyramid.parse_voxel_size(args["--voxel-size"])
         output = pyramid.level_path(args["<output>"], 1)
         os.makedirs(os.path.dirname(output), exist_ok=True)

@@ -17,6 +17,8 @@ from conftest import run_checked
     ("fsck", ["{out}", "--n-workers", "0"], "--n-workers"),
     ("serve", ["{tmp}", "--port", "http"], "--port"),
     ("serve", ["{tmp}", "--cache", "-1"], "--cache"),
+    ("rebase", ["{out}", "--index-chunk", "0"], "--index-chunk"),
+    ("rebase", ["{out}", "--block-size", "lots"], "--block-size"),  # the old name
 ])
 def test_bad_number_names_its_option(tmp_path, program, args, option):
     out = tmp_path / "out.blockfs"
@@ -25,6 +27,21 @@ def test_bad_number_names_its_option(tmp_path, program, args, option):
     result = run_checked(command, timeout=60, expect_failure=True)
     assert f"{option} must be a number from" in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--compression", "brotli"],
+     "error: unknown compression 'brotli': expected one of zstd, blosclz, lz4, lz4hc, zlib"),
+    (["--dtype", "U8"], "unsupported dtype"),
+])
+def test_bad_codec_or_dtype_is_one_line(tmp_path, args, message):
+    """Bad arguments (OptionError, a ValueError, not FormatError) end the program with their
+    message alone, before anything is written."""
+    command = [sys.executable, "-m", "blockfs_mpi.write", "synthetic:20x20x20",
+               str(tmp_path / "out.blockfs"), *args]
+    result = run_checked(command, timeout=60, expect_failure=True)
+    assert message in result.stderr and "Traceback" not in result.stderr, result.stderr
     assert not list(tmp_path.iterdir())
 
 

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from blockfs_mpi import (BlockCoordinateError, BlockfsError, BlockShapeError, Compression,
-                         CorruptBlockError, Directory, FormatError, ReadOnlyError, WriterError)
+                         CorruptBlockError, Directory, FormatError, OptionError, ReadOnlyError,
+                         WriterError)
 from blockfs_mpi import format as fmt
 from blockfs_mpi import writer as writer_module
 from blockfs_mpi.commit import build_index
@@ -18,7 +19,7 @@ from blockfs_mpi.compression import make_codec
 from blockfs_mpi.geometry import Geometry
 from blockfs_mpi.writer import BlockWriter, PosixFile
 
-from conftest import microscopy_volume, write_array
+from conftest import microscopy_volume, run_mpi, write_array
 
 SHAPE = (70, 100, 130)  # (z, y, x): not multiples of the block size
 
@@ -360,13 +361,34 @@ def test_write_before_create(tmp_path):
         directory.write_block(np.zeros((64, 64, 64), np.uint16), 0, 0, 0)
 
 
-def test_unknown_compression_and_dtype_at_construction(tmp_path):
-    with pytest.raises(FormatError, match="unknown compression"):
-        Directory(64, 64, 64, np.uint16, tmp_path / "v.blockfs", compression="brotli")
-    with pytest.raises(FormatError, match="unknown dtype"):
-        Directory(64, 64, 64, "nonsense", tmp_path / "v.blockfs")
-    with pytest.raises(FormatError, match="level"):
-        Directory(64, 64, 64, np.uint16, tmp_path / "v.blockfs", compression_level=12)
+@pytest.mark.parametrize("options, message", [
+    ({"compression": "brotli"}, "unknown compression 'brotli': expected one of zstd, "),
+    ({"dtype": "nonsense"}, "unknown dtype 'nonsense'"),
+    ({"dtype": "U8"}, "unsupported dtype 'U8'"),
+    ({"compression_level": 12}, "compression level must be a whole number from 0 to 9, not 12"),
+    ({"compression_level": "high"}, "compression level must be .*, not 'high'"),
+    ({"shuffle": "sideways"}, "unknown shuffle 'sideways'"),
+])
+def test_bad_arguments_are_option_errors(tmp_path, options, message):
+    """A bad argument is an OptionError (a ValueError), never a FormatError: that one means
+    a file is not a blockfs file."""
+    arguments = {"dtype": np.uint16, **options}
+    dtype = arguments.pop("dtype")
+    with pytest.raises(OptionError, match=message) as info:
+        Directory(64, 64, 64, dtype, tmp_path / "v.blockfs", **arguments)
+    assert isinstance(info.value, ValueError) and not isinstance(info.value, FormatError)
+    assert not list(tmp_path.iterdir())
+
+
+def test_codec_arguments_are_option_errors():
+    with pytest.raises(OptionError, match="unknown compression 'gzip'"):
+        Compression.parse("gzip")
+    assert Compression.parse("lz4") is Compression.parse(Compression.lz4) is Compression.lz4
+    with pytest.raises(OptionError, match="from 0 to 9, not -1"):
+        make_codec("zstd", -1)
+    with pytest.raises(OptionError, match="unknown shuffle"):
+        make_codec(Compression.zstd, 5, "random")
+    assert make_codec("zstd", np.int64(5)).clevel == 5
 
 
 def test_missing_folder(tmp_path):
@@ -454,3 +476,59 @@ def test_new_volumes_default_to_zstd_1(tmp_path):
     directory.close()
     opened = Directory.open(tmp_path / "v.blockfs")
     assert opened.compression is Compression.zstd and opened.compression_level == 1
+
+
+def every_third_block_unwritten(directory, volume):
+    """Write every block but each third one; the written blocks' indexes."""
+    written = set()
+    for i, (x, y, z) in enumerate(directory.geometry.block_origins()):
+        if i % 3 != 2:
+            zs, ys, xs = directory.get_block_size(x, y, z)
+            directory.write_block(volume[z:z + zs, y:y + ys, x:x + xs], x, y, z)
+            written.add(i)
+    return written
+
+
+def stored(directory):
+    """The indexes of the blocks that has_block says are stored."""
+    return {i for i, origin in enumerate(directory.geometry.block_origins())
+            if directory.has_block(*origin)}
+
+
+def test_has_block_local_writers_reading_and_resumed(tmp_path, volume):
+    """has_block says whether a block is stored on every kind of Directory without MPI:
+    being written through local writer processes, closed, opened for reading, resumed."""
+    path = tmp_path / "v.blockfs"
+    directory = Directory(130, 100, 70, np.uint16, path, n_filenames=2, x_block_size=32,
+                          y_block_size=32, z_block_size=32)
+    assert stored(directory) == set()  # not created yet
+    directory.create()
+    assert stored(directory) == set()
+    written = every_third_block_unwritten(directory, volume)
+    assert stored(directory) == written  # written here, not yet committed
+    directory.close()
+    assert stored(directory) == written  # now from the committed index
+    assert stored(Directory.open(path)) == written
+    resumed = Directory.resume(path)
+    assert stored(resumed) == written
+    resumed[0:32, 0:32, 64:96] = volume[0:32, 0:32, 64:96]  # block 2, unwritten until now
+    assert stored(resumed) == written | {2}
+    resumed.close()
+    assert stored(Directory.open(path)) == written | {2}
+    with pytest.raises(BlockCoordinateError):
+        resumed.has_block(1, 0, 0)
+
+
+def test_has_block_on_the_real_format1_volume(format1_copy):
+    """The original blockfs left blocks (32, 32, 32) and (64, 64, 96) unwritten; the second
+    lies past the end of its (short) index."""
+    directory = Directory.open(format1_copy / "fixture.blockfs")
+    unwritten = {(x, y, z) for x, y, z in directory.geometry.block_origins()
+                 if not directory.has_block(x, y, z)}
+    assert unwritten == {(32, 32, 32), (64, 64, 96)}
+
+
+@pytest.mark.parametrize("n", [2, 3])
+def test_has_block_under_mpi(tmp_path, n):
+    result = run_mpi(n, "has_block.py", tmp_path)
+    assert result.stdout.count(": ok") == n, result.stdout + result.stderr

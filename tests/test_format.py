@@ -160,6 +160,8 @@ def rewrite_metadata(path, **changes):
     ({"dtype": "not-a-dtype"}, "unknown dtype"),
     ({"dtype": "U8"}, "unsupported dtype"),
     ({"x_extent": "many"}, "bad metadata"),
+    ({"compression_level": 12}, "compression level must be a whole number from 0 to 9"),
+    ({"shuffle": "sideways"}, "unknown shuffle"),
 ])
 def test_unknown_compression_or_dtype(tmp_path, changes, message):
     path = tmp_path / "v.blockfs"

@@ -18,7 +18,7 @@ def test_real_format1_fixture_in_small_pieces(format1_copy):
     path = format1_copy / "fixture.blockfs"
     old_header, old_bytes = read_header(path), path.read_bytes()
     assert old_header.data_files[0].startswith("/scratch/")
-    result = program(0, "rebase", path, "--block-size", "7")  # entries straddle the pieces
+    result = program(0, "rebase", path, "--index-chunk", "7")  # entries straddle the pieces
     assert "now names the data files" in result.stderr
     header = read_header(path)
     assert header.version == 1 and path.read_bytes()[:8] == fmt.FORMAT1_MAGIC
@@ -82,12 +82,37 @@ def test_bad_data_files_change_nothing(tmp_path, damage, kind):
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp left
 
 
+@pytest.mark.parametrize("option", ["--index-chunk", "--block-size"])
 @pytest.mark.parametrize("value", ["0", "-5", "lots"])
-def test_bad_block_size(tmp_path, value):
+def test_bad_index_chunk(tmp_path, option, value):
     path = tmp_path / "v.blockfs"
     format2_volume(path)
-    result = program(0, "rebase", path, "--block-size", value, expect_failure=True)
-    assert "--block-size must be a positive number of bytes" in result.stderr
+    before = path.read_bytes()
+    result = program(0, "rebase", path, option, value, expect_failure=True)
+    assert f"error: {option} must be a number from 1 to 1073741824, not {value!r}" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert path.read_bytes() == before
+
+
+def test_block_size_is_the_old_name_of_index_chunk(format1_copy):
+    """--block-size (bytes of index per I/O, not voxels) still works, in 7-byte pieces too."""
+    path = format1_copy / "fixture.blockfs"
+    result = program(0, "rebase", path, "--block-size", "7")
+    assert "now names the data files" in result.stderr
+    assert read_header(path).data_files == [str(format1_copy / f"fixture.blockfs.{i}")
+                                            for i in range(3)]
+    expected = np.load(FORMAT1_FIXTURE / "fixture-voxels.npz")["voxels"]
+    np.testing.assert_array_equal(voxels(path), expected)
+
+
+def test_index_chunk_and_block_size_together_are_refused(tmp_path):
+    path = tmp_path / "v.blockfs"
+    format2_volume(path)
+    before = path.read_bytes()
+    result = program(0, "rebase", path, "--index-chunk", "64", "--block-size", "64",
+                     expect_failure=True)
+    assert "Traceback" not in result.stderr and "usage" in (result.stderr + result.stdout).lower()
+    assert path.read_bytes() == before
 
 
 def test_not_a_directory_file(tmp_path):
