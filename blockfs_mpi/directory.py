@@ -20,7 +20,8 @@ from .compression import Compression, make_codec, single_threaded
 from .errors import (BlockCoordinateError, BlockfsError, BlockShapeError, FormatError,
                      ReadOnlyError, WriterError, brief)
 from .geometry import Geometry
-from .local_writers import WriterClient, WriterProcesses
+from .local_writers import (WriterClient, WriterProcesses, published, published_volumes,
+                            rerunning_main)
 from .reader import BlockReader
 from .scan import scan_data_file
 from .writer import WRITTEN, BlockWriter, MPIFile, PosixFile
@@ -94,6 +95,9 @@ class Directory:
         self._processes = None  # the writer processes this process started (no MPI)
         self._client = None  # connections to them, from any process
         self._owner_pid = os.getpid()
+        # Made while multiprocessing re-runs the main module in a spawn or forkserver child: a
+        # stand-in for the parent's Directory, writing through the parent's writer processes.
+        self._stand_in = rerunning_main()
         self._recovered = np.zeros(0, WRITTEN)  # frames a resumed job found on disk (this rank)
         self._present = None  # blocks on disk when resumed, a bit per block (np.packbits)
         self._written = None  # blocks written through this object in this process, likewise
@@ -113,6 +117,7 @@ class Directory:
         self._state = READING
         self._writer = self._processes = self._client = None
         self._owner_pid = os.getpid()
+        self._stand_in = rerunning_main()
         self._recovered = np.zeros(0, WRITTEN)
         self._present = self._written = None
         return self
@@ -233,16 +238,24 @@ class Directory:
         return self.comm is not None
 
     def create(self):
-        """Create (or truncate) the data files and commit an empty volume. Collective."""
+        """Create (or truncate) the data files and commit an empty volume. Collective.
+
+        In a stand-in (see _attach_to_parent) it touches nothing: the parent created the
+        volume, and truncating it would lose what its writers wrote.
+        """
         if self._state != NEW:
             raise BlockfsError(f"{self.directory_filename}: create() on a volume that is "
                                f"{self._state}")
+        if self._stand_in and not self._mpi:
+            self._state = WRITING
+            return
         folder = os.path.dirname(self.directory_filename)
         if not os.path.isdir(folder):
             raise FileNotFoundError(f"{self.directory_filename}: folder {folder} does not exist")
         if self._mpi:
             self._open_rank_writer(truncate=True, commit_empty=True)
         else:
+            self._refuse_while_writers_run()
             for path in self.block_filenames:
                 PosixFile(path, truncate=True).close()
             self._commit_empty()
@@ -283,20 +296,80 @@ class Directory:
     def start_writer_processes(self, queue_depth=10):
         """Start the local writer processes now (before a multiprocessing pool is made).
 
-        Under MPI each rank writes its own data file and this does nothing.
+        Under MPI each rank writes its own data file and this does nothing; so does a
+        stand-in, which writes through its parent's writers (see _attach_to_parent).
         """
         self._require_writing()
-        if self._mpi or self._client is not None:
+        if self._mpi or self._client is not None or self._stand_in:
             return
         codec_args = (self.compression.name, self.compression_level, self.header.shuffle)
-        self._processes = WriterProcesses(self.block_filenames, codec_args, self.dtype,
+        self._processes = WriterProcesses(self.directory_filename, self.block_filenames,
+                                          codec_args, self.dtype, self._writer_description(),
                                           queue_depth)
         self._client = WriterClient(self._processes.addresses, self._processes.authkey)
+
+    def _writer_description(self):
+        """What a process writing through writer processes must agree with them on."""
+        g = self.geometry
+        return {"geometry": [g.x_extent, g.y_extent, g.z_extent,
+                             g.x_block_size, g.y_block_size, g.z_block_size],
+                "dtype": self.dtype.str, "data_files": self.block_filenames}
+
+    def _refuse_while_writers_run(self):
+        """Refuse to truncate a volume whose writer processes are running (in any process)."""
+        entry = published(self.directory_filename)
+        if entry is not None:
+            raise BlockfsError(f"{self.directory_filename}: the writer processes of process "
+                               f"{entry['pid']} are writing this volume; create() would truncate "
+                               f"their data files (close() that Directory first)")
+
+    def _local_client(self):
+        """Connections to the writer processes that serve this process (no MPI).
+
+        The owner starts them on first use. A worker that got the Directory from its owner
+        has them already, else it cannot write: writers of its own would never be committed.
+        """
+        if self._stand_in:
+            return self._attach_to_parent()
+        if os.getpid() != self._owner_pid:
+            raise self._no_writers_error(
+                "this process got the Directory before start_writer_processes() was called, so "
+                "no writer processes serve it")
+        self.start_writer_processes()
+        return self._client
+
+    def _attach_to_parent(self):
+        """A stand-in's connections to the writer processes its parent started for the volume.
+
+        Spawn and forkserver children re-run the main module, so lab code that makes the
+        Directory at module level makes it again in every worker; that copy (a stand-in) finds
+        the parent's writers in the registry (local_writers.published). It fails only when
+        used, never while the module is re-run: multiprocessing.Pool restarts a worker that
+        fails there, forever, while a failed task ends the pool's caller.
+        """
+        rerun = "this process re-ran the main module (start method spawn or forkserver) and"
+        entry = published(self.directory_filename)
+        if entry is None:
+            others = published_volumes()
+            found = f" (writer processes found for: {', '.join(others)})" if others else ""
+            raise self._no_writers_error(
+                f"{rerun} found no writer processes of its parent for this volume{found}")
+        if entry["description"] != self._writer_description():
+            raise self._no_writers_error(
+                f"{rerun} the writer processes of process {entry['pid']} for this file write a "
+                f"volume of another shape, dtype or set of data files")
+        return WriterClient.of(entry)
+
+    def _no_writers_error(self, reason):
+        return WriterError(
+            f"{self.directory_filename}: {reason}. Create the Directory, call create() and "
+            f"start_writer_processes() under `if __name__ == \"__main__\":` before making the "
+            f"pool, and pass the Directory to the workers as an argument")
 
     def _require_writing(self):
         if self._state == READING:
             raise ReadOnlyError(f"{self.directory_filename} was opened for reading")
-        if self._state != WRITING:
+        if self._state != WRITING and not (self._stand_in and self._state == NEW):
             raise BlockfsError(f"{self.directory_filename}: call create() before writing "
                                f"(volume is {self._state})")
 
@@ -318,10 +391,7 @@ class Directory:
             raise BlockfsError(f"{where}: this rank's writer is closed")
         else:
             if self._client is None:
-                if os.getpid() != self._owner_pid:
-                    raise WriterError("start_writer_processes() must be called before the "
-                                      "Directory is handed to other processes")
-                self.start_writer_processes()
+                self._client = self._local_client()
             self._client.send(block_number % len(self.header.data_files), block_number, block)
         self._remember_written(block_number)
 
@@ -342,6 +412,8 @@ class Directory:
                 self._state = READING
                 collective_commit(self.comm, self.directory_filename, self.header,
                                   rows if rows is not None else [], error, self._recovered)
+            elif self._stand_in:  # the parent commits what its writers wrote
+                self._state = READING
             elif self._processes is not None or len(self._recovered):
                 processes, self._processes, self._client = self._processes, None, None
                 self._state = READING
