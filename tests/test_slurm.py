@@ -166,8 +166,8 @@ def cluster(tmp_path_factory):
             subprocess.run(["mungekey", "--create"], check=True)
             shutil.chown("/etc/munge/munge.key", "munge", "munge")
         subprocess.run(["su", "-s", "/bin/sh", "munge", "-c", _daemon("munged")], check=True)
-        started.append(int(subprocess.run(["pgrep", "-x", "munged"], capture_output=True,
-                                          text=True).stdout.split()[0]))
+        # The daemon's own pid: pgrep also lists the exited process that launched it.
+        started.append(int(Path("/run/munge/munged.pid").read_text()))
     subprocess.run([_daemon("slurmctld"), "-f", str(conf)], check=True, env=env)
     subprocess.run([_daemon("slurmd"), "-f", str(conf), "-N", "localhost"], check=True, env=env)
     deadline = time.monotonic() + 60
