@@ -20,11 +20,11 @@ from .compression import Compression, make_codec, single_threaded
 from .errors import (BlockCoordinateError, BlockfsError, BlockShapeError, FormatError,
                      ReadOnlyError, WriterError, brief)
 from .geometry import Geometry
-from .local_writers import (WriterClient, WriterProcesses, published, published_volumes,
-                            rerunning_main)
+from .local_writers import WriterClient, WriterProcesses
 from .reader import BlockReader
 from .scan import scan_data_file
 from .writer import WRITTEN, BlockWriter, MPIFile, PosixFile
+from .writer_registry import published, published_volumes, rerunning_main
 
 NEW, WRITING, READING = "new", "writing", "reading"
 

@@ -8,13 +8,9 @@ bounded queue, compresses it and appends it. Acknowledged blocks are always
 written before the writer honours close, so nothing sent is lost.
 
 The writers are fresh interpreters running `python -m blockfs_mpi.writer_process`
-(see WriterProcesses), so they never re-run the user's main module. Running
-writers are published in a registry that every descendant of the process
-shares, which lets a spawn or forkserver child that re-runs a module-level
-`Directory(...)` find the writers of its parent (see Directory._attach_to_parent).
+(see _start_writer), so they never re-run the user's main module; while they
+run, writer_registry lists them for the job's other processes.
 """
-import hashlib
-import json
 import multiprocessing
 import os
 import shutil
@@ -31,6 +27,7 @@ import numpy as np
 
 from .errors import WriterError
 from .writer import WRITTEN
+from .writer_registry import REGISTRY, publish, withdraw
 
 BLOCK_NUMBER = struct.Struct("<Q")  # a block sent to a writer: its number, then its voxels
 START_TIMEOUT = 60
@@ -38,84 +35,12 @@ START_TIMEOUT = 60
 # The folder holding the package, put first on the writers' import path.
 PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# The registry of running writer processes: one file per volume in a folder named here. It is
-# set on import unless inherited, so the whole process tree of a job shares one folder, and a
-# child reads it when it needs writers -- even writers started after the child (or the
-# forkserver) was.
-REGISTRY = os.environ.setdefault(
-    "BLOCKFS_MPI_WRITERS",
-    os.path.join(tempfile.gettempdir(), f"blockfs-writers-{os.getpid()}-{os.urandom(4).hex()}"))
-
-
-def rerunning_main() -> bool:
-    """True while multiprocessing re-runs the main module in a new spawn or forkserver child.
-
-    multiprocessing marks that phase with this flag (its own refusal to start processes from
-    a child's module level reads it too).
-    """
-    return bool(getattr(multiprocessing.current_process(), "_inheriting", False))
-
-
-def _entry_path(volume):
-    return os.path.join(REGISTRY, hashlib.sha256(volume.encode()).hexdigest()[:32] + ".json")
-
-
-def _publish(volume, entry):
-    """Record the running writers of `volume` (readable by this user only)."""
-    for attempt in range(2):  # another process may remove the emptied folder meanwhile
-        os.makedirs(REGISTRY, 0o700, exist_ok=True)
-        try:
-            with tempfile.NamedTemporaryFile("w", dir=REGISTRY, delete=False) as f:
-                json.dump(entry, f)
-            os.replace(f.name, _entry_path(volume))
-            return
-        except FileNotFoundError:
-            if attempt:
-                raise
-
-
-def _withdraw(volume, folder, owner_pid):
-    """Forget the writers of `volume` and remove their sockets (in their owner only)."""
-    if os.getpid() != owner_pid:
-        return
-    try:
-        os.unlink(_entry_path(volume))
-        os.rmdir(REGISTRY)
-    except OSError:  # the folder still lists other volumes, or is gone
-        pass
-    shutil.rmtree(folder, ignore_errors=True)
-
-
-def _live_entry(path):
-    """The registry entry in file `path` if its owner is alive and its writers' folder is
-    there (an owner killed without closing its volume leaves its entry behind), else None."""
-    try:
-        with open(path) as f:
-            entry = json.load(f)
-    except (OSError, ValueError):
-        return None
-    try:
-        os.kill(entry["pid"], 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:
-        pass
-    return entry if os.path.isdir(entry["folder"]) else None
-
-
-def published(volume: str) -> dict | None:
-    """The registry entry of the running writers of `volume`, or None."""
-    return _live_entry(_entry_path(volume))
-
-
-def published_volumes() -> list:
-    """The volumes whose writers are running (for error messages)."""
-    try:
-        names = sorted(os.listdir(REGISTRY))
-    except OSError:
-        return []
-    entries = (_live_entry(os.path.join(REGISTRY, name)) for name in names)
-    return [entry["volume"] for entry in entries if entry is not None]
+def _clean_up(volume, folder, owner_pid):
+    """Withdraw the writers of `volume` and remove their sockets, in their owner only (a
+    forked child that exits normally runs its copy of this too)."""
+    if os.getpid() == owner_pid:
+        withdraw(volume)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _start_writer(control_fd):
@@ -126,7 +51,8 @@ def _start_writer(control_fd):
     (a lab script whose module level starts writers would start writers again), and fork copies
     the parent's threads' locks. The interpreter is multiprocessing's (set_executable is
     honoured). The writer runs in the package's folder, which `-m` puts first on its path, so
-    another blockfs_mpi in the user's folder is never imported; PYTHONPATH covers -P.
+    another blockfs_mpi in the user's folder is never imported; PYTHONPATH covers -P. The price
+    is an interpreter's start per volume (0.3 s or so, most of it numpy's import).
     """
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         filter(None, [PACKAGE_ROOT, os.environ.get("PYTHONPATH")])))
@@ -145,7 +71,7 @@ class WriterProcesses:
         self.authkey = os.urandom(32)
         self.paths = paths
         self._controls, self._processes = [], []
-        self._cleanup = weakref.finalize(self, _withdraw, volume, self.folder, os.getpid())
+        self._cleanup = weakref.finalize(self, _clean_up, volume, self.folder, os.getpid())
         for file_number, (path, address) in enumerate(zip(paths, self.addresses)):
             ours, theirs = socket.socketpair()
             with theirs:
@@ -168,9 +94,14 @@ class WriterProcesses:
             if status != "ready":
                 self.terminate()
                 raise WriterError(message)
-        _publish(volume, {"volume": volume, "pid": os.getpid(), "folder": self.folder,
-                          "addresses": self.addresses, "authkey": self.authkey.hex(),
-                          "description": description})
+        try:
+            publish(volume, {"volume": volume, "pid": os.getpid(), "folder": self.folder,
+                              "addresses": self.addresses, "authkey": self.authkey.hex(),
+                              "description": description})
+        except OSError as e:
+            self.terminate()
+            raise WriterError(f"cannot record the writer processes of {volume} in {REGISTRY}: "
+                              f"{e}") from None
 
     def _receive(self, file_number, timeout=None):
         control = self._controls[file_number]
