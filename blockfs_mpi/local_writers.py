@@ -35,6 +35,7 @@ START_TIMEOUT = 60
 # The folder holding the package, put first on the writers' import path.
 PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
+
 def _clean_up(volume, folder, owner_pid):
     """Withdraw the writers of `volume` and remove their sockets, in their owner only (a
     forked child that exits normally runs its copy of this too)."""
@@ -96,8 +97,8 @@ class WriterProcesses:
                 raise WriterError(message)
         try:
             publish(volume, {"volume": volume, "pid": os.getpid(), "folder": self.folder,
-                              "addresses": self.addresses, "authkey": self.authkey.hex(),
-                              "description": description})
+                             "addresses": self.addresses, "authkey": self.authkey.hex(),
+                             "description": description})
         except OSError as e:
             self.terminate()
             raise WriterError(f"cannot record the writer processes of {volume} in {REGISTRY}: "
