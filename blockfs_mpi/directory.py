@@ -6,9 +6,11 @@ file of its own and `close()` commits collectively. Without MPI, writer
 processes own the data files, and any process holding the Directory (forked,
 spawned or forkserver workers alike) hands its blocks to them.
 """
+import logging
 import multiprocessing
 import operator
 import os
+import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -16,17 +18,26 @@ import numpy as np
 from . import format as fmt
 from . import parallel
 from .commit import collective_commit, commit, recovered_index, write_atomically
+from .completion import warn_if_incomplete
 from .compression import Compression, make_codec, single_threaded
 from .errors import (BlockCoordinateError, BlockfsError, BlockShapeError, FormatError,
                      ReadOnlyError, WriterError, brief)
 from .geometry import Geometry
+from .identify import ReplaceRefusedError, check_replaceable
 from .local_writers import WriterClient, WriterProcesses
 from .reader import BlockReader
 from .scan import scan_data_file
 from .writer import WRITTEN, BlockWriter, MPIFile, PosixFile
 from .writer_registry import published, published_volumes, rerunning_main
 
+log = logging.getLogger("blockfs_mpi")
+
 NEW, WRITING, READING = "new", "writing", "reading"
+
+
+def program_name():
+    """The name of the running program or script, recorded as a new volume's writer."""
+    return os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "python"
 
 
 def check_castable(block, dtype, where):
@@ -57,7 +68,7 @@ class Directory:
     def __init__(self, x_extent, y_extent, z_extent, dtype, directory_filename,
                  n_filenames=None, x_block_size=64, y_block_size=64, z_block_size=64,
                  block_filenames=None, compression=Compression.zstd, compression_level=1,
-                 metadata=None, comm=None, shuffle="byte", hints=None):
+                 metadata=None, comm=None, shuffle="byte", hints=None, writer=None):
         """Describe a new volume of the given extents (voxels) and numpy dtype.
 
         Data files default to `<directory_filename>.<n>` and can be put
@@ -66,7 +77,9 @@ class Directory:
         srun, else no MPI at all) and `n_filenames` is not used; without MPI,
         `n_filenames` writer processes (default: one per core) share the work.
         `hints` are MPI-IO hints for creating data files, e.g. Lustre's
-        {"striping_factor": 8, "striping_unit": 4 << 20}.
+        {"striping_factor": 8, "striping_unit": 4 << 20}. `writer` adds to
+        what the volume records of who writes it (see docs/FORMAT.md): the
+        program's name by default, and whether it finished.
         """
         self.directory_filename = os.path.abspath(directory_filename)
         self.comm = parallel.world() if comm is None else comm
@@ -86,7 +99,8 @@ class Directory:
             dtype=fmt.parse_dtype(dtype, self.directory_filename),
             data_files=[os.path.relpath(name, folder) for name in block_filenames],
             compression=Compression.parse(compression), compression_level=compression_level,
-            shuffle=shuffle, metadata=dict(metadata or {}))
+            shuffle=shuffle, metadata=dict(metadata or {}),
+            writer={"program": program_name(), **(writer or {}), "complete": False})
         make_codec(compression, compression_level, shuffle)  # refuse bad settings now
         self.hints = hints
         self._state = NEW
@@ -106,7 +120,16 @@ class Directory:
 
     @classmethod
     def open(cls, directory_filename, comm=None):
-        """Open an existing volume (format 1 or 2) for reading."""
+        """Open an existing volume (format 1 or 2) for reading; a volume whose writer did not
+        finish is opened with a warning (its unwritten blocks read as zeros)."""
+        self = cls._opened(directory_filename, comm)
+        if parallel.rank_of(parallel.world()) == 0:  # once per job, not once per rank
+            warn_if_incomplete(self.directory_filename, self.header)
+        return self
+
+    @classmethod
+    def _opened(cls, directory_filename, comm):
+        """The volume at directory_filename, read-only."""
         path = os.path.abspath(directory_filename)
         self = cls.__new__(cls)
         self.directory_filename = path
@@ -132,7 +155,7 @@ class Directory:
         appends to data file r: files are added when there are more ranks
         than files, and files beyond the ranks are only scanned.
         """
-        self = cls.open(directory_filename)
+        self = cls._opened(directory_filename, None)
         self._reader.close()
         self._reader = None
         if self.header.version != fmt.FORMAT2_VERSION:
@@ -252,6 +275,7 @@ class Directory:
         folder = os.path.dirname(self.directory_filename)
         if not os.path.isdir(folder):
             raise FileNotFoundError(f"{self.directory_filename}: folder {folder} does not exist")
+        parallel.on_rank0(self.comm, self._check_replaceable, ReplaceRefusedError)
         if self._mpi:
             self._open_rank_writer(truncate=True, commit_empty=True)
         else:
@@ -260,6 +284,11 @@ class Directory:
                 PosixFile(path, truncate=True).close()
             self._commit_empty()
         self._state = WRITING
+
+    def _check_replaceable(self):
+        """Refuse before anything is touched unless only a blockfs volume would be replaced."""
+        if check_replaceable(self.directory_filename, self.block_filenames):
+            log.info("%s: replacing the blockfs volume there", self.directory_filename)
 
     def _commit_empty(self):
         """Commit a directory file in which no block is written yet."""
@@ -402,6 +431,7 @@ class Directory:
         does nothing.
         """
         if self._state == WRITING:
+            self.header.writer["complete"] = True  # recorded by the commit that ends the job
             if self._mpi:
                 error, rows = None, None
                 try:
@@ -424,8 +454,9 @@ class Directory:
                 base = recovered_index(self.geometry, self._recovered) if len(self._recovered) \
                     else None
                 commit(self.directory_filename, self.header, rows, base)
-            else:
+            else:  # nothing was written: the empty volume create() committed, now finished
                 self._state = READING
+                self._commit_empty()
         if self._reader is not None:
             self._reader.close()
             self._reader = None
