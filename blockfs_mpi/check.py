@@ -15,6 +15,7 @@ import numpy as np
 from . import format as fmt
 from . import parallel
 from .commit import build_index, commit_slices, index_spans, route_rows, write_atomically
+from .completion import incomplete_line, is_incomplete
 from .errors import BlockfsError, FormatError
 from .progress import Progress
 from .reader import BlockReader, locate_data_files, read_header
@@ -98,6 +99,8 @@ def volume_info(path):
         "compression_ratio": round(voxels * header.dtype.itemsize / compressed, 3)
         if compressed else None,
         "metadata": header.metadata,
+        "writer": header.writer,
+        "incomplete": incomplete_line(path, header, n_present) if is_incomplete(header) else None,
     }
 
 
@@ -119,6 +122,8 @@ def format_info(info):
         lines.append(f"  {f['name']}: {size}")
     for key, value in info["metadata"].items():
         lines.append(f"metadata {key}: {value}")
+    if info["incomplete"]:
+        lines.append(info["incomplete"])
     return lines
 
 
@@ -480,7 +485,7 @@ def fsck(path, comm=None, n_workers=1, fix=False, silent=False, out=print, liste
     if comm is not None:
         needed, repairable = comm.bcast((needed, repairable), root=0)
     if not (fix and needed):
-        return int(needed)
+        return int(needed) or incomplete(path, report, out)
     try:
         changed = (repair(path, report) if comm is None
                    else repair_collectively(path, comm, rows, repairable))
@@ -495,4 +500,16 @@ def fsck(path, comm=None, n_workers=1, fix=False, silent=False, out=print, liste
         out("after repair:")
         for line in report.lines():
             out(line)
-    return int(report.n_problems > 0) if rank == 0 else 0
+    return (int(report.n_problems > 0) or incomplete(path, report, out)) if rank == 0 else 0
+
+
+def incomplete(path, report, out):
+    """On rank 0 of a clean check: say so and return 1 if the volume's writer did not finish
+    (a repaired index holds what was written, not the blocks never written); else 0."""
+    if report is None:  # another rank: rank 0 speaks for the job
+        return 0
+    header = read_header(path)
+    if not is_incomplete(header):
+        return 0
+    out(incomplete_line(path, header, report.entries))
+    return 1

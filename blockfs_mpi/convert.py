@@ -20,6 +20,8 @@ from .dealer import Dealer
 from .directory import Directory
 from .errors import BlockfsError
 from .progress import Progress
+from .reader import read_header
+from .sources import SourceError, differences, fingerprint
 
 log = logging.getLogger("blockfs_mpi")
 
@@ -105,29 +107,49 @@ def data_file_names(output, count, data_dirs):
     return [os.path.join(data_dirs[i % len(data_dirs)], f"{name}.{i}") for i in range(count)]
 
 
+def check_resumable(output, source, dtype, block_size, record, force_source):
+    """Refuse to resume output with this source unless it is the volume this job makes, from
+    the source it was started from (unless force_source)."""
+    header = read_header(output)
+    found = (tuple(header.geometry.shape), header.dtype, tuple(header.geometry.block_size))
+    expected = (tuple(source.shape), np.dtype(dtype), tuple(block_size))
+    if found != expected:
+        raise BlockfsError(f"{output} holds a {found[0]} {found[1]} volume of {found[2]} "
+                           f"blocks; this job makes {expected[0]} {expected[1]} in "
+                           f"{expected[2]}: not the same volume, so it cannot be resumed")
+    recorded = header.writer.get("source")
+    changed = differences(recorded, record) if recorded and record else []
+    if changed and not force_source:
+        raise BlockfsError(f"{output} was started from {recorded['spec']}, and {record['spec']} "
+                           f"is not the same source: {'; '.join(changed)}. Resuming would mix "
+                           f"two sources; pass --force-source to resume anyway")
+
+
 def open_output(source, output, comm, *, block_size, dtype, resume, overwrite, data_dirs=(),
-                **volume_options):
-    """The Directory to write: created (collectively), or resumed after a killed job."""
+                spec=None, force_source=False, **volume_options):
+    """The Directory to write: created (collectively), or resumed after a killed job. The
+    source's fingerprint (of `spec`, its command-line name) is recorded at create, and a
+    resume from a different source is refused unless force_source."""
     exists = os.path.exists(output)
     if exists and not (resume or overwrite):
         raise BlockfsError(f"{output} exists: pass --resume to complete it or --overwrite "
                            f"to replace it")
+    record = None
+    if spec is not None:
+        record = parallel.on_rank0(comm, lambda: fingerprint(source, spec), SourceError)
+        record = comm.bcast(record, root=0) if comm is not None else record
     if exists and resume:
-        directory = Directory.resume(output, comm=comm, hints=volume_options.get("hints"))
-        expected = (tuple(source.shape), np.dtype(dtype), tuple(block_size))
-        found = (directory.shape, directory.dtype, directory.block_size)
-        if found != expected:
-            directory.close()
-            raise BlockfsError(f"{output} holds a {found[0]} {found[1]} volume of {found[2]} "
-                               f"blocks; this job makes {expected[0]} {expected[1]} in "
-                               f"{expected[2]}: not the same volume, so it cannot be resumed")
-        return directory
+        parallel.on_rank0(comm, lambda: check_resumable(output, source, dtype, block_size,
+                                                        record, force_source), BlockfsError)
+        return Directory.resume(output, comm=comm, hints=volume_options.get("hints"))
     z, y, x = source.shape
     count = parallel.size_of(comm) if comm is not None else parallel.usable_cores()
     directory = Directory(x, y, z, dtype, output, comm=comm, n_filenames=count,
                           block_filenames=data_file_names(output, count, data_dirs),
                           z_block_size=block_size[0], y_block_size=block_size[1],
-                          x_block_size=block_size[2], **volume_options)
+                          x_block_size=block_size[2],
+                          writer={"program": "blockfs-write", "source": record} if record
+                          else None, **volume_options)
     directory.create()
     return directory
 

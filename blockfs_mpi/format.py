@@ -95,6 +95,9 @@ class Header:
     compression_level: int = 5
     shuffle: str = "byte"
     metadata: dict = field(default_factory=dict)
+    # Format 2 only: who writes the volume and whether it finished ({"program", "complete",
+    # "source"}); empty for format 1 and for volumes written before it was recorded.
+    writer: dict = field(default_factory=dict)
     version: int = FORMAT2_VERSION
     index_offset: int = 0
     n_entries: int = 0
@@ -153,6 +156,7 @@ def _metadata2(header, index_crc):
         "n_blocks": g.n_blocks,
         "index_crc32c": index_crc,
         "metadata": header.metadata,
+        "writer": header.writer,
     }
 
 
@@ -216,7 +220,8 @@ def _parse_metadata2(raw, md_crc, index_offset, n_entries, name):
                         compression=Compression.parse(meta["compression"]),
                         compression_level=int(meta["compression_level"]),
                         shuffle=meta.get("shuffle", "byte"),
-                        metadata=dict(meta.get("metadata", {})), version=FORMAT2_VERSION,
+                        metadata=dict(meta.get("metadata", {})),
+                        writer=dict(meta.get("writer", {})), version=FORMAT2_VERSION,
                         index_offset=index_offset, n_entries=n_entries,
                         index_crc32c=meta.get("index_crc32c"))
         check_codec(header.compression, header.compression_level, header.shuffle)

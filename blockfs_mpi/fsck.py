@@ -4,7 +4,9 @@ Checks every index entry (in range, inside its data file, frame and payload
 checksums, decompresses to the block's size) and scans every data file's
 frames (format 2) for blocks that are damaged, not committed (a killed job)
 or orphaned. One line per problem (up to --max-listed of each kind, the
-others counted), then a summary; exit status 0 only if the volume is clean.
+others counted), then a summary; exit status 0 only if the volume is clean and
+complete: a volume whose writer did not finish (a killed job) is reported as
+incomplete, with the command that completes it, even after a repair.
 With --repair it commits a new index in which the newest intact frame of
 each block wins; it never deletes data. Format 1 volumes have no frames:
 their entries are checked and decoded, and they cannot be repaired.

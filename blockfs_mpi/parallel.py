@@ -120,6 +120,10 @@ def program(main):
     ends the whole job with its message instead of leaving the others waiting
     forever in their next collective call. Rank 0 logs INFO; the others only
     warnings and errors, prefixed with their rank."""
+    usage = sys.modules[main.__module__].__doc__ or ""
+    resume_hint = ("; rerun the same command with --resume to continue where it stopped"
+                   if "--resume" in usage else "")
+
     @functools.wraps(main)
     def run(argv=None):
         comm = world()
@@ -131,7 +135,7 @@ def program(main):
         except SystemExit:
             raise
         except KeyboardInterrupt:
-            abort(comm, "interrupted", 130)
+            abort(comm, "interrupted" + resume_hint, 130)
         except Exception as e:
             if os.environ.get("BLOCKFS_TRACEBACK"):
                 traceback.print_exc()

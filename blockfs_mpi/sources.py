@@ -5,6 +5,7 @@ and reads only what a region needs: memory-mapped where the file allows,
 otherwise only the TIFF strips or tiles that overlap the region.
 """
 import glob
+import hashlib
 import os
 import re
 
@@ -226,3 +227,51 @@ def open_source(spec):
         return TiffPlanes(os.path.join(spec, "*.tif*"))
     raise SourceError(f"{spec!r}: not a source (a glob of TIFF planes, a .tif stack, "
                       f"file.h5:/dataset, a .npy file or synthetic:ZxYxX)")
+
+
+# ------------------------------------------------------------- fingerprint --
+
+SAMPLE_SHAPE = (4, 64, 64)  # (z, y, x) of each region whose voxels the fingerprint digests
+SAMPLED = ("kind", "shape", "dtype", "plane_count", "plane_files", "sample")  # compared
+
+
+def absolute_spec(spec):
+    """spec with its file or pattern made absolute, so that a record names it anywhere."""
+    if spec.startswith("synthetic:"):
+        return spec
+    if re.search(r"\.(h5|hdf5|hdf):", spec.lower()):
+        path, _, name = spec.rpartition(":")
+        return f"{os.path.abspath(path)}:{name}"
+    return os.path.abspath(spec)
+
+
+def fingerprint(source, spec):
+    """What identifies a source cheaply, recorded in a new volume so that --resume can tell
+    a different source of the same shape: kind, spec, shape, dtype, for TIFF planes their
+    count and a digest of their names and sizes, and a digest of the voxels of three small
+    regions (first corner, centre, last corner). Modification times are left out: copying
+    the planes to scratch changes them and nothing else."""
+    shape = tuple(int(n) for n in source.shape)
+    digest = hashlib.sha1()
+    for fraction in (0.0, 0.5, 1.0):
+        corner = [int((n - min(n, edge)) * fraction) for n, edge in zip(shape, SAMPLE_SHAPE)]
+        ends = [c + min(n, edge) for c, n, edge in zip(corner, shape, SAMPLE_SHAPE)]
+        region = source.read(corner[0], ends[0], corner[1], ends[1], corner[2], ends[2])
+        digest.update(np.ascontiguousarray(region).tobytes())
+    record = {"kind": type(source).__name__, "spec": absolute_spec(spec), "shape": list(shape),
+              "dtype": np.dtype(source.dtype).str, "sample": digest.hexdigest()}
+    if isinstance(source, TiffPlanes):
+        names = hashlib.sha1()
+        for path in source.files:
+            names.update(f"{os.path.basename(path)}\0{os.path.getsize(path)}\0".encode())
+        record.update(plane_count=len(source.files), plane_files=names.hexdigest())
+    return record
+
+
+def differences(recorded, current):
+    """How the source a volume was started from and this one differ, one phrase per field
+    (empty if they are the same source; a moved source of the same content is the same)."""
+    words = {"plane_files": "the planes' names or sizes differ",
+             "sample": "the voxels of the sampled regions differ"}
+    return [words.get(key, f"{key} {recorded.get(key)} -> {current.get(key)}")
+            for key in SAMPLED if recorded.get(key) != current.get(key)]

@@ -23,6 +23,9 @@ Options:
   --stripe-size=<bytes>  Lustre stripe size of new data files (MPI-IO striping_unit).
   --metadata=<k=v>       Application metadata, repeatable; values are JSON where they parse.
   --resume               Complete a killed job: keep every intact block, write the rest.
+                         Refused if the source is not the one the volume was started from
+                         (shape, dtype, plane names and sizes, sampled voxels).
+  --force-source         With --resume: resume from a different source anyway.
   --overwrite            Replace an existing volume at <output>.
   --verify               Read the committed volume back and compare it with the source.
   --levels=<n>           Write a Neuroglancer pyramid of n mip levels: <output> is then a
@@ -136,6 +139,7 @@ def main(argv=None):
     directory = open_output(
         source, output, comm, block_size=block_size,
         dtype=dtype, resume=args["--resume"], overwrite=args["--overwrite"],
+        spec=args["<source>"], force_source=args["--force-source"],
         data_dirs=[d for d in (args["--data-dirs"] or "").split(",") if d],
         compression=Compression.parse(args["--compression"]),
         compression_level=level, metadata=parse_metadata(args["--metadata"]), hints=hints)
