@@ -55,3 +55,47 @@ def test_version(program):
     result = run_checked([sys.executable, "-m", f"blockfs_mpi.{program}", "--version"],
                          timeout=60)
     assert result.stdout.strip() == f"blockfs_mpi {blockfs_mpi.__version__}", result.stdout
+
+
+@pytest.fixture
+def planes(tmp_path):
+    folder = tmp_path / "planes"
+    folder.mkdir()
+    for z in range(12):
+        (folder / f"img_{z:04d}.tif").write_bytes(b"")
+    return sorted(str(p) for p in folder.iterdir())
+
+
+@pytest.mark.parametrize("program, args, message", [
+    ("write", ["synthetic:8x8x8", "{out}", "--verfiy"],
+     "unknown option --verfiy (did you mean --verify?)"),
+    ("fsck", ["{out}", "--repiar"], "unknown option --repiar (did you mean --repair?)"),
+    ("write", ["{planes}", "{out}"], "12 files where one path was expected: this looks like a "
+                                     "glob the shell expanded; quote it, e.g. '{folder}/img_00*.tif'"),
+    ("write", ["synthetic:8x8x8"], "<output> is required"),
+    ("downsample", ["{out}"], "--levels is required"),
+    ("write", ["synthetic:8x8x8", "{out}", "--level", "1", "--level", "2"],
+     "option --level given more than once"),
+    ("info", ["{out}", "extra"], "unexpected argument 'extra'"),
+])
+def test_a_command_line_that_does_not_fit_is_one_line(tmp_path, planes, program, args, message):
+    out, folder = tmp_path / "out.blockfs", tmp_path / "planes"
+    argv = []
+    for a in args:
+        argv += planes if a == "{planes}" else [a.format(out=out)]
+    result = run_checked([sys.executable, "-m", f"blockfs_mpi.{program}", *argv], timeout=60,
+                         expect_failure=True)
+    name = "blockfs-" + program if program in ("write", "fsck", "downsample", "info") else program
+    assert result.returncode == 2
+    assert result.stderr == f"{name}: {message.format(folder=folder)} (see {name} --help)\n"
+    assert not out.exists()
+
+
+@pytest.mark.mpi
+def test_a_misfit_under_mpi_is_said_once(tmp_path):
+    from conftest import mpiexec
+    result = run_checked([mpiexec(), "-n", "2", sys.executable, "-m", "blockfs_mpi.write",
+                          "synthetic:8x8x8", str(tmp_path / "out.blockfs"), "--verfiy"],
+                         timeout=60, expect_failure=True)
+    assert result.stderr.count("unknown option --verfiy (did you mean --verify?)") == 1, \
+        result.stderr
