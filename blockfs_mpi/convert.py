@@ -7,10 +7,16 @@ allows -- grouped in short runs of neighbours that rank 0 deals out on demand
 faster node, takes more runs. Each rank reads only its units from the
 source, writes their blocks to its own data file, and close() commits
 everything collectively. No voxel is sent between ranks.
+
+For a pyramid (blockfs-write --levels) units are two block rows deep and
+high and an even number of blocks wide, so that each covers whole level-2
+blocks: their voxels are reduced 2x2x2 into level 2 while in memory, and
+the two levels are written and committed side by side.
 """
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,11 +28,13 @@ from .errors import BlockfsError
 from .progress import Progress
 from .reader import read_header
 from .sources import SourceError, differences, fingerprint
+from .writer import DEFAULT_BUFFER_SIZE
 
 log = logging.getLogger("blockfs_mpi")
 
 WRITER_OVERHEAD = 48 << 20  # a rank's write buffers, codec state and interpreter
 REGION_COPIES = 6  # source region, its temporaries (casts, synthetic float32) and blocks
+LEVEL2_OVERHEAD = 2 * DEFAULT_BUFFER_SIZE + (4 << 20)  # level 2's writer: buffers, rows, codec
 RUNS_PER_RANK = 8  # how many places in the volume a rank's work comes from
 
 
@@ -39,34 +47,52 @@ class Summary:
     bytes_in: int
     bytes_out: int
     seconds: float
+    level2_blocks: int = 0  # level-2 blocks written in the same pass
+    level2_skipped: int = 0  # and already present (a resumed job)
 
     def __str__(self):
         ratio = self.bytes_in / self.bytes_out if self.bytes_out else float("nan")
+        level2 = (f"; level 2: {self.level2_blocks} blocks written, {self.level2_skipped} "
+                  f"already present" if self.level2_blocks or self.level2_skipped else "")
         return (f"{self.blocks} blocks written, {self.skipped} already present; "
                 f"{self.bytes_in / 1e6:.1f} MB in, {self.bytes_out / 1e6:.1f} MB out "
                 f"(ratio {ratio:.2f}); {self.bytes_in / 1e6 / max(self.seconds, 1e-9):.1f} MB/s "
-                f"in {self.seconds:.1f} s")
+                f"in {self.seconds:.1f} s{level2}")
 
 
-def blocks_in_budget(block_size, itemsize, memory):
+def blocks_in_budget(block_size, itemsize, memory, reduction=0):
     """How many blocks a work unit may span within the memory budget; an error if not one
-    (checked before the output is opened, so that a bad --memory replaces nothing)."""
+    (checked before the output is opened, so that a bad --memory replaces nothing).
+
+    reduction: when level 2 is made in the same pass, the peak bytes per voxel of reducing
+    2x2x2 blocks at a time (pyramid.reduction_bytes); a unit then spans 2x2x2 blocks at least,
+    and level 2's writer and the reduction take their share of the budget first."""
     zb, yb, xb = block_size
     block_bytes = zb * yb * xb * itemsize
-    fits = (memory - WRITER_OVERHEAD) // (REGION_COPIES * block_bytes)
-    if fits < 1:
-        need = (WRITER_OVERHEAD + REGION_COPIES * block_bytes) / 2 ** 20
+    least = 8 if reduction else 1
+    reserved = WRITER_OVERHEAD + (LEVEL2_OVERHEAD + 8 * zb * yb * xb * reduction
+                                  if reduction else 0)
+    fits = (memory - reserved) // (REGION_COPIES * block_bytes)
+    if fits < least:
+        need = (reserved + REGION_COPIES * least * block_bytes) / 2 ** 20
+        made = " and level 2 in the same pass" if reduction else ""
         raise BlockfsError(f"memory budget {memory / 2 ** 20:.0f} MiB is too small for "
-                           f"{zb}x{yb}x{xb} blocks of {itemsize} bytes; give at least "
+                           f"{zb}x{yb}x{xb} blocks of {itemsize} bytes{made}; give at least "
                            f"{need:.0f} MiB")
     return int(fits)
 
 
-def plan_units(geometry, itemsize, memory):
-    """Work units (z0, z1, y0, y1, x0, x1) of whole blocks, each within the memory budget."""
+def plan_units(geometry, itemsize, memory, reduction=0):
+    """Work units (z0, z1, y0, y1, x0, x1) of whole blocks, each within the memory budget.
+    With reduction (see blocks_in_budget) each unit is two block rows deep and high and an
+    even number of blocks wide, but at the volume's edge: it covers whole level-2 blocks."""
     zb, yb, xb = geometry.block_size
-    fits = blocks_in_budget(geometry.block_size, itemsize, memory)
-    width = min(fits, geometry.n_x_blocks) * xb
+    fits = blocks_in_budget(geometry.block_size, itemsize, memory, reduction)
+    if reduction:
+        zb, yb, columns = 2 * zb, 2 * yb, fits // 4 // 2 * 2  # 4 blocks per column of x
+    else:
+        columns = fits
+    width = min(columns, geometry.n_x_blocks) * xb
     z_extent, y_extent, x_extent = geometry.shape
     return [(z, min(z + zb, z_extent), y, min(y + yb, y_extent), x, min(x + width, x_extent))
             for z in range(0, z_extent, zb)
@@ -154,22 +180,49 @@ def open_output(source, output, comm, *, block_size, dtype, resume, overwrite, d
     return directory
 
 
-def convert(source, directory, memory, silent=False):
+@dataclass
+class NextLevel:
+    """Level 2 of a pyramid, made in the same pass as level 1: its volume (open to write),
+    the 2x2x2 reduction of level-1 voxels into its blocks (pyramid.downsample) and that
+    reduction's peak bytes per voxel (pyramid.reduction_bytes), for the memory budget."""
+
+    directory: Directory
+    reduce: Callable[[np.ndarray], np.ndarray]
+    reduction: int
+
+
+def halved(unit):
+    """The level-2 region (z0, z1, y0, y1, x0, x1) of a unit of level-1 voxels."""
+    return tuple((n + 1) // 2 for n in unit)
+
+
+def convert(source, directory, memory, silent=False, level2: NextLevel | None = None):
     """Write this rank's share of source into directory, skipping blocks already present,
-    and commit (collective). The whole job's Summary on every rank."""
+    and commit (collective). The whole job's Summary on every rank.
+
+    With level2, each unit's voxels are also reduced into the level-2 blocks they cover
+    while they are in memory, a level-2 block (2x2x2 level-1 blocks) at a time, and level 2
+    is committed after level 1. A unit is read from the source when any of its blocks of
+    either level is missing, so a level-2 block is always reduced from the whole unit.
+    """
     comm = directory.comm
     started = time.monotonic()
     bytes_before = _own_data_bytes(directory)
-    runs = runs_of(plan_units(directory.geometry, directory.dtype.itemsize, memory), comm)
+    reduction = level2.reduction if level2 else 0
+    runs = runs_of(plan_units(directory.geometry, directory.dtype.itemsize, memory, reduction),
+                   comm)
     progress = Progress(comm, directory.geometry.block_count, "blockfs-write", disable=silent)
-    written = skipped = bytes_in = 0
+    written = skipped = bytes_in = reduced = kept = 0
     with Dealer(len(runs), comm) as dealt:
         for unit in (unit for number in dealt for unit in runs[number]):
             origins = blocks_of(directory, unit)
             todo = [origin for origin in origins if not directory.has_block(*origin)]
             skipped += len(origins) - len(todo)
             progress.update(len(origins) - len(todo))
-            if not todo:
+            above = blocks_of(level2.directory, halved(unit)) if level2 else []
+            missing = [origin for origin in above if not level2.directory.has_block(*origin)]
+            kept += len(above) - len(missing)
+            if not todo and not missing:
                 continue
             z0, _, y0, _, x0, _ = unit
             region = source.read(*unit)
@@ -180,11 +233,21 @@ def convert(source, directory, memory, silent=False):
                 written += 1
                 bytes_in += block.nbytes
                 progress.update(1, block.nbytes)
+            for x, y, z in missing:
+                zs, ys, xs = level2.directory.get_block_size(x, y, z)
+                below = region[2 * z - z0:2 * (z + zs) - z0, 2 * y - y0:2 * (y + ys) - y0,
+                               2 * x - x0:2 * (x + xs) - x0]
+                level2.directory.write_block(
+                    level2.reduce(below.astype(directory.dtype, copy=False)), x, y, z)
+                reduced += 1
             del region
     progress.close()
     directory.close()
-    totals = _sum(comm, written, skipped, bytes_in, _own_data_bytes(directory) - bytes_before)
-    return Summary(*totals, time.monotonic() - started)
+    if level2:
+        level2.directory.close()
+    totals = _sum(comm, written, skipped, bytes_in, _own_data_bytes(directory) - bytes_before,
+                  reduced, kept)
+    return Summary(*totals[:4], time.monotonic() - started, *totals[4:])
 
 
 def verify(source, directory, memory, comm):

@@ -30,7 +30,8 @@ Options:
   --verify               Read the committed volume back and compare it with the source.
   --levels=<n>           Write a Neuroglancer pyramid of n mip levels: <output> is then a
                          folder, level 1 <output>/1_1_1/precomputed.blockfs (see
-                         blockfs-downsample).
+                         blockfs-downsample). Level 2 is made in the same pass as level 1,
+                         levels 3.. from level 2; --resume completes both of a killed job.
   --voxel-size=<xyz>     Voxel size x,y,z in nm for the pyramid's info.  [default: 1,1,1]
   --labels               Downsample the pyramid by mode (integer labels), not mean.
   --silent               No progress bar.
@@ -44,12 +45,13 @@ and local writer processes (one per core) compress and write.
 import json
 import logging
 import os
+from functools import partial
 
 import numpy as np
 
 from . import parallel, pyramid
 from .compression import Compression
-from .convert import blocks_in_budget, convert, open_output, verify
+from .convert import NextLevel, blocks_in_budget, convert, open_output, verify
 from .errors import BlockfsError
 from .options import number_in_range, parse_command_line
 from .sources import open_source
@@ -126,10 +128,14 @@ def main(argv=None):
     hints = striping_hints(args)
     source = open_source(args["<source>"])
     dtype = parse_dtype(args["--dtype"], source.dtype)
-    blocks_in_budget(block_size, dtype.itemsize, memory)
+    levels = number_in_range("--levels", args["--levels"], 1, 32) if args["--levels"] else 0
+    method = "mode" if args["--labels"] else "mean"
+    if levels:
+        pyramid.check_method(method, dtype)
+    reduction = pyramid.reduction_bytes(method, dtype.itemsize) if levels >= 2 else 0
+    blocks_in_budget(block_size, dtype.itemsize, memory, reduction)
     output = args["<output>"]
-    if args["--levels"]:  # a pyramid: level 1 goes to <output>/1_1_1/precomputed.blockfs
-        levels = number_in_range("--levels", args["--levels"], 1, 32)
+    if levels:  # a pyramid: level 1 goes to <output>/1_1_1/precomputed.blockfs
         voxel_size = pyramid.parse_voxel_size(args["--voxel-size"])
         output = pyramid.level_path(args["<output>"], 1)
         os.makedirs(os.path.dirname(output), exist_ok=True)
@@ -143,7 +149,11 @@ def main(argv=None):
         data_dirs=[d for d in (args["--data-dirs"] or "").split(",") if d],
         compression=Compression.parse(args["--compression"]),
         compression_level=level, metadata=parse_metadata(args["--metadata"]), hints=hints)
-    summary = convert(source, directory, memory, silent=args["--silent"])
+    level2 = None
+    if levels >= 2:  # made in the same pass as level 1, from the voxels it holds
+        level2 = NextLevel(pyramid.open_level2(directory, args["<output>"], comm, args["--resume"]),
+                           partial(pyramid.downsample, method=method), reduction)
+    summary = convert(source, directory, memory, silent=args["--silent"], level2=level2)
     if rank == 0:
         log.info("blockfs-write: %s", summary)
     if args["--verify"]:
@@ -155,9 +165,9 @@ def main(argv=None):
         if bad:
             raise parallel.everywhere(  # bad counts every rank's units
                 BlockfsError(f"verification failed: {bad} units differ from the source"))
-    if args["--levels"]:
-        pyramid.build(args["<output>"], levels, voxel_size, "mode" if args["--labels"] else "mean",
-                      comm, overwrite=True, silent=args["--silent"])
+    if levels:  # levels 3.. from level 2, and the info
+        pyramid.build(args["<output>"], levels, voxel_size, method, comm, overwrite=True,
+                      silent=args["--silent"], first=3)
 
 
 if __name__ == "__main__":
