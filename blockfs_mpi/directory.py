@@ -6,26 +6,27 @@ file of its own and `close()` commits collectively. Without MPI, writer
 processes own the data files, and any process holding the Directory (forked,
 spawned or forkserver workers alike) hands its blocks to them.
 """
+import itertools
 import logging
+import math
 import multiprocessing
-import operator
 import os
-import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from . import format as fmt
-from . import parallel
+from . import generation, indexing, parallel
 from .commit import collective_commit, commit, recovered_index, write_atomically
 from .completion import warn_if_incomplete
 from .compression import Compression, make_codec, single_threaded
 from .errors import (BlockCoordinateError, BlockfsError, BlockShapeError, FormatError,
                      ReadOnlyError, WriterError, brief)
 from .geometry import Geometry
-from .identify import ReplaceRefusedError, check_replaceable
+from .identify import ReplaceRefusedError, check_replaceable, own_data_files
 from .local_writers import WriterClient, WriterProcesses
-from .reader import BlockReader
+from .lock import LockedError, VolumeLock, program_name
+from .reader import BlockReader, locate_data_files, read_header
 from .scan import scan_data_file
 from .writer import WRITTEN, BlockWriter, MPIFile, PosixFile
 from .writer_registry import published, published_volumes, rerunning_main
@@ -33,11 +34,6 @@ from .writer_registry import published, published_volumes, rerunning_main
 log = logging.getLogger("blockfs_mpi")
 
 NEW, WRITING, READING = "new", "writing", "reading"
-
-
-def program_name():
-    """The name of the running program or script, recorded as a new volume's writer."""
-    return os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "python"
 
 
 def check_castable(block, dtype, where):
@@ -50,6 +46,15 @@ def check_castable(block, dtype, where):
             return
     raise BlockShapeError(f"{where}: a {block.dtype} block cannot be stored as {dtype} without "
                           f"loss; convert it first")
+
+
+def remove_leftovers(path, keep_stems, keep, also=()):
+    """Remove the given files and what killed replacements left beside the volume at path
+    (generation.leftovers); a file that cannot be removed is a warning, never an error."""
+    doomed = list(also) + [p for p in generation.leftovers(path, keep_stems, keep)
+                           if p not in also]
+    for failure in generation.remove(doomed):
+        log.warning("%s: cannot remove %s", path, failure)
 
 
 class Directory:
@@ -68,7 +73,8 @@ class Directory:
     def __init__(self, x_extent, y_extent, z_extent, dtype, directory_filename,
                  n_filenames=None, x_block_size=64, y_block_size=64, z_block_size=64,
                  block_filenames=None, compression=Compression.zstd, compression_level=1,
-                 metadata=None, comm=None, shuffle="byte", hints=None, writer=None):
+                 metadata=None, comm=None, shuffle="byte", hints=None, writer=None,
+                 break_lock=False):
         """Describe a new volume of the given extents (voxels) and numpy dtype.
 
         Data files default to `<directory_filename>.<n>` and can be put
@@ -79,7 +85,9 @@ class Directory:
         `hints` are MPI-IO hints for creating data files, e.g. Lustre's
         {"striping_factor": 8, "striping_unit": 4 << 20}. `writer` adds to
         what the volume records of who writes it (see docs/FORMAT.md): the
-        program's name by default, and whether it finished.
+        program's name by default, and whether it finished. create() takes the
+        volume's lock (see lock.py); `break_lock` takes over one that another
+        host's job left, as blockfs-write --break-lock does.
         """
         self.directory_filename = os.path.abspath(directory_filename)
         self.comm = parallel.world() if comm is None else comm
@@ -115,6 +123,10 @@ class Directory:
         self._recovered = np.zeros(0, WRITTEN)  # frames a resumed job found on disk (this rank)
         self._present = None  # blocks on disk when resumed, a bit per block (np.packbits)
         self._written = None  # blocks written through this object in this process, likewise
+        self._break_lock = break_lock
+        self._lock = None  # the volume's VolumeLock, held by rank 0 from create() to close()
+        self._in_progress = None  # a replacement's directory file until its final commit
+        self._replaced = []  # the old version's data files, removed after the final commit
 
     # ------------------------------------------------------------ opening --
 
@@ -143,28 +155,68 @@ class Directory:
         self._stand_in = rerunning_main()
         self._recovered = np.zeros(0, WRITTEN)
         self._present = self._written = None
+        self._break_lock, self._lock, self._in_progress, self._replaced = False, None, None, []
         return self
 
     @classmethod
-    def resume(cls, directory_filename, comm=None, hints=None):
+    def resume(cls, directory_filename, comm=None, hints=None, break_lock=False):
         """Reopen a format 2 volume to write more: after a killed job, or to add blocks.
 
         Collective under MPI. Every frame that reached a data file intact
         counts, committed or not, and `has_block` says which blocks need no
         writing; the next close() commits them with the new ones. Rank r
         appends to data file r: files are added when there are more ranks
-        than files, and files beyond the ranks are only scanned.
+        than files, and files beyond the ranks are only scanned. After a
+        killed replacement (an overwrite) it is the new version in progress
+        that is resumed; the old one stays committed until close(). The
+        volume's lock is taken as in create() (`break_lock` likewise).
         """
-        self = cls._opened(directory_filename, None)
+        path = os.path.abspath(directory_filename)
+        comm = parallel.world() if comm is None else comm
+        lock = VolumeLock(path, program_name(), break_lock)
+        parallel.on_rank0(comm, lock.acquire, LockedError)
+        try:
+            found = parallel.on_rank0(comm, lambda: cls._resumable(path), BlockfsError)
+            in_progress, replaced = comm.bcast(found, root=0) if comm is not None else found
+            self = cls._opened(in_progress or path, None)
+            self.directory_filename, self._lock = path, lock
+            self._in_progress, self._replaced = in_progress, replaced
+            self._resume(comm, hints)
+        except BaseException:
+            lock.release()
+            raise
+        return self
+
+    @staticmethod
+    def _resumable(path):
+        """(directory file of a new version in progress or None, the committed version's data
+        files that it replaces); removes what killed replacements left besides (rank 0)."""
+        if not os.path.exists(path):
+            return None, []  # _opened says so on every rank
+        header = read_header(path)
+        committed = locate_data_files(path, header)[0]
+        in_progress = generation.in_progress(path, header.data_files)
+        stems, keep = {generation.stem(path, header.data_files)}, set(committed)
+        if in_progress is not None:
+            log.info("%s: resuming the new version that a killed replacement left in %s",
+                     path, in_progress)
+            new = read_header(in_progress).data_files
+            stems.add(generation.stem(path, new))
+            keep.add(in_progress)
+        remove_leftovers(path, stems, keep)
+        return in_progress, committed if in_progress is not None else []
+
+    def _resume(self, comm, hints):
+        """The rest of resume(): find this rank's intact frames and open its data file."""
         self._reader.close()
         self._reader = None
         if self.header.version != fmt.FORMAT2_VERSION:
             raise FormatError(f"{self.directory_filename}: format {self.header.version} volumes "
                               f"cannot be resumed; only format 2 keeps frames to resume from")
-        self.comm = parallel.world() if comm is None else comm
+        self.comm = comm
         self.hints = hints
         size, rank = parallel.size_of(self.comm), parallel.rank_of(self.comm)
-        base = os.path.basename(self.directory_filename)
+        base = os.path.basename(generation.stem(self.directory_filename, self.header.data_files))
         if self._mpi:
             self.header.data_files += [f"{base}.{i}"
                                        for i in range(len(self.header.data_files), size)]
@@ -182,7 +234,6 @@ class Directory:
             self._open_rank_writer(truncate=False)
         self._present = present
         self._state = WRITING
-        return self
 
     def has_block(self, x, y, z):
         """True if the block at (x, y, z) is stored. Opened for reading (or closed): the
@@ -215,7 +266,7 @@ class Directory:
             raise BlockfsError(f"{self.directory_filename}: a volume being written by MPI ranks "
                                f"cannot be sent to another process; each rank writes its own")
         state = self.__dict__.copy()
-        state.update(comm=None, _reader=None, _processes=None,
+        state.update(comm=None, _reader=None, _processes=None, _lock=None,
                      _written=None)  # what this process wrote, not the receiver
         return state
 
@@ -261,7 +312,14 @@ class Directory:
         return self.comm is not None
 
     def create(self):
-        """Create (or truncate) the data files and commit an empty volume. Collective.
+        """Create the data files and commit an empty volume. Collective.
+
+        The volume's lock is taken first (LockedError, nothing touched, if another
+        job holds it) and held until close(). Only a blockfs volume is replaced
+        (identify.check_replaceable), and never in place: over a committed volume
+        the data files get the next generation's names, the empty volume is
+        committed as `<name>.g<k>`, and the old version stays whole and readable
+        until close() commits the new one (see generation.py).
 
         In a stand-in (see _attach_to_parent) it touches nothing: the parent created the
         volume, and truncating it would lose what its writers wrote.
@@ -275,24 +333,55 @@ class Directory:
         folder = os.path.dirname(self.directory_filename)
         if not os.path.isdir(folder):
             raise FileNotFoundError(f"{self.directory_filename}: folder {folder} does not exist")
-        parallel.on_rank0(self.comm, self._check_replaceable, ReplaceRefusedError)
-        if self._mpi:
-            self._open_rank_writer(truncate=True, commit_empty=True)
-        else:
-            self._refuse_while_writers_run()
-            for path in self.block_filenames:
-                PosixFile(path, truncate=True).close()
-            self._commit_empty()
+        self._lock = VolumeLock(self.directory_filename, program_name(), self._break_lock)
+        parallel.on_rank0(self.comm, self._lock.acquire, LockedError)
+        try:
+            plan = parallel.on_rank0(self.comm, self._check_replaceable, ReplaceRefusedError)
+            if self._mpi:
+                plan = self.comm.bcast(plan, root=0)
+            self.header.data_files, self._in_progress, self._replaced = plan
+            if self._mpi:
+                self._open_rank_writer(truncate=True, commit_empty=True)
+            else:
+                self._refuse_while_writers_run()
+                for path in self.block_filenames:
+                    PosixFile(path, truncate=True).close()
+                self._commit_empty(self._in_progress or self.directory_filename)
+        except BaseException:
+            self._lock.release()
+            raise
         self._state = WRITING
 
     def _check_replaceable(self):
-        """Refuse before anything is touched unless only a blockfs volume would be replaced."""
-        if check_replaceable(self.directory_filename, self.block_filenames):
-            log.info("%s: replacing the blockfs volume there", self.directory_filename)
+        """(data file names, directory file of the new version in progress or None, the old
+        version's data files): refuses before anything is touched unless only a blockfs
+        volume would be replaced, and removes what killed replacements left (rank 0)."""
+        path, names = self.directory_filename, self.header.data_files
+        if not check_replaceable(path, []):
+            check_replaceable(path, self.block_filenames)
+            remove_leftovers(path, {generation.stem(path, names)}, set())
+            return names, None, []
+        log.info("%s: replacing the blockfs volume there (the old version stays readable until "
+                 "the new one is committed)", path)
+        old = own_data_files(path)
+        try:
+            old_names = read_header(path).data_files
+        except (BlockfsError, OSError):
+            old_names = []
+        k = generation.generation(path, old_names) + 1
+        new = [generation.with_generation(p, k) for p in self.block_filenames]
+        while set(new) & old:
+            k += 1
+            new = [generation.with_generation(p, k) for p in self.block_filenames]
+        in_progress = generation.in_progress_path(path, k)
+        check_replaceable(in_progress, new)
+        remove_leftovers(path, {generation.stem(path, old_names)}, old)
+        folder = os.path.dirname(path)
+        return [os.path.relpath(p, folder) for p in new], in_progress, sorted(old)
 
-    def _commit_empty(self):
-        """Commit a directory file in which no block is written yet."""
-        write_atomically(self.directory_filename, *fmt.empty_directory2_parts(self.header))
+    def _commit_empty(self, path):
+        """Commit at path a directory file in which no block is written yet."""
+        write_atomically(path, *fmt.empty_directory2_parts(self.header))
 
     def _open_rank_writer(self, truncate, commit_empty=False):
         """Open this rank's data file (collective); then rank 0 commits an empty volume if asked.
@@ -312,7 +401,7 @@ class Directory:
         errors = parallel.agree(self.comm, error)
         if not errors and rank == 0 and commit_empty:
             try:
-                self._commit_empty()
+                self._commit_empty(self._in_progress or self.directory_filename)
             except Exception as e:
                 errors = [f"rank 0: cannot write {self.directory_filename}: {e}"]
         errors = self.comm.bcast(errors, root=0)
@@ -425,49 +514,79 @@ class Directory:
         self._remember_written(block_number)
 
     def close(self):
-        """Finish writing and commit the index atomically (collective under MPI).
+        """Finish writing and commit the index atomically (collective under MPI); then the
+        files of a version it replaced are removed and the volume's lock is released.
 
         On a volume opened for reading, closes its files. Calling it again
         does nothing.
         """
         if self._state == WRITING:
-            self.header.writer["complete"] = True  # recorded by the commit that ends the job
-            if self._mpi:
-                error, rows = None, None
-                try:
-                    rows = self._writer.close()
-                except Exception as e:
-                    error = str(e)
-                self._writer = None
-                self._state = READING
-                collective_commit(self.comm, self.directory_filename, self.header,
-                                  rows if rows is not None else [], error, self._recovered)
-            elif self._stand_in:  # the parent commits what its writers wrote
-                self._state = READING
-            elif self._processes is not None or len(self._recovered):
-                processes, self._processes, self._client = self._processes, None, None
-                self._state = READING
-                try:
-                    rows = processes.close() if processes is not None else []
-                except WriterError as e:  # said as under MPI: not committed, and why
-                    raise WriterError(f"{self.directory_filename} not committed, {e}") from None
-                base = recovered_index(self.geometry, self._recovered) if len(self._recovered) \
-                    else None
-                commit(self.directory_filename, self.header, rows, base)
-            else:  # nothing was written: the empty volume create() committed, now finished
-                self._state = READING
-                self._commit_empty()
+            committed = False
+            try:
+                self._commit_final()
+                committed = True
+            finally:
+                self._end_writing(committed)
         if self._reader is not None:
             self._reader.close()
             self._reader = None
 
+    def _commit_final(self):
+        """The commit that ends the job, recording that its writer finished."""
+        self.header.writer["complete"] = True
+        if self._mpi:
+            error, rows = None, None
+            try:
+                rows = self._writer.close()
+            except Exception as e:
+                error = str(e)
+            self._writer = None
+            self._state = READING
+            collective_commit(self.comm, self.directory_filename, self.header,
+                              rows if rows is not None else [], error, self._recovered)
+        elif self._stand_in:  # the parent commits what its writers wrote
+            self._state = READING
+        elif self._processes is not None or len(self._recovered):
+            processes, self._processes, self._client = self._processes, None, None
+            self._state = READING
+            try:
+                rows = processes.close() if processes is not None else []
+            except WriterError as e:  # said as under MPI: not committed, and why
+                raise WriterError(f"{self.directory_filename} not committed, {e}") from None
+            base = recovered_index(self.geometry, self._recovered) if len(self._recovered) \
+                else None
+            commit(self.directory_filename, self.header, rows, base)
+        else:  # nothing was written: the empty volume create() committed, now finished
+            self._state = READING
+            self._commit_empty(self.directory_filename)
+
+    def _end_writing(self, committed):
+        """Where the lock is held (rank 0): once the new version is committed, remove the
+        version it replaced (its data files, the in-progress directory file); then release
+        the lock, committed or not."""
+        if self._lock is None or not self._lock.held:
+            return
+        try:
+            if committed:
+                new = set(self.block_filenames)
+                remove_leftovers(self.directory_filename,
+                                 {generation.stem(self.directory_filename, self.header.data_files)},
+                                 new, [self._in_progress] * bool(self._in_progress)
+                                 + [p for p in self._replaced if p not in new])
+        finally:
+            self._lock.release()
+
     def _abandon(self, error):
-        """Leave after an exception: write out what was handed over, commit nothing.
+        """Leave after an exception: write out what was handed over, commit nothing, release
+        the lock.
 
         The frames stay in the data files, where fsck --repair or a resumed
-        job finds them. Under MPI with several ranks the others cannot be
-        told to skip the collective commit, so the job is aborted instead.
+        job finds them (a replacement's old version stays committed). Under MPI
+        with several ranks the others cannot be told to skip the collective
+        commit, so the job is aborted instead.
         """
+        if self._lock is not None:
+            self._lock.release()
         if self._state == WRITING and self._mpi and parallel.size_of(self.comm) > 1:
             parallel.abort(self.comm, f"{self.directory_filename}: {error!r}")
         if self._writer is not None:
@@ -494,27 +613,12 @@ class Directory:
         return self.reader.read(self.geometry.block_number(x, y, z),
                                 self.geometry.block_shape(x, y, z))
 
-    def _region(self, key):
-        """((z0, z1), (y0, y1), (x0, x1)) and the axes to squeeze, from a numpy-style key."""
-        key = key if isinstance(key, tuple) else (key,)
-        if len(key) > 3:
-            raise IndexError(f"too many indices for a 3-D volume: {len(key)}")
-        key = key + (slice(None),) * (3 - len(key))
-        bounds, squeeze = [], []
-        for axis, (k, n) in enumerate(zip(key, self.shape)):
-            if isinstance(k, slice):
-                start, stop, step = k.indices(n)
-                if step != 1:
-                    raise IndexError("only step 1 slices are supported")
-                bounds.append((start, max(start, stop)))
-            else:
-                i = operator.index(k)
-                i = i + n if i < 0 else i
-                if not 0 <= i < n:
-                    raise IndexError(f"index {k} is out of bounds for axis {axis} with size {n}")
-                bounds.append((i, i + 1))
-                squeeze.append(axis)
-        return bounds, tuple(squeeze)
+    def _bounds(self, key):
+        """((z0, z1), (y0, y1), (x0, x1)) and the axes to squeeze, from a key of step 1."""
+        picked, squeeze = indexing.selection(key, self.shape)
+        if any(p.step != 1 for p in picked):
+            raise IndexError(f"{self.directory_filename}: only step 1 slices can be written")
+        return [(p.start, max(p.start, p.stop)) for p in picked], squeeze
 
     def _blocks_in(self, bounds):
         """Origins (x, y, z) of the blocks overlapping a region."""
@@ -532,41 +636,61 @@ class Directory:
             return 1
         return parallel.usable_cores()
 
+    # NumPy's array attributes, so that numpy, dask and xarray take a volume as an array.
+    ndim = 3
+    size = property(lambda self: math.prod(self.shape), doc="voxels in the volume")
+    nbytes = property(lambda self: self.size * self.dtype.itemsize,
+                      doc="bytes the whole volume takes in memory (np.asarray(volume))")
+    chunks = property(lambda self: self.block_size,
+                      doc="(z, y, x) block shape: dask.array.from_array chunks by multiples of it")
+
+    def __len__(self):
+        return self.z_extent
+
+    def __array__(self, dtype=None, copy=None):
+        """The whole volume in memory (`nbytes` bytes), for np.asarray(volume) (NumPy 2's
+        protocol); read like volume[...]. copy=False is refused: reading always makes an array."""
+        if copy is False:
+            raise ValueError(f"{self.directory_filename}: a blockfs volume is read into a new "
+                             f"array; np.asarray(volume, copy=False) cannot avoid that")
+        out = self[...]
+        return out if dtype is None else out.astype(dtype, copy=False)
+
     def __getitem__(self, key):
-        """Any sub-volume, across block boundaries: directory[z0:z1, y0:y1, x0:x1].
+        """A sub-volume, as numpy would index the whole: volume[z0:z1, y0:y1, x0:x1],
+        volume[..., -1], volume[::4, 10:-10] ... (integers, slices with any step, one
+        Ellipsis; see indexing.py). A strided read reads only the blocks holding voxels it
+        picks.
 
         The blocks are read and decoded by several threads (see read_threads): pread and
         Blosc release the GIL, so a large region reads about as many times faster as there
         are cores.
         """
-        bounds, squeeze = self._region(key)
-        (z0, z1), (y0, y1), (x0, x1) = bounds
-        out = np.zeros((z1 - z0, y1 - y0, x1 - x0), self.dtype)
+        picked, squeeze = indexing.selection(key, self.shape)
+        out = np.zeros(tuple(len(p) for p in picked), self.dtype)
 
-        def copy_block(origin):
-            x, y, z = origin
-            block = self.read_block(x, y, z)
-            zs, ys, xs = block.shape
-            sz, sy, sx = max(z0, z), max(y0, y), max(x0, x)
-            ez, ey, ex = min(z1, z + zs), min(y1, y + ys), min(x1, x + xs)
-            out[sz - z0:ez - z0, sy - y0:ey - y0, sx - x0:ex - x0] = \
-                block[sz - z:ez - z, sy - y:ey - y, sx - x:ex - x]
+        def copy_block(piece):
+            (z, out_z, in_z), (y, out_y, in_y), (x, out_x, in_x) = piece
+            out[out_z, out_y, out_x] = self.read_block(x, y, z)[in_z, in_y, in_x]
 
-        origins = list(self._blocks_in(bounds))
-        threads = min(len(origins), self._read_thread_count())
+        work = list(itertools.product(*(indexing.pieces(indexing.ascending(p), size)
+                                        for p, size in zip(picked, self.block_size))))
+        threads = min(len(work), self._read_thread_count())
         if threads > 1:
             self.reader  # opened here, not raced for by the threads
             with ThreadPoolExecutor(threads, thread_name_prefix="blockfs-read") as pool:
-                for _ in pool.map(copy_block, origins):  # raises the first block's error
+                for _ in pool.map(copy_block, work):  # raises the first block's error
                     pass
         else:
-            for origin in origins:
-                copy_block(origin)
+            for piece in work:
+                copy_block(piece)
+        if any(p.step < 0 for p in picked):  # read in increasing order; numpy's is backwards
+            out = out[tuple(slice(None, None, -1 if p.step < 0 else 1) for p in picked)]
         return out.squeeze(squeeze) if squeeze else out
 
     def __setitem__(self, key, value):
         """Write whole blocks: directory[z0:z1, y0:y1, x0:x1] = array, on block boundaries."""
-        bounds, squeeze = self._region(key)
+        bounds, squeeze = self._bounds(key)
         for (start, stop), size, extent, axis in zip(bounds, self.block_size, self.shape, "zyx"):
             if start % size or (stop % size and stop != extent):
                 raise BlockCoordinateError(

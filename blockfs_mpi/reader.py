@@ -14,6 +14,11 @@ from .compression import blosc_sizes, make_codec
 from .errors import CorruptBlockError, DataFileNotFoundError, FormatError
 
 
+# Data files a reader opens with its directory file (the rest on first use): enough for the
+# volumes of any job of up to this many ranks, few enough for blockfs-serve's cache of volumes.
+EAGER_DATA_FILES = 256
+
+
 def pread_exact(fd, size, offset):
     """Up to size bytes at offset: fewer only at end of file."""
     chunks = []
@@ -146,6 +151,19 @@ class BlockReader:
         self._local = threading.local()  # each thread's read buffer
         self._pid = None
         self._fds = {}
+        if self._directory_fd is not None:
+            self._open_data_files()
+
+    def _open_data_files(self):
+        """Open the data files of the version just read (the first EAGER_DATA_FILES): a
+        replacement removes the old version's data files once the new one is committed, and
+        this reader goes on reading the version it opened through these descriptors."""
+        for number in range(min(len(self.data_paths), EAGER_DATA_FILES)):
+            if number not in self._missing:
+                try:
+                    self._fd(number)
+                except OSError:  # reported when one of its blocks is read
+                    pass
 
     def _fd(self, key):
         """The descriptor for key (None = directory file, else a data file number)."""
