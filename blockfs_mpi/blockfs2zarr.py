@@ -92,7 +92,9 @@ def choose_voxel_size(text, unit, source, header):
         pyramid_info_size(source) if os.path.isdir(source) else None)
     if found is None:
         found = voxel_size.VoxelSize(1, 1, 1, "micrometer")
-        log.warning("%s records no voxel size: writing 1 micrometre; pass --voxel-size", source)
+        if parallel.rank_of(parallel.world()) == 0:
+            log.warning("%s records no voxel size: writing 1 micrometre; pass --voxel-size",
+                        source)
     return found
 
 

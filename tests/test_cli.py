@@ -45,8 +45,8 @@ def test_bad_codec_or_dtype_is_one_line(tmp_path, args, message):
     assert not list(tmp_path.iterdir())
 
 
-PROGRAMS = ["write", "blockfs2tif", "blockfs2jp2k", "blockfs2hdf", "mv", "cp", "rebase", "info",
-            "fsck", "downsample", "serve"]
+PROGRAMS = ["write", "blockfs2tif", "blockfs2jp2k", "blockfs2hdf", "blockfs2zarr", "mv", "cp",
+            "rebase", "info", "fsck", "downsample", "serve"]
 
 
 @pytest.mark.parametrize("program", PROGRAMS)
