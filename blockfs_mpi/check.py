@@ -13,10 +13,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import format as fmt
-from . import parallel
+from . import generation, parallel
 from .commit import build_index, commit_slices, index_spans, route_rows, write_atomically
 from .completion import incomplete_line, is_incomplete
 from .errors import BlockfsError, FormatError
+from .lock import volume_locks
 from .progress import Progress
 from .reader import BlockReader, locate_data_files, read_header
 from .scan import scan_data_file
@@ -57,13 +58,14 @@ def index_chunks(path, header, entries=1 << 20, span=None):
 
 
 def data_paths(path, header):
-    """The data files of a volume, then any `<directory file>.<n>` that follows them unnamed:
-    the file of an extra rank of a resumed job that never committed (format 2 only). A
+    """The data files of a volume, then any `<stem>.<n>` that follows them unnamed (stem:
+    generation.stem, `<directory file>` for a volume that replaced none): the file of an
+    extra rank of a resumed job that never committed (format 2 only). A
     data file found nowhere is given where it belongs: info reports it missing, and a
     check reports each of its blocks with the places it was looked for."""
     paths, _ = locate_data_files(path, header)
     if header.version != 1:
-        base = os.path.abspath(path)
+        base = generation.stem(path, header.data_files)
         while os.path.exists(f"{base}.{len(paths)}") and f"{base}.{len(paths)}" not in paths:
             paths.append(f"{base}.{len(paths)}")
     return paths
@@ -165,6 +167,9 @@ class Report:
     frames: int = 0
     repairable: bool = True  # False when the directory file itself is unreadable
     decompressed: bool = True  # False for a quick check
+    # a new version in progress beside the volume (a killed replacement): its directory
+    # file -> intact frames in its data files (this share's)
+    in_progress: dict = field(default_factory=dict)
 
     def add(self, problem):
         """Count one problem and list it (until trimmed)."""
@@ -205,6 +210,8 @@ class Report:
             merged.frames += share.frames
             merged.repairable &= share.repairable
             merged.decompressed &= share.decompressed
+            for path, frames in share.in_progress.items():
+                merged.in_progress[path] = merged.in_progress.get(path, 0) + frames
         merged.rows = np.concatenate([merged.rows] + [s.rows for s in shares])
         merged.trim()
         return merged
@@ -230,11 +237,16 @@ class Report:
         counts = ", ".join(f"{n} {kind}" for kind, n in sorted(self.counts.items()))
         verified = f"{self.entries} committed blocks verified" + (
             "" if self.decompressed else " (quick: not decompressed)")
+        pending = [f"warning: {path}: a new version in progress, left by a killed overwrite: "
+                   f"{frames} intact frames not committed (the committed version is "
+                   f"untouched); blockfs-write --resume completes it, --overwrite starts again"
+                   for path, frames in sorted(self.in_progress.items())]
         summary = (f"{self.path}: {self.n_problems} problem(s)"
-                   + (f" ({counts})" if counts else "") + f", {len(self.warnings)} warning(s); "
+                   + (f" ({counts})" if counts else "")
+                   + f", {len(self.warnings) + len(pending)} warning(s); "
                    f"{verified}, {self.frames} intact frames in {self.files} data files")
         return [str(p) for p in self.problems] + unlisted + [str(w) for w in self.warnings] \
-            + [summary]
+            + pending + [summary]
 
 
 def _where(geometry, block):
@@ -281,7 +293,26 @@ def check_share(path, rank=0, size=1, progress=None, listed=MAX_LISTED, quick=Fa
     report.files += len(numbers)
     for scan in scans:
         _check_frames(report, geometry, seen, paths, scan)
+    if header.version != 1:
+        _count_in_progress(report, path, header, rank, size)
     return report
+
+
+def _count_in_progress(report, path, header, rank, size):
+    """Count the intact frames in this share of the data files of a new version in progress
+    that a killed replacement left beside the volume (generation.in_progress)."""
+    in_progress = generation.in_progress(path, header.data_files)
+    if in_progress is None:
+        return
+    try:
+        new = read_header(in_progress)
+    except (BlockfsError, OSError) as e:
+        report.warnings.append(Problem("warning", f"{in_progress}: unreadable: {e}"))
+        return
+    files = data_paths(in_progress, new)
+    report.in_progress[in_progress] = sum(
+        scan_data_file(files[n], n, new.geometry.n_blocks).frames
+        for n in range(rank, len(files), size) if os.path.exists(files[n]))
 
 
 class _IndexPass:
@@ -472,10 +503,17 @@ def repair_collectively(path, comm, rows, repairable):
 
 
 def fsck(path, comm=None, n_workers=1, fix=False, silent=False, out=print, listed=MAX_LISTED,
-         quick=False):
+         quick=False, break_lock=False):
     """blockfs-fsck: check, print the problems (up to `listed` of each kind) and a summary
     (rank 0), repair if asked and needed, then check again. Collective under MPI. Returns
-    the exit status (0 = clean)."""
+    the exit status (0 = clean). With fix, the volume is locked throughout (LockedError if
+    another job changes it; break_lock: see lock.py)."""
+    with volume_locks([path] if fix else [], comm, break_lock):
+        return _fsck(path, comm, n_workers, fix, silent, out, listed, quick)
+
+
+def _fsck(path, comm, n_workers, fix, silent, out, listed, quick):
+    """fsck() once the volume is locked (or needs no lock)."""
     rank = parallel.rank_of(comm)
     report, rows = checked_shares(path, comm, n_workers, silent, listed, quick)
     if rank == 0:

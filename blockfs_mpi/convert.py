@@ -21,10 +21,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import parallel
+from . import generation, parallel
 from .dealer import Dealer
 from .directory import Directory
 from .errors import BlockfsError
+from .lock import LockedError, check_unlocked
 from .progress import Progress
 from .reader import read_header
 from .sources import SourceError, differences, fingerprint
@@ -135,8 +136,12 @@ def data_file_names(output, count, data_dirs):
 
 def check_resumable(output, source, dtype, block_size, record, force_source):
     """Refuse to resume output with this source unless it is the volume this job makes, from
-    the source it was started from (unless force_source)."""
+    the source it was started from (unless force_source). After a killed --overwrite it is
+    the new version in progress that a resume continues, so that is what must match."""
     header = read_header(output)
+    in_progress = generation.in_progress(output, header.data_files)
+    if in_progress is not None:
+        header = read_header(in_progress)
     found = (tuple(header.geometry.shape), header.dtype, tuple(header.geometry.block_size))
     expected = (tuple(source.shape), np.dtype(dtype), tuple(block_size))
     if found != expected:
@@ -152,10 +157,12 @@ def check_resumable(output, source, dtype, block_size, record, force_source):
 
 
 def open_output(source, output, comm, *, block_size, dtype, resume, overwrite, data_dirs=(),
-                spec=None, force_source=False, **volume_options):
+                spec=None, force_source=False, break_lock=False, **volume_options):
     """The Directory to write: created (collectively), or resumed after a killed job. The
     source's fingerprint (of `spec`, its command-line name) is recorded at create, and a
-    resume from a different source is refused unless force_source."""
+    resume from a different source is refused unless force_source. A volume another job
+    is writing is refused first (its lock; break_lock takes over one left on another host)."""
+    parallel.on_rank0(comm, lambda: check_unlocked(output, break_lock), LockedError)
     exists = os.path.exists(output)
     if exists and not (resume or overwrite):
         raise BlockfsError(f"{output} exists: pass --resume to complete it or --overwrite "
@@ -167,7 +174,8 @@ def open_output(source, output, comm, *, block_size, dtype, resume, overwrite, d
     if exists and resume:
         parallel.on_rank0(comm, lambda: check_resumable(output, source, dtype, block_size,
                                                         record, force_source), BlockfsError)
-        return Directory.resume(output, comm=comm, hints=volume_options.get("hints"))
+        return Directory.resume(output, comm=comm, hints=volume_options.get("hints"),
+                                break_lock=break_lock)
     z, y, x = source.shape
     count = parallel.size_of(comm) if comm is not None else parallel.usable_cores()
     directory = Directory(x, y, z, dtype, output, comm=comm, n_filenames=count,
@@ -175,7 +183,7 @@ def open_output(source, output, comm, *, block_size, dtype, resume, overwrite, d
                           z_block_size=block_size[0], y_block_size=block_size[1],
                           x_block_size=block_size[2],
                           writer={"program": "blockfs-write", "source": record} if record
-                          else None, **volume_options)
+                          else None, break_lock=break_lock, **volume_options)
     directory.create()
     return directory
 

@@ -19,6 +19,8 @@ Options:
   --voxel-size=<xyz>   Level 1 voxel size x,y,z in nm, for the info.  [default: 1,1,1]
   --labels             Integer labels: downsample by mode, not mean; info type segmentation.
   --overwrite          Replace levels that exist already (with --output, level 1 too).
+  --break-lock         Take over a lock that a job on another host left on a level it writes
+                       (see blockfs-write).
   --silent             No progress bar.
   -h --help            Show this text.
 
@@ -42,13 +44,14 @@ def main(argv=None):
     if args["--output"]:
         dest = args["--output"]
         place_level1(args["<blockfs-file>"], dest, levels, args["--move"], comm,
-                     overwrite=args["--overwrite"], silent=args["--silent"])
+                     overwrite=args["--overwrite"], silent=args["--silent"],
+                     break_lock=args["--break-lock"])
     elif args["--move"]:
         raise parallel.everywhere(BlockfsError("--move needs --output <pyramid folder>"))
     else:
         dest = pyramid_folder(args["<blockfs-file>"])
     build(dest, levels, voxel_size, "mode" if args["--labels"] else "mean", comm,
-          overwrite=args["--overwrite"], silent=args["--silent"])
+          overwrite=args["--overwrite"], silent=args["--silent"], break_lock=args["--break-lock"])
 
 
 if __name__ == "__main__":

@@ -14,7 +14,8 @@ their entries are checked and decoded, and they cannot be repaired.
 Run under `mpiexec -n N` to split the data files across ranks.
 
 Usage:
-  blockfs-fsck <blockfs-file> [--repair] [--quick] [--n-workers <n>] [--max-listed <n>] [--silent]
+  blockfs-fsck <blockfs-file> [--repair] [--break-lock] [--quick] [--n-workers <n>]
+               [--max-listed <n>] [--silent]
   blockfs-fsck -h | --help | --version
 
 Arguments:
@@ -22,6 +23,8 @@ Arguments:
 
 Options:
   --repair           Rebuild and commit the index from the frames if a problem is found.
+                     The volume is locked meanwhile: refused while another job changes it.
+  --break-lock       With --repair: take over a lock that a job on another host left.
   --quick            Verify each block's frame, checksum and sizes without decompressing
                      it: several times faster; misses only a block stored undecodable.
   --n-workers <n>    Local worker processes when not run under mpiexec [default: 1].
@@ -44,7 +47,7 @@ def main(argv=None):
     listed = number_in_range("--max-listed", args["--max-listed"], 0, 10**9)
     status = fsck(args["<blockfs-file>"], parallel.world(), n_workers,
                   fix=args["--repair"], silent=args["--silent"], listed=listed,
-                  quick=args["--quick"])
+                  quick=args["--quick"], break_lock=args["--break-lock"])
     sys.exit(status)
 
 

@@ -195,6 +195,9 @@ class VolumeLock:
             except FileExistsError:
                 self._take_over_or_wait(deadline)
                 continue
+            except FileNotFoundError:
+                raise FileNotFoundError(f"{self.directory_file}: folder "
+                                        f"{os.path.dirname(self.path)} does not exist") from None
             except OSError as e:
                 raise LockedError(f"{self.directory_file}: cannot create its lock file "
                                   f"{self.path}: {e.strerror or e}") from None

@@ -17,6 +17,7 @@ from .commit import write_atomically
 from .convert import my_share
 from .directory import Directory
 from .errors import BlockfsError
+from .lock import LockedError, check_unlocked
 from .progress import Progress
 from .reader import read_header
 from .sources import differences
@@ -149,7 +150,8 @@ def reduced_volume(below, path: str, comm, **options) -> Directory:
                      z_block_size=zb, **options)
 
 
-def open_level2(level1: Directory, dest: str, comm, resume: bool) -> Directory:
+def open_level2(level1: Directory, dest: str, comm, resume: bool,
+                break_lock: bool = False) -> Directory:
     """Level 2 of the pyramid in dest, for blockfs-write to fill in the same pass as level1
     (open to write, with blockfs-write's source record), with its compression. Collective.
 
@@ -164,12 +166,13 @@ def open_level2(level1: Directory, dest: str, comm, resume: bool) -> Directory:
     target = reduced_volume(level1, path, comm, compression=level1.compression,
                             compression_level=level1.compression_level,
                             shuffle=level1.header.shuffle,
-                            writer={"program": "blockfs-write", "level_1_source": source})
+                            writer={"program": "blockfs-write", "level_1_source": source},
+                            break_lock=break_lock)
     if resume:
         alike = parallel.on_rank0(comm, lambda: started_alike(path, target.header),
                                   BlockfsError)
         if comm.bcast(alike, root=0) if comm is not None else alike:
-            return Directory.resume(path, comm=comm)
+            return Directory.resume(path, comm=comm, break_lock=break_lock)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     target.create()
     return target
@@ -239,12 +242,14 @@ def info(dest, levels, voxel_size, method="mean"):
 
 
 def build(dest, levels, voxel_size=(1, 1, 1), method="mean", comm=None, overwrite=False,
-          silent=False, first=2):
+          silent=False, first=2, break_lock=False):
     """Make levels first..levels of the pyramid in dest, each from the one below (levels
     below first exist: 1, or 1 and 2 that blockfs-write made in one pass), and write its info.
 
     Collective: each level is committed by every rank before the next starts.
-    Existing levels are replaced only with overwrite.
+    Existing levels are replaced only with overwrite. Each level is locked while it is
+    written; a level another job is writing is refused before any is made (break_lock:
+    see lock.py).
     """
     if levels < 1:
         raise BlockfsError(f"--levels must be at least 1, not {levels}")
@@ -254,9 +259,11 @@ def build(dest, levels, voxel_size=(1, 1, 1), method="mean", comm=None, overwrit
                    shuffle=base.header.shuffle)
     base.close()
     refuse_existing(dest, levels, overwrite, first)
+    parallel.on_rank0(comm, lambda: [check_unlocked(level_path(dest, level), break_lock)
+                                     for level in range(first, levels + 1)], LockedError)
     for level in range(first, levels + 1):
         make_level(level_path(dest, level - 1), level_path(dest, level), method, comm, silent,
-                   **options)
+                   break_lock=break_lock, **options)
     parallel.on_rank0(comm, lambda: write_info(dest, levels, voxel_size, method), BlockfsError)
 
 
@@ -268,7 +275,7 @@ def refuse_existing(dest: str, levels: int, overwrite: bool, first: int = 2) -> 
 
 
 def place_level1(source: str, dest: str, levels: int, move: bool = False, comm=None,
-                 overwrite: bool = False, silent: bool = False) -> str:
+                 overwrite: bool = False, silent: bool = False, break_lock: bool = False) -> str:
     """Copy (or move) the volume whose directory file is source into the pyramid folder dest
     as its level 1, <dest>/1_1_1/precomputed.blockfs, with blockfs-cp's (blockfs-mv's) code;
     returns that path. Collective.
@@ -288,7 +295,8 @@ def place_level1(source: str, dest: str, levels: int, move: bool = False, comm=N
 
     if relocate.on_rank0(comm, check):  # refusals are RelocateErrors, raised on every rank
         return target
-    return relocate.relocate(source, target, move, force=overwrite, comm=comm, silent=silent)
+    return relocate.relocate(source, target, move, force=overwrite, comm=comm, silent=silent,
+                             break_lock=break_lock)
 
 
 def write_info(dest, levels, voxel_size, method):

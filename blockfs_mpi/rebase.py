@@ -15,6 +15,7 @@ from . import format as fmt
 from . import parallel
 from .commit import atomic_file
 from .errors import FormatError
+from .lock import VolumeLock
 from .options import number_in_range, parse_command_line
 from .reader import pread_exact, read_header
 
@@ -25,13 +26,14 @@ and are rewritten; format 2 names are relative and need no change unless
 they are absolute. The directory file is replaced atomically.
 
 Usage:
-  blockfs-rebase <blockfs-file> [--index-chunk <bytes> | --block-size <bytes>]
+  blockfs-rebase <blockfs-file> [--index-chunk <bytes> | --block-size <bytes>] [--break-lock]
   blockfs-rebase -h | --help | --version
 
 Options:
   --index-chunk <bytes>  Bytes of the index read and written at a time [default: 16777216].
   --block-size <bytes>   The old name of --index-chunk: bytes, not the voxels per block
                          edge that blockfs-write's --block-size means.
+  --break-lock           Take over a lock that a job on another host left (see blockfs-write).
   -h --help  Show this text.
 """
 
@@ -116,20 +118,23 @@ def rebased_names(path, header):
     return [os.path.basename(name) if os.path.isabs(name) else name for name in header.data_files]
 
 
-def rebase(path, piece_bytes=INDEX_PIECE):
+def rebase(path, piece_bytes=INDEX_PIECE, break_lock=False):
     """Rewrite the directory file at path to name the data files beside it; False if already so.
 
-    Every data file must be there and long enough first: nothing is changed otherwise.
+    Every data file must be there and long enough first: nothing is changed otherwise. The
+    volume is locked meanwhile (LockedError if another job changes it; break_lock: lock.py).
     """
     path = os.path.abspath(path)
-    header = read_header(path)
-    names = rebased_names(path, header)
-    folder = os.path.dirname(path)
-    check_data_files(path, header, [os.path.join(folder, name) for name in names], piece_bytes)
-    if names == header.data_files:
-        return False
-    write_directory(path, path, header, names, piece_bytes)
-    return True
+    with VolumeLock(path, break_lock=break_lock):
+        header = read_header(path)
+        names = rebased_names(path, header)
+        folder = os.path.dirname(path)
+        check_data_files(path, header, [os.path.join(folder, name) for name in names],
+                         piece_bytes)
+        if names == header.data_files:
+            return False
+        write_directory(path, path, header, names, piece_bytes)
+        return True
 
 
 @parallel.program
@@ -138,7 +143,7 @@ def main(argv=None):
     option = "--block-size" if args["--block-size"] is not None else "--index-chunk"
     piece_bytes = number_in_range(option, args[option], 1, 1 << 30)
     path = args["<blockfs-file>"]
-    if rebase(path, piece_bytes):
+    if rebase(path, piece_bytes, args["--break-lock"]):
         parallel.log.info("%s now names the data files in %s", path,
                           os.path.dirname(os.path.abspath(path)))
     else:

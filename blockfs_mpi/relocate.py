@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from . import parallel
 from .errors import BlockfsError
+from .lock import volume_locks
 from .options import number_in_range, parse_command_line
 from .progress import Progress
 from .reader import BlockReader, read_header, resolve_data_file
@@ -28,7 +29,7 @@ and only then is the source removed. Format 1 volumes stay format 1, with
 their data file names rewritten.
 
 Usage:
-  blockfs-mv [--force] [--threads <n>] <src> <dest>
+  blockfs-mv [--force] [--break-lock] [--threads <n>] <src> <dest>
   blockfs-mv -h | --help | --version
 
 Arguments:
@@ -42,6 +43,7 @@ Arguments:
 
 Options:
   --force          Replace the volume already at the destination.
+  --break-lock     Take over a lock that a job on another host left (see blockfs-write).
   --threads <n>    Copy streams per rank [default: auto]: auto is the rank's share
                    of its node's cores, at most 4.
   -h --help        Show this text.
@@ -55,7 +57,7 @@ finish has none. The source is never changed. Format 1 volumes stay
 format 1, with their data file names rewritten.
 
 Usage:
-  blockfs-cp [--force] [--no-fsync] [--threads <n>] <src> <dest>
+  blockfs-cp [--force] [--break-lock] [--no-fsync] [--threads <n>] <src> <dest>
   blockfs-cp -h | --help | --version
 
 Arguments:
@@ -69,6 +71,7 @@ Arguments:
 
 Options:
   --force          Replace the volume already at the destination.
+  --break-lock     Take over a lock that a job on another host left (see blockfs-write).
   --no-fsync       Leave the copy (data and directory file) in the page cache for the
                    kernel to write back, as cp does (several times faster on a local
                    disk). A crash soon after can leave a copy with lost blocks or
@@ -170,13 +173,17 @@ def make_plan(src, dest, force):
         raise RelocateError(f"{target} already exists: use --force to replace that volume")
     if not os.path.isdir(folder):
         os.mkdir(folder)
-    if os.path.exists(target):  # --force: the old volume is gone before its files are replaced
-        os.unlink(target)
     device = os.stat(folder).st_dev
     return Plan(source, target, header, sources, targets,
                 targets if header.version == 1 else [os.path.basename(t) for t in targets],
                 [os.stat(path).st_size for path in sources],
                 all(os.stat(path).st_dev == device for path in [source, *sources]))
+
+
+def clear_target(plan):
+    """--force: the volume at the destination is gone before its files are replaced."""
+    if os.path.exists(plan.target):
+        os.unlink(plan.target)
 
 
 def on_rank0(comm, task):
@@ -344,25 +351,29 @@ def finish(plan, move, fsync=True):
             os.unlink(path)                       # whose data files are gone
 
 
-def relocate(src, dest, move, force=False, comm=None, fsync=True, threads=None, silent=False):
+def relocate(src, dest, move, force=False, comm=None, fsync=True, threads=None, silent=False,
+             break_lock=False):
     """Move (move=True) or copy the volume whose directory file is src to dest: a folder, or
     a new directory file name ending in .blockfs (see make_plan).
 
     Collective over comm (None: this process alone). Returns the new directory file's path.
     fsync=False leaves a copy's data to the kernel's write-back (never for a move, which
     removes the source only once the copy is on disk). threads: copy streams per rank
-    (None: copy_threads). silent: no progress bar.
+    (None: copy_threads). silent: no progress bar. The destination (and a move's source) is
+    locked meanwhile, as by every program that changes a volume (break_lock: see lock.py).
     """
     if move and not fsync:
         raise ValueError("a move always fsyncs its copy before it removes the source")
     plan = on_rank0(comm, lambda: make_plan(src, dest, force))
-    linked = move and plan.same_filesystem and on_rank0(comm, lambda: link_files(plan))
-    if not linked:
-        on_rank0(comm, lambda: prepare_targets(plan))
-        on_every_rank(comm, lambda: copy_share(plan, comm, fsync, threads, silent))
-        if move and plan.header.version == 2:
-            on_every_rank(comm, lambda: verify_frames(plan, comm))
-    on_rank0(comm, lambda: finish(plan, move, fsync))
+    with volume_locks([plan.source, plan.target] if move else [plan.target], comm, break_lock):
+        on_rank0(comm, lambda: clear_target(plan))
+        linked = move and plan.same_filesystem and on_rank0(comm, lambda: link_files(plan))
+        if not linked:
+            on_rank0(comm, lambda: prepare_targets(plan))
+            on_every_rank(comm, lambda: copy_share(plan, comm, fsync, threads, silent))
+            if move and plan.header.version == 2:
+                on_every_rank(comm, lambda: verify_frames(plan, comm))
+        on_rank0(comm, lambda: finish(plan, move, fsync))
     return plan.target
 
 
@@ -372,7 +383,8 @@ def run(usage, move, argv):
         "--threads", args["--threads"], 1, 64)
     comm = parallel.world()
     target = relocate(args["<src>"], args["<dest>"], move, args["--force"], comm,
-                      fsync=not args.get("--no-fsync"), threads=threads)
+                      fsync=not args.get("--no-fsync"), threads=threads,
+                      break_lock=args["--break-lock"])
     parallel.log.info("%s %s to %s", args["<src>"], "moved" if move else "copied", target)
 
 

@@ -26,7 +26,10 @@ Options:
                          Refused if the source is not the one the volume was started from
                          (shape, dtype, plane names and sizes, sampled voxels).
   --force-source         With --resume: resume from a different source anyway.
-  --overwrite            Replace an existing volume at <output>.
+  --overwrite            Replace an existing volume at <output>: the old version stays whole
+                         and readable until the new one is committed.
+  --break-lock           Take over the lock of <output> that a job on another host left
+                         (one on this host whose process is gone is taken over anyway).
   --verify               Read the committed volume back and compare it with the source.
   --levels=<n>           Write a Neuroglancer pyramid of n mip levels: <output> is then a
                          folder, level 1 <output>/1_1_1/precomputed.blockfs (see
@@ -145,13 +148,15 @@ def main(argv=None):
     directory = open_output(
         source, output, comm, block_size=block_size,
         dtype=dtype, resume=args["--resume"], overwrite=args["--overwrite"],
+        break_lock=args["--break-lock"],
         spec=args["<source>"], force_source=args["--force-source"],
         data_dirs=[d for d in (args["--data-dirs"] or "").split(",") if d],
         compression=Compression.parse(args["--compression"]),
         compression_level=level, metadata=parse_metadata(args["--metadata"]), hints=hints)
     level2 = None
     if levels >= 2:  # made in the same pass as level 1, from the voxels it holds
-        level2 = NextLevel(pyramid.open_level2(directory, args["<output>"], comm, args["--resume"]),
+        level2 = NextLevel(pyramid.open_level2(directory, args["<output>"], comm, args["--resume"],
+                                               args["--break-lock"]),
                            partial(pyramid.downsample, method=method), reduction)
     summary = convert(source, directory, memory, silent=args["--silent"], level2=level2)
     if rank == 0:
@@ -167,7 +172,7 @@ def main(argv=None):
                 BlockfsError(f"verification failed: {bad} units differ from the source"))
     if levels:  # levels 3.. from level 2, and the info
         pyramid.build(args["<output>"], levels, voxel_size, method, comm, overwrite=True,
-                      silent=args["--silent"], first=3)
+                      silent=args["--silent"], first=3, break_lock=args["--break-lock"])
 
 
 if __name__ == "__main__":
