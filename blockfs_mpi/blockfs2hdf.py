@@ -32,8 +32,8 @@ import h5py
 import numpy as np
 
 from . import export, parallel
-from .directory import Directory
 from .errors import BlockfsError
+from .identify import not_a_dataset
 from .options import number_in_range, parse_command_line
 from .progress import Progress
 
@@ -64,6 +64,9 @@ def check_destination(dest, name, overwrite):
     if not h5py.is_hdf5(dest):
         raise BlockfsError(f"{dest} exists and is not an HDF5 file")
     with h5py.File(dest, "r") as f:
+        if name in f and not isinstance(f[name], h5py.Dataset):  # never replaced, even with
+            raise BlockfsError(not_a_dataset(f"{dest}:{name}", f[name]) +  # --overwrite
+                               "; name a new dataset or one of these")
         if name in f and not overwrite:
             raise BlockfsError(f"{dest}: dataset {name} exists; use --overwrite to replace it")
 
@@ -169,9 +172,9 @@ def export_hdf(directory, dest, name, compression="gzip", opts=None, overwrite=F
         log.info("blockfs2hdf: %s", "collective writes through the mpio driver (parallel h5py)"
                  if collective else "ranks compress chunks, rank 0 writes them with "
                  "write_direct_chunk (serial h5py)")
+    parallel.on_rank0(comm, lambda: check_destination(dest, name, overwrite), BlockfsError)
     progress = Progress(comm, directory.geometry.block_count, "blockfs2hdf", unit="chunk",
                         disable=silent)
-    parallel.on_rank0(comm, lambda: check_destination(dest, name, overwrite), BlockfsError)
     write = export_collectively if collective else export_direct
     write(directory, dest, name, compression, opts, comm, progress)
     totals = progress.close()
@@ -183,7 +186,7 @@ def export_hdf(directory, dest, name, compression="gzip", opts=None, overwrite=F
 def main(argv=None):
     args = parse_command_line(__doc__, argv)
     hdf_filter(args["--compression"], args["--compression-opts"])  # bad options fail first
-    directory = Directory.open(args["<src>"])
+    directory = export.open_volume(args["<src>"], parallel.world())
     export_hdf(directory, args["<dest>"], args["<name>"], args["--compression"],
                args["--compression-opts"], args["--overwrite"], parallel.world(), args["--silent"])
 

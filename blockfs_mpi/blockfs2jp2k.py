@@ -31,7 +31,6 @@ Options:
 from functools import partial
 
 from . import export, parallel
-from .directory import Directory
 from .options import number_in_range, parse_command_line
 
 OPENJPEG_HELP = ("install Debian/Ubuntu's libopenjp2-7 (apt-get install libopenjp2-7), or point "
@@ -75,7 +74,7 @@ def main(argv=None):
     psnr = args["--psnr"] and number_in_range("--psnr", args["--psnr"], 1, 1000, float)
     n_workers = export.check_workers(args["--n-workers"])
     require_glymur()
-    directory = Directory.open(args["<blockfs-file>"] or args["--input"])
+    directory = export.open_volume(args["<blockfs-file>"] or args["--input"], parallel.world())
     export_jp2k(directory, pattern, psnr, parallel.world(), n_workers, args["--silent"],
                 args["--overwrite"], args["--resume"])
 

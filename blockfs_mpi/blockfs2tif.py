@@ -37,7 +37,6 @@ from functools import partial
 import tifffile
 
 from . import export, parallel
-from .directory import Directory
 from .options import number_in_range, parse_command_line
 
 BIGTIFF_THRESHOLD = 2 ** 32 - 2 ** 25  # tifffile's: 4 GiB less room for metadata
@@ -128,7 +127,7 @@ def main(argv=None):
     level = number_in_range("--compression", args["--compression"], 0, 9)
     y_stripe = number_in_range("--y-stripe", args["--y-stripe"], 0, 2 ** 31)
     n_workers = export.check_workers(args["--n-workers"])
-    directory = Directory.open(args["<blockfs-file>"] or args["--input"])
+    directory = export.open_volume(args["<blockfs-file>"] or args["--input"], parallel.world())
     export_tiff(directory, pattern, level, parallel.world(), n_workers, y_stripe,
                 args["--silent"], args["--overwrite"], args["--resume"])
 

@@ -18,6 +18,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 
 from . import parallel
 from .dealer import Dealer
+from .directory import Directory
 from .errors import BlockfsError
 from .options import number_in_range
 from .progress import Progress
@@ -49,6 +50,11 @@ def plane_path(pattern, z):
     if not os.access(folder, os.W_OK):
         raise PermissionError(f"output folder {folder} is not writable")
     return path
+
+
+def open_volume(path, comm):
+    """Directory.open(path) on every rank; a volume that cannot be opened is reported once."""
+    return parallel.on_every_rank(comm, lambda: Directory.open(path), BlockfsError)
 
 
 def check_workers(value):

@@ -7,6 +7,7 @@ fork-based multiprocessing keeps working and no launcher is needed.
 import functools
 import logging
 import os
+import re
 import sys
 import time
 import traceback
@@ -90,6 +91,25 @@ def on_rank0(comm, task, error_type):
     return result
 
 
+def on_every_rank(comm, task, error_type):
+    """Run task on every rank and return its result there. If it fails on any rank, every
+    rank raises error_type naming the ranks that failed, a message shared by several said
+    once (the first of them named), so a program reports it once, not once per rank."""
+    result, error = None, None
+    try:
+        result = task()
+    except Exception as e:
+        error = str(e)
+    errors = agree(comm, None if error is None else (rank_of(comm), error))
+    if errors:
+        first = {}
+        for rank, message in errors:
+            first.setdefault(message, rank)
+        raise everywhere(error_type("; ".join(f"rank {rank}: {message}"
+                                              for message, rank in first.items())))
+    return result
+
+
 def any_source():
     """MPI.ANY_SOURCE (only called once MPI is in use)."""
     from mpi4py import MPI
@@ -97,14 +117,40 @@ def any_source():
 
 
 def abort(comm, message, code=1):
-    """End the whole job with a message naming this rank; never returns."""
-    rank = rank_of(comm)
-    sys.stderr.write(f"[rank {rank}] {message}\n")
+    """End the whole job with a message ("[rank N] message" under MPI); never returns."""
+    sys.stderr.write(f"{rank_label(comm, rank_of(comm))}{message}\n")
     sys.stderr.flush()
     if size_of(comm) > 1:
         time.sleep(ABORT_GRACE)
+        quiet_stderr()  # MPI_Abort's own "Abort(1) on node 0 ..." adds nothing to the message
         comm.Abort(code)
     sys.exit(code)
+
+
+def quiet_stderr():
+    """Send what this process writes to stderr from now on to /dev/null (its last words,
+    written and flushed before, have reached the launcher)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    os.close(devnull)
+
+
+def rank_label(comm, rank):
+    """'[rank N] ' in an MPI program, '' in a single-process one."""
+    return "" if comm is None else f"[rank {rank}] "
+
+
+def error_lines(comm, error):
+    """How a program reports an error every rank raised together: one line per rank whose
+    error it is ("[rank N] error: ..."; without MPI "error: ..."). Those errors gather the
+    ranks' messages as "rank N: ..." joined by "; " (on_rank0, agree)."""
+    parts = re.split(r"; (?=rank \d+: )", str(error))
+    lines = []
+    for part in parts:
+        match = re.fullmatch(r"rank (\d+): (.*)", part, re.S)
+        rank, message = (int(match.group(1)), match.group(2)) if match else (0, part)
+        lines.append(f"{rank_label(comm, rank)}error: {message}")
+    return lines
 
 
 def everywhere(error):
@@ -118,8 +164,10 @@ def everywhere(error):
 def program(main):
     """Decorate a program's main(argv): logging set up, and an error on any rank
     ends the whole job with its message instead of leaving the others waiting
-    forever in their next collective call. Rank 0 logs INFO; the others only
-    warnings and errors, prefixed with their rank."""
+    forever in their next collective call. The message is printed once, by the
+    rank that has it, as "[rank N] error: ..." under MPI and "error: ..." without.
+    Rank 0 logs INFO; the others only warnings and errors. Log lines name their
+    rank under MPI."""
     usage = sys.modules[main.__module__].__doc__ or ""
     resume_hint = ("; rerun the same command with --resume to continue where it stopped"
                    if "--resume" in usage else "")
@@ -129,7 +177,8 @@ def program(main):
         comm = world()
         rank = rank_of(comm)
         logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING,
-                            format=f"%(asctime)s [rank {rank}] %(levelname)s %(message)s")
+                            format=f"%(asctime)s {rank_label(comm, rank)}%(levelname)s "
+                                   f"%(message)s")
         try:
             return main(argv)
         except SystemExit:
@@ -141,7 +190,7 @@ def program(main):
                 traceback.print_exc()
             if getattr(e, "raised_by_every_rank", False):
                 if rank == 0:
-                    sys.stderr.write(f"error: {e}\n")
+                    sys.stderr.write("".join(line + "\n" for line in error_lines(comm, e)))
                 sys.exit(1)
             abort(comm, f"error: {e}")
     return run

@@ -5,6 +5,7 @@ a fork (multiprocessing) opens its own and never shares a file offset.
 """
 import math
 import os
+import stat
 import threading
 
 import numpy as np
@@ -12,6 +13,7 @@ import numpy as np
 from . import format as fmt
 from .compression import blosc_sizes, make_codec
 from .errors import CorruptBlockError, DataFileNotFoundError, FormatError
+from .identify import VOLUME_MAGICS, not_a_volume
 
 
 # Data files a reader opens with its directory file (the rest on first use): enough for the
@@ -33,12 +35,18 @@ def pread_exact(fd, size, offset):
 
 
 def open_directory_file(path):
-    """A read-only descriptor of a directory file and its parsed Header (either format)."""
+    """A read-only descriptor of a directory file and its parsed Header (either format).
+    Anything else (a folder, a pyramid, a data file, a TIFF) is refused saying what it is
+    and what to pass instead."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: no such blockfs directory file") from None
     try:
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            raise IsADirectoryError(not_a_volume(str(path)))
+        if pread_exact(fd, 8, 0) not in VOLUME_MAGICS:
+            raise FormatError(not_a_volume(str(path)))
         size = os.fstat(fd).st_size
         return fd, fmt.parse_directory(lambda offset, n: pread_exact(fd, n, offset), size, path)
     except BaseException:

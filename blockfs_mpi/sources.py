@@ -13,6 +13,7 @@ import numpy as np
 import tifffile
 
 from .errors import BlockfsError
+from .identify import datasets_in, not_a_dataset
 
 
 class SourceError(BlockfsError):
@@ -161,8 +162,12 @@ class HDF5Dataset:
         except (FileNotFoundError, OSError) as e:
             raise SourceError(f"{path}: cannot open HDF5 file: {e}") from None
         if name not in self._file:
-            raise SourceError(f"{path}: no dataset {name!r}")
+            names = datasets_in(self._file)
+            raise SourceError(f"{path}: no dataset {name!r}; its datasets: "
+                              f"{', '.join(names) or 'none'}")
         self._dataset = self._file[name]
+        if not isinstance(self._dataset, h5py.Dataset):
+            raise SourceError(not_a_dataset(spec, self._dataset))
         if self._dataset.ndim != 3:
             raise SourceError(f"{spec}: dataset is {self._dataset.ndim}-D, not 3-D")
         self.shape, self.dtype = self._dataset.shape, self._dataset.dtype

@@ -57,7 +57,7 @@ from .compression import Compression
 from .convert import NextLevel, blocks_in_budget, convert, open_output, verify
 from .errors import BlockfsError
 from .options import number_in_range, parse_command_line
-from .sources import open_source
+from .sources import SourceError, open_source
 
 log = logging.getLogger("blockfs_mpi")
 UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
@@ -129,7 +129,7 @@ def main(argv=None):
     block_size = parse_block_size(args["--block-size"])
     level = number_in_range("--level", args["--level"], 0, 9)
     hints = striping_hints(args)
-    source = open_source(args["<source>"])
+    source = parallel.on_every_rank(comm, lambda: open_source(args["<source>"]), SourceError)
     dtype = parse_dtype(args["--dtype"], source.dtype)
     levels = number_in_range("--levels", args["--levels"], 1, 32) if args["--levels"] else 0
     method = "mode" if args["--labels"] else "mean"

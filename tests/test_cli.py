@@ -99,3 +99,87 @@ def test_a_misfit_under_mpi_is_said_once(tmp_path):
                          timeout=60, expect_failure=True)
     assert result.stderr.count("unknown option --verfiy (did you mean --verify?)") == 1, \
         result.stderr
+
+
+# ------------------------------------------- a path that is not what is expected --
+
+def program_run(program, *args, expect_failure=True, n=None):
+    """Run python -m blockfs_mpi.<program> (under mpiexec -n n when n); the CompletedProcess."""
+    from conftest import mpiexec
+    launcher = [mpiexec(), "-n", str(n)] if n else []
+    return run_checked([*launcher, sys.executable, "-m", f"blockfs_mpi.{program}",
+                        *map(str, args)], timeout=120, expect_failure=expect_failure)
+
+
+@pytest.fixture
+def lab(tmp_path):
+    """A pyramid, a volume with two data files, a TIFF and an HDF5 file with a group."""
+    import h5py
+    import numpy as np
+    from conftest import write_array
+    (tmp_path / "pyr" / "brain" / "1_1_1").mkdir(parents=True)
+    write_array(str(tmp_path / "pyr" / "brain" / "1_1_1" / "precomputed.blockfs"),
+                np.ones((8, 8, 8), np.uint16))
+    write_array(str(tmp_path / "v.blockfs"), np.ones((8, 8, 8), np.uint16), block=4)
+    (tmp_path / "stack.tif").write_bytes(b"II*\0" + bytes(60))
+    with h5py.File(tmp_path / "f.h5", "w") as f:
+        f.create_dataset("raw/ch0", data=np.ones((4, 4, 4), np.uint16))
+        f.create_dataset("raw/ch1", data=np.ones((4, 4, 4), np.uint16))
+    return tmp_path
+
+
+@pytest.mark.parametrize("name, error, said", [
+    ("pyr/brain", IsADirectoryError,
+     "{lab}/pyr/brain is a pyramid folder (its level 1 is {lab}/pyr/brain/1_1_1/"
+     "precomputed.blockfs), not a blockfs directory file: pass {lab}/pyr/brain/1_1_1/"
+     "precomputed.blockfs"),
+    ("pyr/brain/1_1_1", IsADirectoryError, "pass {lab}/pyr/brain/1_1_1/precomputed.blockfs"),
+    ("v.blockfs.1", "FormatError",
+     "{lab}/v.blockfs.1 is data file 1 of the volume {lab}/v.blockfs, not a blockfs directory "
+     "file: pass {lab}/v.blockfs"),
+    ("stack.tif", "FormatError", "{lab}/stack.tif is a TIFF file, not a blockfs directory file"),
+    ("f.h5", "FormatError", "blockfs-write '{lab}/f.h5:/<dataset>' <output> converts one of "
+                            "its datasets"),
+    ("", IsADirectoryError, "{lab} is a folder (of the volume {lab}/v.blockfs), not a blockfs "
+                            "directory file: pass {lab}/v.blockfs"),
+])
+def test_open_says_what_a_path_is_and_what_to_pass(lab, name, error, said):
+    """Directory.open of a folder, a pyramid, a data file, a TIFF or an HDF5 file: what it is
+    and what to pass instead, from the API as from every program."""
+    from blockfs_mpi import Directory
+    from blockfs_mpi.errors import FormatError
+    error = FormatError if error == "FormatError" else error
+    with pytest.raises(error) as raised:
+        Directory.open(str(lab / name) if name else str(lab))
+    assert said.format(lab=lab) in str(raised.value)
+    result = program_run("info", lab / name if name else lab)
+    assert result.stderr == f"error: {raised.value}\n"
+
+
+def test_an_hdf5_group_where_a_dataset_is_expected(lab):
+    """blockfs-write file.h5:/raw (a group) lists its datasets; blockfs2hdf never replaces a
+    group, even with --overwrite, and says which datasets it holds."""
+    import h5py
+    result = program_run("write", f"{lab}/f.h5:/raw", lab / "out.blockfs")
+    assert result.stderr == (f"error: {lab}/f.h5:/raw: /raw is an HDF5 group, not a dataset; "
+                             f"its datasets: /raw/ch0, /raw/ch1\n")
+    result = program_run("write", f"{lab}/f.h5:/row", lab / "out.blockfs")
+    assert "no dataset '/row'; its datasets: /raw/ch0, /raw/ch1" in result.stderr
+    result = program_run("blockfs2hdf", lab / "v.blockfs", lab / "f.h5", "raw", "--overwrite")
+    assert "/raw is an HDF5 group, not a dataset; its datasets: /raw/ch0, /raw/ch1" in \
+        result.stderr
+    with h5py.File(lab / "f.h5", "r") as f:
+        assert sorted(f["raw"]) == ["ch0", "ch1"]
+    assert not (lab / "out.blockfs").exists()
+
+
+@pytest.mark.mpi
+def test_an_error_every_rank_has_is_said_once_without_mpich_noise(lab):
+    """Every rank fails to open the source: one '[rank 0] error: ...' line, no MPI_Abort
+    noise; an error of one rank alone is said by that rank."""
+    result = program_run("write", f"{lab}/f.h5:/raw", lab / "out.blockfs", n=2)
+    assert result.stderr == (f"[rank 0] error: {lab}/f.h5:/raw: /raw is an HDF5 group, not a "
+                             f"dataset; its datasets: /raw/ch0, /raw/ch1\n"), result.stderr
+    result = program_run("blockfs2tif", lab / "pyr" / "brain", lab / "z%d.tif", n=2)
+    assert result.stderr.count("error:") == 1 and "Abort(" not in result.stderr
+    assert result.stderr.startswith(f"[rank 0] error: {lab}/pyr/brain is a pyramid folder")

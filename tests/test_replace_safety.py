@@ -78,6 +78,7 @@ def test_describe_names_what_a_path_is(user_files):
     write_array(str(user_files / "pyr" / "1_1_1" / "precomputed.blockfs"), VOLUME)
     assert describe(str(user_files / "stack.tif")) == "a TIFF file"
     assert describe(str(user_files / "old.blockfs")) == "a blockfs volume (format 2)"
-    assert describe(str(user_files / "old.blockfs.0")) == "a blockfs data file"
+    assert describe(str(user_files / "old.blockfs.0")) == \
+        f"data file 0 of the volume {user_files / 'old.blockfs'}"
     assert describe(str(user_files / "pyr")).startswith("a pyramid folder (its level 1 is ")
     assert describe(str(user_files / "victim.0")) == "a file that is not a blockfs volume"
