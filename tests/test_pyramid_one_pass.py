@@ -1,0 +1,246 @@
+"""blockfs-write --levels makes level 2 in the same pass as level 1 (issue 19): the pyramid is
+voxel-identical to the two-pass one (level 1, then pyramid.build as blockfs-downsample runs
+it) for mean and mode, odd extents, cubic and non-cubic blocks, on 1, 2 and 3 ranks and
+without mpiexec; a job killed mid-pass completes with --resume; which level-2 blocks a
+resumed job keeps; the unit plan and memory budget; the per-rank memory bound."""
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tifffile
+
+from blockfs_mpi import Directory, pyramid
+from blockfs_mpi.convert import (LEVEL2_OVERHEAD, REGION_COPIES, WRITER_OVERHEAD,
+                                 blocks_in_budget, plan_units)
+from blockfs_mpi.errors import BlockfsError
+from blockfs_mpi.geometry import Geometry
+from blockfs_mpi.synthetic import SyntheticVolume
+from conftest import HERE, microscopy_volume, mpiexec, run_checked
+from test_pyramid import reference_mean
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def write_command(ranks, *args):
+    """blockfs-write on `ranks` MPI ranks, or as a plain process when ranks is 0."""
+    program = [sys.executable, "-m", "blockfs_mpi.write", *map(str, args)]
+    return program if ranks == 0 else [mpiexec(), "-n", str(ranks), *program]
+
+
+def tight_memory(block_size, itemsize, method):
+    """The --memory at which a unit is 2x2x2 blocks: several units across x."""
+    voxels = int(np.prod(block_size))
+    return (WRITER_OVERHEAD + LEVEL2_OVERHEAD
+            + 8 * voxels * (pyramid.reduction_bytes(method, itemsize) + REGION_COPIES * itemsize))
+
+
+def two_pass(folder, voxels, block_size, levels, method):
+    """Today's two-pass pyramid of voxels in folder: level 1 written, then every level made
+    from the one below by pyramid.build (what blockfs-downsample runs)."""
+    path = pyramid.level_path(str(folder), 1)
+    os.makedirs(os.path.dirname(path))
+    z, y, x = voxels.shape
+    zb, yb, xb = block_size
+    with Directory(x, y, z, voxels.dtype, path, n_filenames=2, z_block_size=zb,
+                   y_block_size=yb, x_block_size=xb) as directory:
+        directory.create()
+        directory[:, :, :] = voxels
+    pyramid.build(str(folder), levels, method=method, silent=True)
+    return folder
+
+
+def assert_same_pyramid(got, expected, levels):
+    """Every level of two pyramids voxel-identical, with the same geometry, and same info."""
+    for level in range(1, levels + 1):
+        a = Directory.open(pyramid.level_path(str(got), level))
+        b = Directory.open(pyramid.level_path(str(expected), level))
+        assert (a.shape, a.block_size, a.dtype) == (b.shape, b.block_size, b.dtype), level
+        np.testing.assert_array_equal(a[:, :, :], b[:, :, :], err_msg=f"level {level}")
+    assert json.loads((got / "info").read_text()) == json.loads((expected / "info").read_text())
+
+
+def labels_volume(shape, seed=0):
+    """Integer labels with many ties within 2x2x2 groups (mode's hard case)."""
+    return np.random.default_rng(seed).integers(0, 4, shape).astype(np.uint32)
+
+
+@pytest.mark.parametrize("method,block,shape,ranks", [
+    ("mean", "32", (75, 99, 131), 1),
+    ("mean", "64", (67, 70, 150), 2),
+    ("mean", "16,32,24", (45, 99, 131), 3),
+    ("mode", "32", (75, 70, 99), 3),
+    ("mode", "64", (67, 131, 70), 1),
+    ("mode", "16,32,24", (45, 67, 101), 2),
+    ("mean", "32", (75, 99, 131), 0),
+])
+def test_one_pass_equals_two_pass(tmp_path, method, block, shape, ranks):
+    voxels = microscopy_volume(shape) if method == "mean" else labels_volume(shape)
+    np.save(tmp_path / "source.npy", voxels)
+    block_size = tuple(int(n) for n in block.split(",")) * (3 if "," not in block else 1)
+    memory = tight_memory(block_size, voxels.dtype.itemsize, method)
+    result = run_checked(write_command(
+        ranks, tmp_path / "source.npy", tmp_path / "one", "--levels=4", "--block-size", block,
+        "--memory", memory, *(["--labels"] if method == "mode" else []), "--silent"))
+    level2_blocks = Geometry(*((n + 1) // 2 for n in shape[::-1]),
+                             *block_size[::-1]).block_count
+    assert f"level 2: {level2_blocks} blocks written, 0 already present" in result.stderr
+    expected = two_pass(tmp_path / "two", voxels, block_size, 4, method)
+    assert_same_pyramid(tmp_path / "one", expected, 4)
+    if method == "mean":  # and both are the 2x2x2 means of the level below
+        np.testing.assert_array_equal(
+            Directory.open(pyramid.level_path(str(tmp_path / "one"), 2))[:, :, :],
+            reference_mean(voxels))
+
+
+def test_integer_mean_is_the_general_mean():
+    """The integer mean (one axis at a time) gives the floors of every group's exact mean, for
+    every integer type at its extremes and every parity of extents."""
+    rng = np.random.default_rng(7)
+    for dtype in (np.uint8, np.int8, np.uint16, np.int16, np.uint32, np.int32, np.int64):
+        info = np.iinfo(dtype)
+        for shape in [(1, 1, 1), (2, 3, 1), (5, 4, 7), (6, 6, 8)]:
+            block = rng.integers(info.min, info.max, shape, dtype=dtype, endpoint=True)
+            np.testing.assert_array_equal(pyramid.downsample(block), reference_mean(block),
+                                          err_msg=f"{np.dtype(dtype)} {shape}")
+
+
+# ------------------------------------------------------------ the plan --
+
+@pytest.mark.parametrize("block_size", [(32, 32, 32), (64, 64, 64), (16, 32, 24)])
+def test_units_cover_whole_level2_blocks_within_budget(block_size):
+    geometry = Geometry(333, 201, 97, *block_size[::-1])
+    zb, yb, xb = block_size
+    for method in pyramid.METHODS:
+        reduction = pyramid.reduction_bytes(method, 2)
+        for memory in (tight_memory(block_size, 2, method), 1 << 30):
+            units = plan_units(geometry, 2, memory, reduction)
+            covered = np.zeros(geometry.shape, np.uint8)
+            for z0, z1, y0, y1, x0, x1 in units:
+                assert z0 % (2 * zb) == y0 % (2 * yb) == x0 % (2 * xb) == 0
+                assert z1 - z0 <= 2 * zb and y1 - y0 <= 2 * yb
+                assert (x1 - x0) % (2 * xb) == 0 or x1 == geometry.shape[2]
+                blocks = -(-(z1 - z0) // zb) * -(-(y1 - y0) // yb) * -(-(x1 - x0) // xb)
+                held = (WRITER_OVERHEAD + LEVEL2_OVERHEAD + 8 * zb * yb * xb * reduction
+                        + REGION_COPIES * blocks * zb * yb * xb * 2)
+                assert held <= memory
+                covered[z0:z1, y0:y1, x0:x1] += 1
+            assert (covered == 1).all()
+    with pytest.raises(BlockfsError, match="too small .* and level 2 in the same pass"):
+        blocks_in_budget(block_size, 2, tight_memory(block_size, 2, "mode") - 1,
+                         pyramid.reduction_bytes("mode", 2))
+
+
+def test_labels_of_floats_refused_before_anything_is_written(tmp_path):
+    np.save(tmp_path / "f.npy", np.ones((8, 8, 8), np.float32))
+    result = run_checked(write_command(0, tmp_path / "f.npy", tmp_path / "pyr", "--levels=2",
+                                       "--labels"), expect_failure=True)
+    assert "mode is for integer label volumes, not float32" in result.stderr
+    assert not (tmp_path / "pyr").exists()
+
+
+# ------------------------------------------------------------ resume --
+
+def data_bytes(level1):
+    return sum(os.path.getsize(p) for p in level1.parent.glob(f"{level1.name}.*"))
+
+
+@pytest.mark.mpi
+def test_resume_after_a_kill_during_the_pass(tmp_path):
+    """SIGKILL of the whole job once level 1's data files have frames (at --level 7 the job
+    has seconds left to run then), then --resume: the pyramid of an uninterrupted run."""
+    shape, spec = (192, 384, 384), "synthetic:192x384x384"
+    pyr = tmp_path / "pyr"
+    command = write_command(2, spec, pyr, "--levels=3", "--level", "7", "--silent")
+    job = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           start_new_session=True)
+    level1 = pyr / "1_1_1" / pyramid.DIRECTORY_NAME
+    deadline = time.monotonic() + 60
+    while not level1.exists() or data_bytes(level1) == 0:
+        assert job.poll() is None, f"job ended before it could be killed: {job.communicate()}"
+        assert time.monotonic() < deadline, "no data reached the data files in 60 s"
+        time.sleep(0.05)
+    os.killpg(job.pid, signal.SIGKILL)
+    job.communicate(timeout=60)
+    assert job.returncode != 0
+    result = run_checked(write_command(2, spec, pyr, "--levels=3", "--resume", "--silent"),
+                         timeout=300)
+    present = int(re.search(r"(\d+) blocks written, (\d+) already present", result.stderr)[2])
+    assert 0 < present < 3 * 6 * 6, result.stderr
+    expected = SyntheticVolume(shape)[:, :, :]
+    for level in (1, 2, 3):
+        got = Directory.open(pyramid.level_path(str(pyr), level))
+        np.testing.assert_array_equal(got[:, :, :], expected, err_msg=f"level {level}")
+        expected = reference_mean(expected)
+
+
+def cut_data_files(volume, keep):
+    """Truncate every data file of a volume to a fraction of its size: the frames beyond
+    never reached the disk, as when a job is killed."""
+    for path in Directory.open(str(volume)).block_filenames:
+        os.truncate(path, int(os.path.getsize(path) * keep))
+
+
+@pytest.mark.mpi
+def test_resume_keeps_the_intact_level2_frames(tmp_path):
+    """Level-2 frames that reached the disk were reduced from whole units: a resumed job keeps
+    them (and level 1's) and writes the rest, with 2 ranks where the first job had 3."""
+    voxels = microscopy_volume((75, 99, 131))
+    np.save(tmp_path / "source.npy", voxels)
+    args = [tmp_path / "source.npy", tmp_path / "pyr", "--levels=3", "--block-size=16",
+            "--silent"]
+    run_checked(write_command(3, *args))
+    for level in (1, 2):
+        cut_data_files(pyramid.level_path(str(tmp_path / "pyr"), level), 0.5)
+    result = run_checked(write_command(2, *args, "--resume"))
+    level2 = re.search(r"level 2: (\d+) blocks written, (\d+) already present", result.stderr)
+    assert int(level2[1]) > 0 and int(level2[2]) > 0, result.stderr
+    expected = two_pass(tmp_path / "two", voxels, (16, 16, 16), 3, "mean")
+    assert_same_pyramid(tmp_path / "pyr", expected, 3)
+
+
+def test_resume_remakes_a_level2_of_another_source(tmp_path):
+    """A level 2 not started from level 1's source (level 1 was overwritten by itself) holds
+    no block worth keeping: --resume makes it again from the source."""
+    old, new = microscopy_volume((40, 50, 60), seed=1), microscopy_volume((40, 50, 60), seed=2)
+    np.save(tmp_path / "old.npy", old)
+    np.save(tmp_path / "new.npy", new)
+    pyr = tmp_path / "pyr"
+    run_checked(write_command(0, tmp_path / "old.npy", pyr, "--levels=2", "--block-size=16",
+                              "--silent"))
+    run_checked(write_command(0, tmp_path / "new.npy", pyramid.level_path(str(pyr), 1),
+                              "--block-size=16", "--overwrite", "--silent"))
+    result = run_checked(write_command(0, tmp_path / "new.npy", pyr, "--levels=2",
+                                       "--block-size=16", "--resume"))
+    assert "not started by blockfs-write --levels from this source" in result.stderr
+    assert re.search(r"0 blocks written, \d+ already present; .* level 2: 8 blocks written, "
+                     r"0 already present", result.stderr), result.stderr
+    assert_same_pyramid(pyr, two_pass(tmp_path / "two", new, (16, 16, 16), 2, "mean"), 2)
+
+
+# ------------------------------------------------------------ memory --
+
+@pytest.mark.mpi
+def test_memory_stays_within_budget_with_levels(tmp_path):
+    """As tests/test_write.py's memory test, with level 2 made in the same pass: 64 planes of
+    4 MiB would take 256 MiB a rank; the budget is 160 MiB."""
+    plane = microscopy_volume((1, 1024, 2048))[0]
+    (tmp_path / "planes").mkdir()
+    for z in range(64):
+        tifffile.imwrite(tmp_path / "planes" / f"p{z:03d}.tif", plane)
+    result = run_checked([mpiexec(), "-n", "2", sys.executable, str(HERE / "mpi" / "peak_rss.py"),
+                          str(tmp_path / "planes" / "p*.tif"), str(tmp_path / "pyr"),
+                          "--levels=3", "--memory", "160M", "--level", "1", "--silent"],
+                         timeout=300)
+    peaks = [int(kib) for kib in re.findall(r"peak RSS (\d+) KiB", result.stdout)]
+    assert len(peaks) == 2, result.stdout
+    assert max(peaks) < 160 * 1024, f"peak RSS per rank {peaks} KiB exceeds the 160 MiB budget"
+    level2 = Directory.open(pyramid.level_path(str(tmp_path / "pyr"), 2))
+    np.testing.assert_array_equal(level2[31], reference_mean(plane[None].repeat(2, 0))[0])
+    shutil.rmtree(tmp_path / "planes")
