@@ -19,7 +19,7 @@ Usage:
 
 Options:
   -h --help                      Show this text.
-  --compression <compression>    gzip, lzf or none [default: gzip].
+  --compression <compression>    The HDF5 filter of the dataset's chunks: gzip, lzf or none [default: gzip].
   --compression-opts <opts>      Filter options as in h5py: the gzip level 0-9 (default 4); none for lzf.
   --overwrite                    Replace an existing dataset <name> in <dest>.
   --silent                       Do not show the progress bar.

@@ -25,7 +25,7 @@ Options:
   --overwrite                 Replace output planes that exist already.
   --resume                    Keep the output planes that exist already (complete by construction) and write the others.
   --n-workers <n>             Worker processes when run without mpiexec (default: one per core this process may use). Under mpiexec every rank is one worker and this option is not used.
-  --compression <level>       zlib (deflate) level of the TIFF planes, 0 (uncompressed) to 9 [default: 3].
+  --compression <level>       The zlib (deflate) level of the TIFF planes, 0 (uncompressed) to 9: a level here, where blockfs-write's --compression names a Blosc compressor [default: 3].
   --y-stripe <rows>           Cut each slab into stripes of this many rows (rounded up to whole blocks) so that a rank holds about 3 stripes instead of a whole slab; 0 = whole slabs [default: 0].
   --silent                    Do not show the progress bar.
 """

@@ -27,7 +27,9 @@ Options:
   --break-lock       With --repair: take over a lock that a job on another host left.
   --quick            Verify each block's frame, checksum and sizes without decompressing
                      it: several times faster; misses only a block stored undecodable.
-  --n-workers <n>    Local worker processes when not run under mpiexec [default: 1].
+  --n-workers <n>    Worker processes when run without mpiexec (default: one per core
+                     this process may use). Under mpiexec every rank is one worker and
+                     this option is not used.
   --max-listed <n>   Problems of each kind listed, lowest block numbers first; the rest
                      are counted in one line per kind [default: 1000].
   --silent           No progress bar.
@@ -35,7 +37,7 @@ Options:
 """
 import sys
 
-from . import parallel
+from . import export, parallel
 from .check import fsck
 from .options import number_in_range, parse_command_line
 
@@ -43,7 +45,7 @@ from .options import number_in_range, parse_command_line
 @parallel.program
 def main(argv=None):
     args = parse_command_line(__doc__, argv)
-    n_workers = number_in_range("--n-workers", args["--n-workers"], 1, 4096)
+    n_workers = export.check_workers(args["--n-workers"]) or parallel.usable_cores()
     listed = number_in_range("--max-listed", args["--max-listed"], 0, 10**9)
     status = fsck(args["<blockfs-file>"], parallel.world(), n_workers,
                   fix=args["--repair"], silent=args["--silent"], listed=listed,

@@ -29,7 +29,7 @@ and only then is the source removed. Format 1 volumes stay format 1, with
 their data file names rewritten.
 
 Usage:
-  blockfs-mv [--force] [--break-lock] [--threads <n>] <src> <dest>
+  blockfs-mv [--overwrite | --force] [--break-lock] [--threads <n>] <src> <dest>
   blockfs-mv -h | --help | --version
 
 Arguments:
@@ -42,7 +42,9 @@ Arguments:
           one of the source's own files.
 
 Options:
-  --force          Replace the volume already at the destination.
+  --overwrite      Replace the blockfs volume already at the destination (nothing
+                   else is ever replaced).
+  --force          The old name of --overwrite.
   --break-lock     Take over a lock that a job on another host left (see blockfs-write).
   --threads <n>    Copy streams per rank [default: auto]: auto is the rank's share
                    of its node's cores, at most 4.
@@ -57,7 +59,7 @@ finish has none. The source is never changed. Format 1 volumes stay
 format 1, with their data file names rewritten.
 
 Usage:
-  blockfs-cp [--force] [--break-lock] [--no-fsync] [--threads <n>] <src> <dest>
+  blockfs-cp [--overwrite | --force] [--break-lock] [--no-fsync] [--threads <n>] <src> <dest>
   blockfs-cp -h | --help | --version
 
 Arguments:
@@ -70,7 +72,9 @@ Arguments:
           one of the source's own files.
 
 Options:
-  --force          Replace the volume already at the destination.
+  --overwrite      Replace the blockfs volume already at the destination (nothing
+                   else is ever replaced).
+  --force          The old name of --overwrite.
   --break-lock     Take over a lock that a job on another host left (see blockfs-write).
   --no-fsync       Leave the copy (data and directory file) in the page cache for the
                    kernel to write back, as cp does (several times faster on a local
@@ -170,7 +174,7 @@ def make_plan(src, dest, force):
     check_data_files(source, header, sources)
     refuse_overwrite(source, [source, *sources], [target, *targets])
     if os.path.exists(target) and not force:
-        raise RelocateError(f"{target} already exists: use --force to replace that volume")
+        raise RelocateError(f"{target} already exists: use --overwrite to replace that volume")
     if not os.path.isdir(folder):
         os.mkdir(folder)
     device = os.stat(folder).st_dev
@@ -382,7 +386,8 @@ def run(usage, move, argv):
     threads = None if args["--threads"] == "auto" else number_in_range(
         "--threads", args["--threads"], 1, 64)
     comm = parallel.world()
-    target = relocate(args["<src>"], args["<dest>"], move, args["--force"], comm,
+    overwrite = args["--overwrite"] or args["--force"]
+    target = relocate(args["<src>"], args["<dest>"], move, overwrite, comm,
                       fsync=not args.get("--no-fsync"), threads=threads,
                       break_lock=args["--break-lock"])
     parallel.log.info("%s %s to %s", args["<src>"], "moved" if move else "copied", target)

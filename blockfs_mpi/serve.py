@@ -1,14 +1,15 @@
 """Serve every blockfs volume under a folder to Neuroglancer over HTTP (precomputed format).
 
 Usage:
-  blockfs-serve <folder> [--port=<n>] [--bind=<address>] [--cache=<n>] [--quiet]
+  blockfs-serve <folder> [--port=<n>] [--bind=<address>] [--cache=<n>] [--silent | --quiet]
   blockfs-serve --help | --version
 
 Options:
   --port=<n>         TCP port; 0 picks a free one (printed at start).  [default: 8000]
   --bind=<address>   Address to listen on.  [default: 127.0.0.1]
   --cache=<n>        Volumes (scales) kept open at once.  [default: 64]
-  --quiet            Do not log each request.
+  --silent           Do not log each request.
+  --quiet            The old name of --silent.
   -h --help          Show this text.
 
 GET /<volume>/info gives the precomputed info; GET /<volume>/<key>/<x0>-<x1>_<y0>-<y1>_<z0>-<z1>
@@ -173,7 +174,7 @@ def main(argv=None):
     args = parse_command_line(__doc__, argv)
     server = Server(args["<folder>"], number_in_range("--port", args["--port"], 0, 65535),
                     args["--bind"], number_in_range("--cache", args["--cache"], 1, 2 ** 20),
-                    args["--quiet"])
+                    args["--silent"] or args["--quiet"])
     print(f"blockfs-serve: serving {server.catalog.root} at {server.url}/", flush=True)
     started = time.monotonic()
     try:

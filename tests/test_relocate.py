@@ -370,7 +370,7 @@ def test_destination_holds_a_volume_of_that_name(volume, tmp_path, n):
     other.parent.mkdir()
     old = format1_volume(other)
     result = program(n, "cp", volume, other.parent, expect_failure=True)
-    assert "already exists: use --force" in result.stderr
+    assert "already exists: use --overwrite" in result.stderr
     np.testing.assert_array_equal(voxels(other), old)  # refused: the old volume untouched
     program(n, "cp", "--force", volume, other.parent)
     np.testing.assert_array_equal(voxels(other), voxels(volume))
