@@ -67,7 +67,7 @@ def test_template_lints(template):
 # Every variable a template reads, set empty in the runs below: an empty value must work as unset.
 TEMPLATE_VARIABLES = ("SOURCE", "OUTPUT", "OPTIONS", "REQUEUE_MARGIN", "SLURM_RESTART_COUNT",
                       "VOLUME", "REPAIR", "QUICK", "DEST", "DATASET", "COMPRESSION", "OVERWRITE",
-                      "PATTERN", "PSNR", "LEVEL", "SRC", "MODE", "FORCE", "THREADS")
+                      "PATTERN", "PSNR", "LEVEL", "SRC", "MODE", "FORCE", "THREADS", "SHARD")
 
 
 def test_arrays_expand_on_bash_before_4_4():
@@ -123,6 +123,12 @@ def test_templates_with_empty_and_spaced_options(tmp_path):
     run_template("jp2k.sbatch", folder, VOLUME=volume, PATTERN=folder / "jp2" / "z_%02d.jp2")
     import glymur
     np.testing.assert_array_equal(glymur.Jp2k(str(folder / "jp2" / "z_11.jp2"))[:], expected[11])
+    run_template("zarr.sbatch", folder, VOLUME=volume, DEST=folder / "v.ome.zarr",
+                 OPTIONS="--voxel-size '1.8,1.8,2.0 um'")
+    zarr = pytest.importorskip("zarr")
+    np.testing.assert_array_equal(zarr.open_array(str(folder / "v.ome.zarr" / "0"))[:], expected)
+    scale = zarr.open_group(str(folder / "v.ome.zarr")).attrs["ome"]["multiscales"][0]
+    assert scale["datasets"][0]["coordinateTransformations"][0]["scale"] == [2.0, 1.8, 1.8]
 
 
 def test_unbalanced_quote_in_options_stops_the_job(tmp_path):
@@ -215,7 +221,7 @@ def job_log(folder, prefix, job):
 
 @pytest.mark.slurm
 def test_pipeline_with_dependencies(cluster, tmp_path):
-    """write -> fsck -> blockfs2hdf, and blockfs2tif, blockfs2jp2k and a copy after
+    """write -> fsck -> blockfs2hdf, and blockfs2tif, blockfs2jp2k, blockfs2zarr and a copy after
     the write, chained with --dependency=afterok; every output checked voxel by voxel."""
     import h5py
     import tifffile
@@ -235,6 +241,9 @@ def test_pipeline_with_dependencies(cluster, tmp_path):
                             "--ntasks=2", after_write, wait=False, cwd=tmp_path)
     jobs["jp2k"], _ = sbatch(cluster, "jp2k.sbatch",
                              {"VOLUME": output, "PATTERN": tmp_path / "jp2" / "z_%03d.jp2"},
+                             "--ntasks=2", after_write, wait=False, cwd=tmp_path)
+    jobs["zarr"], _ = sbatch(cluster, "zarr.sbatch",
+                             {"VOLUME": output, "DEST": tmp_path / "v.ome.zarr", "SHARD": 2},
                              "--ntasks=2", after_write, wait=False, cwd=tmp_path)
     jobs["copy"], _ = sbatch(cluster, "copy.sbatch", {"SRC": output, "DEST": tmp_path / "copy",
                                                       "THREADS": 3},
@@ -263,6 +272,8 @@ def test_pipeline_with_dependencies(cluster, tmp_path):
     import glymur
     np.testing.assert_array_equal(glymur.Jp2k(str(tmp_path / "jp2" / "z_042.jp2"))[:],
                                   expected[42])
+    zarr = pytest.importorskip("zarr")
+    np.testing.assert_array_equal(zarr.open_array(str(tmp_path / "v.ome.zarr" / "0"))[:], expected)
 
 
 @pytest.mark.slurm
