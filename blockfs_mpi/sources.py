@@ -1,4 +1,4 @@
-"""Volumes to convert, read region by region: TIFF planes, TIFF stacks, HDF5, .npy, synthetic.
+"""Volumes to convert, read region by region: TIFF planes and stacks, HDF5, .npy, zarr, synthetic.
 
 Every source offers `shape` (z, y, x), `dtype` and `read(z0, z1, y0, y1, x0, x1)`,
 and reads only what a region needs: memory-mapped where the file allows,
@@ -196,6 +196,56 @@ class NumpyFile:
         return np.array(self._array[z0:z1, y0:y1, x0:x1])
 
 
+ZARR_MARKERS = ("zarr.json", ".zarray", ".zgroup")  # a zarr v3 node, a v2 array or group
+
+
+class ZarrArray:
+    """A 3-D zarr v2 or v3 array (sharded or not), read with zarr-python; an OME-Zarr image
+    (0.4 or 0.5) stands for its first multiscale level (`image.ome.zarr/2` names another).
+    Each read() fetches only the chunks (or inner chunks of shards) the region overlaps."""
+
+    def __init__(self, path):
+        self.path = path
+        array = self._open()
+        if array.ndim != 3:
+            raise SourceError(f"{path}: zarr array is {array.ndim}-D, not 3-D (z, y, x)")
+        self.shape, self.dtype = tuple(array.shape), np.dtype(array.dtype)
+        self.description = f"zarr v{array.metadata.zarr_format} array {self.array_path}"
+
+    def _open(self):
+        """The zarr array at path, or the first multiscale level of the image there."""
+        try:
+            import zarr
+        except ImportError:
+            raise SourceError(f"{self.path}: reading zarr needs zarr-python 3 "
+                              f"(pip install 'blockfs_mpi[zarr]')") from None
+        try:
+            node = zarr.open(self.path, mode="r")
+        except Exception as e:
+            raise SourceError(f"{self.path}: cannot open zarr: {e}") from None
+        self.array_path = self.path
+        if isinstance(node, zarr.Group):
+            attributes = dict(node.attrs)
+            multiscales = attributes.get("ome", attributes).get("multiscales")
+            if not multiscales:
+                names = sorted(name for name, _ in node.arrays())
+                raise SourceError(f"{self.path}: a zarr group that is no OME-Zarr image; name "
+                                  f"one of its arrays: {', '.join(names) or 'it has none'}")
+            level = multiscales[0]["datasets"][0]["path"]
+            self.array_path = os.path.join(self.path, level)
+            node = node[level]
+        self._array = node
+        return node
+
+    def __getstate__(self):
+        return {key: value for key, value in self.__dict__.items() if key != "_array"}
+
+    def read(self, z0, z1, y0, y1, x0, x1):
+        if "_array" not in self.__dict__:
+            self._open()
+        return np.asarray(self._array[z0:z1, y0:y1, x0:x1])
+
+
 class Synthetic:
     """`synthetic:ZxYxX`: the deterministic microscopy-like volume of blockfs_mpi.synthetic."""
 
@@ -228,10 +278,14 @@ def open_source(spec):
         return HDF5Dataset(spec)
     if lower.endswith((".tif", ".tiff")):
         return TiffStack(spec)
+    if os.path.isdir(spec) and any(os.path.exists(os.path.join(spec, marker))
+                                   for marker in ZARR_MARKERS):
+        return ZarrArray(spec)
     if os.path.isdir(spec):
         return TiffPlanes(os.path.join(spec, "*.tif*"))
     raise SourceError(f"{spec!r}: not a source (a glob of TIFF planes, a .tif stack, "
-                      f"file.h5:/dataset, a .npy file or synthetic:ZxYxX)")
+                      f"file.h5:/dataset, a .npy file, a zarr array or OME-Zarr image, or "
+                      f"synthetic:ZxYxX)")
 
 
 # ------------------------------------------------------------- fingerprint --

@@ -10,6 +10,8 @@ Sources:
   file.h5:/dataset     a 3-D HDF5 dataset
   volume.npy           a 3-D NumPy file (memory-mapped)
   synthetic:ZxYxX      a deterministic microscopy-like volume, for trials and benchmarks
+  image.ome.zarr       an OME-Zarr image's first level (image.ome.zarr/2 another level),
+                       or a zarr v2 / v3 array folder (sharded or not)
 
 Options:
   --block-size=<n>       Block edge in voxels, or z,y,x edges.  [default: 64]

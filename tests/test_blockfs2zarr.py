@@ -356,3 +356,81 @@ def test_disk_full(tmp_path):
     assert "cannot write shard: File too large" in process.stderr, process.stderr
     assert not (output / "zarr.json").exists()
     assert not [name for name in tree(output) if ".partial-" in name]
+
+
+# ------------------------------------------------- zarr sources of blockfs-write --
+
+def write_program(*args, n=0):
+    """blockfs-write on n ranks under mpiexec (n=0: plain python)."""
+    command = [sys.executable, "-m", "blockfs_mpi.write", *map(str, args)]
+    if n:
+        command = [mpiexec(), "-n", str(n), *command]
+    return run_checked(command)
+
+
+@pytest.mark.mpi
+def test_round_trip_through_ome_zarr(tmp_path, pyramid_folder):
+    """blockfs -> blockfs2zarr -> blockfs-write gives the original voxels, from the image
+    (its first level) on 2 ranks and from `image.ome.zarr/1` (another level)."""
+    folder, levels = pyramid_folder
+    image = tmp_path / "brain.ome.zarr"
+    blockfs2zarr.export_zarr(str(folder), str(image), 2, n_workers=1, silent=True)
+    write_program(image, tmp_path / "l0.blockfs", "--block-size", 32, "--silent", n=2)
+    np.testing.assert_array_equal(Directory.open(str(tmp_path / "l0.blockfs"))[:], levels[0])
+    write_program(image / "1", tmp_path / "l1.blockfs", "--block-size", 16, "--silent")
+    np.testing.assert_array_equal(Directory.open(str(tmp_path / "l1.blockfs"))[:], levels[1])
+
+
+def zarr_python_array(path, voxels, **options):
+    zarr = pytest.importorskip("zarr")
+    array = zarr.create_array(str(path), shape=voxels.shape, dtype=voxels.dtype, **options)
+    array[:] = voxels
+
+
+def tensorstore_sharded(path, voxels):
+    ts = pytest.importorskip("tensorstore")
+    store = ts.open({"driver": "zarr3", "kvstore": {"driver": "file", "path": str(path)},
+                     "metadata": {"shape": list(voxels.shape), "data_type": voxels.dtype.name,
+                                  "chunk_grid": {"name": "regular",
+                                                 "configuration": {"chunk_shape": [32, 32, 32]}},
+                                  "codecs": [{"name": "sharding_indexed", "configuration": {
+                                      "chunk_shape": [16, 16, 16],
+                                      "codecs": [{"name": "bytes"}, {"name": "zstd"}]}}]}},
+                    create=True).result()
+    store.write(voxels).result()
+
+
+ZARR_SOURCES = {
+    "v2": lambda path, v: zarr_python_array(path, v, chunks=(16, 16, 16), zarr_format=2),
+    "v3": lambda path, v: zarr_python_array(path, v, chunks=(16, 32, 8)),
+    "v3-sharded": lambda path, v: zarr_python_array(path, v, chunks=(8, 8, 8),
+                                                    shards=(16, 16, 24)),
+    "tensorstore-sharded": tensorstore_sharded,
+}
+
+
+@pytest.mark.parametrize("kind", ZARR_SOURCES)
+def test_zarr_array_sources(tmp_path, kind):
+    from blockfs_mpi.sources import ZarrArray, fingerprint, open_source
+    voxels = microscopy_volume((37, 45, 50))
+    path = tmp_path / "a.zarr"
+    ZARR_SOURCES[kind](path, voxels)
+    source = open_source(str(path))
+    assert isinstance(source, ZarrArray)
+    assert source.shape == voxels.shape and source.dtype == voxels.dtype
+    np.testing.assert_array_equal(source.read(3, 30, 5, 41, 7, 50), voxels[3:30, 5:41, 7:50])
+    assert fingerprint(source, str(path))["kind"] == "ZarrArray"
+    write_program(path, tmp_path / "v.blockfs", "--block-size", 16, "--silent")
+    np.testing.assert_array_equal(Directory.open(str(tmp_path / "v.blockfs"))[:], voxels)
+
+
+def test_zarr_sources_that_are_not_volumes(tmp_path):
+    zarr = pytest.importorskip("zarr")
+    from blockfs_mpi.sources import SourceError, open_source
+    group = zarr.open_group(str(tmp_path / "g.zarr"), mode="w")
+    group.create_array("raw", shape=(4, 4, 4), dtype="uint8")
+    with pytest.raises(SourceError, match="no OME-Zarr image; name one of its arrays: raw"):
+        open_source(str(tmp_path / "g.zarr"))
+    zarr.create_array(str(tmp_path / "flat.zarr"), shape=(4, 4), dtype="uint8")
+    with pytest.raises(SourceError, match="is 2-D, not 3-D"):
+        open_source(str(tmp_path / "flat.zarr"))
