@@ -36,6 +36,7 @@ from .errors import BlockfsError
 from .identify import not_a_dataset
 from .options import number_in_range, parse_command_line
 from .progress import Progress
+from .voxel_size import from_metadata
 
 log = logging.getLogger("blockfs_mpi")
 
@@ -69,6 +70,13 @@ def check_destination(dest, name, overwrite):
                                "; name a new dataset or one of these")
         if name in f and not overwrite:
             raise BlockfsError(f"{dest}: dataset {name} exists; use --overwrite to replace it")
+
+
+def write_voxel_size(dest, name, voxel):
+    """Record voxel (a VoxelSize) on dataset name of dest as element_size_um: z, y, x in
+    micrometres, the attribute Fiji's HDF5 plugin and ilastik read."""
+    with h5py.File(dest, "a") as f:
+        f[name].attrs["element_size_um"] = [v / 1000 for v in voxel.in_nanometers()[::-1]]
 
 
 def create_dataset(f, name, directory, compression, opts):
@@ -178,6 +186,9 @@ def export_hdf(directory, dest, name, compression="gzip", opts=None, overwrite=F
     write = export_collectively if collective else export_direct
     write(directory, dest, name, compression, opts, comm, progress)
     totals = progress.close()
+    voxel = from_metadata(directory.metadata)
+    if voxel is not None:
+        parallel.on_rank0(comm, lambda: write_voxel_size(dest, name, voxel), BlockfsError)
     export.report(comm, "blockfs2hdf", "chunk", *totals)
     return totals
 

@@ -38,21 +38,27 @@ import tifffile
 
 from . import export, parallel
 from .options import number_in_range, parse_command_line
+from .voxel_size import from_metadata
 
 BIGTIFF_THRESHOLD = 2 ** 32 - 2 ** 25  # tifffile's: 4 GiB less room for metadata
 
 
-def tiff_options(nbytes, level):
-    """tifffile.imwrite keywords for a plane of nbytes at zlib level (0 = none)."""
+def tiff_options(nbytes, level, voxel=None):
+    """tifffile.imwrite keywords for a plane of nbytes at zlib level (0 = none), with the
+    resolution tags of voxel (a VoxelSize) if given: pixels per centimetre, ResolutionUnit
+    CENTIMETER (baseline TIFF; ImageJ and Fiji show such sizes in micrometres)."""
     options = dict(bigtiff=nbytes > BIGTIFF_THRESHOLD, photometric="minisblack")
     if level:
         options.update(compression="zlib", compressionargs={"level": level})
+    if voxel is not None:
+        x, y, _ = voxel.in_nanometers()
+        options.update(resolution=(1e7 / x, 1e7 / y), resolutionunit="CENTIMETER")
     return options
 
 
-def write_plane(path, plane, level):
+def write_plane(path, plane, level, voxel=None):
     """One plane to one TIFF file."""
-    tifffile.imwrite(path, plane, **tiff_options(plane.nbytes, level))
+    tifffile.imwrite(path, plane, **tiff_options(plane.nbytes, level, voxel))
 
 
 class StripeSlabs(export.SlabWork):
@@ -73,7 +79,8 @@ class StripeSlabs(export.SlabWork):
         nbytes = shape[0] * shape[1] * self.directory.dtype.itemsize
         export.write_atomically(path, lambda temporary: tifffile.imwrite(
             temporary, self._encode(feed), shape=shape, dtype=self.directory.dtype,
-            rowsperstrip=self.rows, **tiff_options(nbytes, self.level)))
+            rowsperstrip=self.rows,
+            **tiff_options(nbytes, self.level, from_metadata(self.directory.metadata))))
 
     def __call__(self, i):
         z0, z1, todo = self.slabs[i]
@@ -115,7 +122,8 @@ def export_tiff(directory, pattern, level=3, comm=None, n_workers=None, y_stripe
         make_work = partial(StripeSlabs, directory, pattern, level, y_stripe)
     else:
         make_work = partial(export.PlaneSlabs, directory, pattern,
-                            partial(write_plane, level=level))
+                            partial(write_plane, level=level,
+                                    voxel=from_metadata(directory.metadata)))
     return export.export_planes(directory, pattern, make_work, comm, n_workers, silent,
                                 "blockfs2tif", overwrite, resume)
 

@@ -14,6 +14,7 @@ import threading
 
 from .directory import Directory
 from .pyramid import DIRECTORY_NAME, scale_key
+from .voxel_size import VoxelSize, from_metadata
 
 MAX_INFO_BYTES = 1 << 20
 
@@ -74,7 +75,7 @@ class Catalog:
         blockfs files themselves (precomputed-tif wrote size in z, y, x order)."""
         scales, info = self.scales(parts)
         info = info or {"@type": "neuroglancer_multiscale_volume", "type": "image",
-                        "scales": [{"key": scale_key(1), "resolution": [1, 1, 1]}]}
+                        "scales": [{"key": scale_key(1)}]}  # a single volume: resolution below
         served = []
         for scale in info["scales"]:
             path = scales.get(scale.get("key"))
@@ -85,6 +86,9 @@ class Catalog:
                              chunk_sizes=[[d.x_block_size, d.y_block_size, d.z_block_size]],
                              encoding="raw")
                 info.update(data_type=d.dtype.name, num_channels=1)
+                if "resolution" not in scale:  # the voxel size it records (nm), else 1 nm
+                    size = from_metadata(d.metadata) or VoxelSize(1, 1, 1)
+                    scale["resolution"] = size.in_nanometers()
             served.append(scale)
         if not served:
             raise NotFound("no scale of this volume has a blockfs file")

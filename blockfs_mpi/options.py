@@ -112,3 +112,18 @@ def number_in_range(name, value, low, high, kind=int):
         raise parallel.everywhere(
             OptionError(f"{name} must be a number from {low} to {high}, not {value!r}"))
     return number
+
+
+def voxel_size_option(text, unit):
+    """--voxel-size (with --unit) as a VoxelSize, or None when not given; --unit alone is an
+    error."""
+    from . import voxel_size  # here: a module that only programs with a voxel size need
+    if text is None:
+        if unit is not None:
+            raise parallel.everywhere(
+                OptionError("--unit gives the unit of the --voxel-size numbers: pass both"))
+        return None
+    try:
+        return voxel_size.parse(text, unit)
+    except OptionError as e:
+        raise parallel.everywhere(e) from None

@@ -39,6 +39,18 @@ def level_path(dest, level):
     return os.path.join(dest, scale_key(level), DIRECTORY_NAME)
 
 
+def capped_levels(levels: int, shape, comm=None) -> int:
+    """levels, or as many as halve the largest extent of shape (z, y, x) down to one voxel if
+    fewer, with a warning (levels beyond would all be that voxel again)."""
+    most = max(1, (max(shape) - 1).bit_length() + 1)
+    if levels <= most:
+        return levels
+    if parallel.rank_of(comm) == 0:
+        log.warning("--levels %d: a volume of %s voxels (x, y, z) halves down to one voxel in "
+                    "%d levels; making %d", levels, "x".join(map(str, shape[::-1])), most, most)
+    return most
+
+
 def pyramid_folder(path):
     """The pyramid folder of a level 1 directory file `<dest>/1_1_1/precomputed.blockfs`."""
     path = os.path.abspath(path)
@@ -303,14 +315,3 @@ def write_info(dest, levels, voxel_size, method):
     """Replace dest/info by the precomputed info of levels 1..levels."""
     text = json.dumps(info(dest, levels, voxel_size, method), indent=2)
     write_atomically(os.path.join(dest, "info"), text.encode())
-
-
-def parse_voxel_size(text):
-    """'1800,1800,2000' (x,y,z in nm) -> [1800.0, 1800.0, 2000.0]; whole numbers stay ints."""
-    try:
-        sizes = [float(v) for v in text.split(",")]
-    except ValueError:
-        sizes = []
-    if len(sizes) != 3 or min(sizes) <= 0:
-        raise BlockfsError(f"--voxel-size {text!r}: expected three positive numbers x,y,z in nm")
-    return [int(v) if v.is_integer() else v for v in sizes]

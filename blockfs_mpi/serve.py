@@ -12,30 +12,40 @@ Options:
   --quiet            The old name of --silent.
   -h --help          Show this text.
 
-GET /<volume>/info gives the precomputed info; GET /<volume>/<key>/<x0>-<x1>_<y0>-<y1>_<z0>-<z1>
+GET / lists the volumes served, each with its Neuroglancer source and a viewer link
+(also printed at start). GET /<volume>/info gives the precomputed info; GET /<volume>/<key>/<x0>-<x1>_<y0>-<y1>_<z0>-<z1>
 a chunk in raw encoding (little-endian, x fastest). <volume> is a pyramid folder
 (precomputed-tif's layout, blockfs format 1 or 2) or a single .blockfs file,
 relative to <folder>. In Neuroglancer: precomputed://http://127.0.0.1:8000/<volume>
+There is no authentication: an address other than loopback is warned about.
 """
 import gzip
+import html
+import ipaddress
 import json
 import logging
+import os
 import re
+import socket
 import threading
 import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 from . import parallel
 from .catalog import BadName, Catalog, NotFound
+from .identify import is_volume
 from .options import number_in_range, parse_command_line
+from .pyramid import DIRECTORY_NAME
 
 log = logging.getLogger("blockfs_mpi")
 
 CHUNK = re.compile(r"(\d{1,12})-(\d{1,12})_(\d{1,12})-(\d{1,12})_(\d{1,12})-(\d{1,12})")
 RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 MAX_CHUNK_BYTES = 256 << 20  # a chunk is a block or so; refuse requests for whole volumes
+MAX_LISTED, PRINTED = 1000, 20  # volumes GET / lists, and printed at start
+NEUROGLANCER = "https://neuroglancer-demo.appspot.com/"  # the public viewer of viewer_link
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -69,6 +79,10 @@ class Handler(BaseHTTPRequestHandler):
 
     def content(self):
         """(bytes, content type) for the request path."""
+        if self.path.partition("?")[0] == "/":
+            host = self.headers.get("Host") or self.server.url[len("http://"):]
+            return listing_page(self.server.volumes(), f"http://{host}").encode(), \
+                "text/html; charset=utf-8"
         parts = unquote(self.path.partition("?")[0]).split("/")[1:]
         if parts[-1] == "info":
             info = self.server.catalog.info(parts[:-1])
@@ -156,6 +170,10 @@ class Server(ThreadingHTTPServer):
         host, port = self.server_address[:2]
         return f"http://{host}:{port}"
 
+    def volumes(self):
+        """The names of the volumes served, as GET / lists them."""
+        return served_volumes(self.catalog.root)
+
     def start(self):
         """Serve in a background thread (for tests and benchmarks); returns the thread."""
         thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.1},
@@ -169,13 +187,75 @@ class Server(ThreadingHTTPServer):
         self.catalog.close()
 
 
+def served_volumes(root, most=MAX_LISTED):
+    """The volumes under root by the names blockfs-serve serves them at (paths relative to
+    root, sorted): pyramid folders (an info file beside a <key>/precomputed.blockfs) and
+    directory files outside them. Symbolic links to folders are not followed."""
+    found = []
+    for folder, subfolders, files in os.walk(root):
+        subfolders.sort()
+        relative = os.path.relpath(folder, root)
+        if "info" in files and any(os.path.isfile(os.path.join(folder, sub, DIRECTORY_NAME))
+                                   for sub in subfolders):
+            found.append(relative)
+            subfolders.clear()  # its levels are part of it
+            continue
+        found += [os.path.normpath(os.path.join(relative, name)) for name in sorted(files)
+                  if name.endswith(".blockfs") and is_volume(os.path.join(folder, name))]
+        if len(found) >= most:
+            break
+    return sorted(found[:most])
+
+
+def neuroglancer_source(url, volume):
+    """The Neuroglancer data source of a served volume."""
+    return f"precomputed://{url}/{quote(volume)}"
+
+
+def viewer_link(url, volume):
+    """A Neuroglancer viewer URL showing a served volume as an image layer."""
+    state = {"layers": [{"type": "image", "name": volume,
+                         "source": neuroglancer_source(url, volume)}], "layout": "4panel"}
+    return f"{NEUROGLANCER}#!{quote(json.dumps(state, separators=(',', ':')))}"
+
+
+def listing_page(volumes, url):
+    """GET /: an HTML list of the served volumes, each with its source and a viewer link."""
+    items = "".join(f'<li><a href="{html.escape(viewer_link(url, v))}">{html.escape(v)}</a> '
+                    f"<code>{html.escape(neuroglancer_source(url, v))}</code></li>\n"
+                    for v in volumes)
+    return (f"<!doctype html>\n<title>blockfs-serve</title>\n<h1>Volumes served at "
+            f"{html.escape(url)}</h1>\n<ul>\n{items or '<li>none</li>'}</ul>\n")
+
+
+def announce(server):
+    """Print where the server listens and its volumes' Neuroglancer sources; warn when it is
+    reachable from other machines (there is no authentication)."""
+    print(f"blockfs-serve: serving {server.catalog.root} at {server.url}/", flush=True)
+    address = ipaddress.ip_address(server.server_address[0])
+    url = f"http://{socket.gethostname()}:{server.server_address[1]}" \
+        if address.is_unspecified else server.url  # 0.0.0.0 names no machine to a browser
+    volumes = server.volumes()
+    for volume in volumes[:PRINTED]:
+        print(f"  {neuroglancer_source(url, volume)}", flush=True)
+    if len(volumes) > PRINTED:
+        print(f"  ... {len(volumes) - PRINTED} more: GET {url}/ lists them", flush=True)
+    if not volumes:
+        print("  no volume found yet (pyramid folders or .blockfs files)", flush=True)
+    if not address.is_loopback:
+        log.warning("blockfs-serve: listening on %s, reachable from other machines, with no "
+                    "authentication; bind to 127.0.0.1 (the default) and use an SSH tunnel "
+                    "unless every machine that can reach it may read these volumes",
+                    server.server_address[0])
+
+
 @parallel.program
 def main(argv=None):
     args = parse_command_line(__doc__, argv)
     server = Server(args["<folder>"], number_in_range("--port", args["--port"], 0, 65535),
                     args["--bind"], number_in_range("--cache", args["--cache"], 1, 2 ** 20),
                     args["--silent"] or args["--quiet"])
-    print(f"blockfs-serve: serving {server.catalog.root} at {server.url}/", flush=True)
+    announce(server)
     started = time.monotonic()
     try:
         server.serve_forever()

@@ -37,7 +37,14 @@ Options:
                          folder, level 1 <output>/1_1_1/precomputed.blockfs (see
                          blockfs-downsample). Level 2 is made in the same pass as level 1,
                          levels 3.. from level 2; --resume completes both of a killed job.
-  --voxel-size=<xyz>     Voxel size x,y,z in nm for the pyramid's info.  [default: 1,1,1]
+                         More levels than halve the volume down to one voxel are capped,
+                         with a warning.
+  --voxel-size=<xyz>     Voxel size x,y,z with a unit, e.g. 1.8,1.8,2.0um (numbers alone are
+                         nm), stored in the volume's metadata (VoxelSize, VoxelSizeUnit) and
+                         given to the pyramid's info, serve and the exports. The original's
+                         way, VoxelSize=[x,y,z] in micrometres by --metadata, is read alike.
+  --unit=<unit>          The unit of the --voxel-size numbers: nm, um, mm or a UDUNITS name
+                         such as micrometer.
   --labels               Downsample the pyramid by mode (integer labels), not mean.
   --silent               No progress bar.
   -h --help              Show this text.
@@ -58,8 +65,9 @@ from . import parallel, pyramid
 from .compression import Compression
 from .convert import NextLevel, blocks_in_budget, convert, open_output, verify
 from .errors import BlockfsError
-from .options import number_in_range, parse_command_line
+from .options import number_in_range, parse_command_line, voxel_size_option
 from .sources import SourceError, open_source
+from .voxel_size import METADATA_SIZE, VoxelSize, from_metadata
 
 log = logging.getLogger("blockfs_mpi")
 UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
@@ -122,6 +130,20 @@ def striping_hints(args):
     return hints or None
 
 
+def volume_metadata(args):
+    """The application metadata of the new volume: --metadata, and --voxel-size (--unit)
+    recorded as VoxelSize and VoxelSizeUnit."""
+    metadata = parse_metadata(args["--metadata"])
+    size = voxel_size_option(args["--voxel-size"], args["--unit"])
+    if size is not None:
+        if METADATA_SIZE in metadata:
+            raise parallel.everywhere(BlockfsError(
+                f"the voxel size is given twice, by --voxel-size and --metadata "
+                f"{METADATA_SIZE}=: pass one"))
+        metadata.update(size.metadata())
+    return metadata
+
+
 @parallel.program
 def main(argv=None):
     args = parse_command_line(__doc__, argv)
@@ -134,6 +156,8 @@ def main(argv=None):
     source = parallel.on_every_rank(comm, lambda: open_source(args["<source>"]), SourceError)
     dtype = parse_dtype(args["--dtype"], source.dtype)
     levels = number_in_range("--levels", args["--levels"], 1, 32) if args["--levels"] else 0
+    levels = levels and pyramid.capped_levels(levels, source.shape, comm)
+    metadata = volume_metadata(args)
     method = "mode" if args["--labels"] else "mean"
     if levels:
         pyramid.check_method(method, dtype)
@@ -141,7 +165,6 @@ def main(argv=None):
     blocks_in_budget(block_size, dtype.itemsize, memory, reduction)
     output = args["<output>"]
     if levels:  # a pyramid: level 1 goes to <output>/1_1_1/precomputed.blockfs
-        voxel_size = pyramid.parse_voxel_size(args["--voxel-size"])
         output = pyramid.level_path(args["<output>"], 1)
         os.makedirs(os.path.dirname(output), exist_ok=True)
     if rank == 0:
@@ -154,7 +177,7 @@ def main(argv=None):
         spec=args["<source>"], force_source=args["--force-source"],
         data_dirs=[d for d in (args["--data-dirs"] or "").split(",") if d],
         compression=Compression.parse(args["--compression"]),
-        compression_level=level, metadata=parse_metadata(args["--metadata"]), hints=hints)
+        compression_level=level, metadata=metadata, hints=hints)
     level2 = None
     if levels >= 2:  # made in the same pass as level 1, from the voxels it holds
         level2 = NextLevel(pyramid.open_level2(directory, args["<output>"], comm, args["--resume"],
@@ -173,8 +196,10 @@ def main(argv=None):
             raise parallel.everywhere(  # bad counts every rank's units
                 BlockfsError(f"verification failed: {bad} units differ from the source"))
     if levels:  # levels 3.. from level 2, and the info
-        pyramid.build(args["<output>"], levels, voxel_size, method, comm, overwrite=True,
-                      silent=args["--silent"], first=3, break_lock=args["--break-lock"])
+        size = from_metadata(directory.metadata) or VoxelSize(1, 1, 1)  # as resumed, too
+        pyramid.build(args["<output>"], levels, size.in_nanometers(), method, comm,
+                      overwrite=True, silent=args["--silent"], first=3,
+                      break_lock=args["--break-lock"])
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import pytest
 
 from blockfs_mpi import Directory, pyramid
 from blockfs_mpi.errors import BlockfsError
+from blockfs_mpi.options import voxel_size_option
 from blockfs_mpi.reader import BlockReader, read_header
 from conftest import microscopy_volume, mpiexec, run_checked, write_array
 from volumes import format1_volume
@@ -135,7 +136,7 @@ def test_refusals(tmp_path):
     with pytest.raises(BlockfsError, match="level 1"):
         pyramid.pyramid_folder(str(tmp_path / "elsewhere.blockfs"))
     with pytest.raises(BlockfsError, match="voxel-size"):
-        pyramid.parse_voxel_size("1,2")
+        voxel_size_option("1,2", None)
     run_checked([sys.executable, "-m", "blockfs_mpi.downsample",
                  str(tmp_path / "vol" / "1_1_1" / "precomputed.blockfs"), "--levels=2"],
                 expect_failure=True)

@@ -390,3 +390,32 @@ def test_neuroglancer_in_headless_chromium(volumes, tmp_path, monkeypatch):
         if browser is not None:
             browser.driver.quit()
         served.stop()
+
+
+def test_root_lists_the_volumes_and_a_single_volume_has_its_voxel_size(tmp_path):
+    """GET / lists every volume with its Neuroglancer source and a viewer link, as printed at
+    start; a single served .blockfs file has the voxel size it records (nm); --silent (and
+    its old name --quiet) logs no request; binding beyond loopback is warned about."""
+    from blockfs_mpi.voxel_size import parse
+    root = tmp_path / "served"
+    make_pyramid(root / "lab" / "brain", microscopy_volume((9, 10, 11)), levels=2)
+    write_array(str(root / "single.blockfs"), microscopy_volume((6, 7, 8)), 4,
+                metadata=parse("1.8,1.8,2um").metadata())
+    (root / "notes.blockfs").write_text("not a volume")
+    served = Served(root, tmp_path / "serve.log", "--silent", "--bind", "0.0.0.0")
+    try:
+        printed = [served.process.stdout.readline().strip() for _ in range(2)]
+        status, headers, body = served.get("/")
+        assert status == 200 and headers["Content-Type"].startswith("text/html")
+        page = body.decode()
+        for volume in ("lab/brain", "single.blockfs"):
+            assert f"<code>precomputed://{served.url}/{volume}</code>" in page
+            assert f">{volume}</a>" in page
+            assert any(line.endswith(f":{served.port}/{volume}") for line in printed), printed
+        assert "notes.blockfs" not in page and "https://neuroglancer-demo.appspot.com/#!" in page
+        status, _, body = served.get("/single.blockfs/info")
+        assert json.loads(body)["scales"][0]["resolution"] == [1800, 1800, 2000]
+        assert served.requests_logged("GET") == 0
+        assert served.requests_logged("reachable from other machines, with no authentication")
+    finally:
+        served.stop()
