@@ -157,7 +157,9 @@ class VolumeLock:
     """The exclusive lock of one volume: `with VolumeLock(path):` or acquire()/release().
 
     break_lock takes over any lock but one held by this process, with a warning.
-    Held by the process that took it: a forked child never releases it.
+    Held by the process that took it: a forked child never releases it. The holder never
+    opens its lock file a second time (see _held): closing any descriptor of a file drops
+    the process's fcntl locks on it.
     """
 
     def __init__(self, directory_file: str, program: str = None, break_lock: bool = False):
