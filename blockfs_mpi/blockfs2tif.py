@@ -27,6 +27,7 @@ Options:
   --n-workers <n>             Worker processes when run without mpiexec (default: one per core this process may use). Under mpiexec every rank is one worker and this option is not used.
   --compression <level>       The zlib (deflate) level of the TIFF planes, 0 (uncompressed) to 9: a level here, where blockfs-write's --compression names a Blosc compressor [default: 3].
   --y-stripe <rows>           Cut each slab into stripes of this many rows (rounded up to whole blocks) so that a rank holds about 3 stripes instead of a whole slab; 0 = whole slabs [default: 0].
+  --start <n>                 The number of the first plane in the output names: plane z is written as pattern % (z + n) [default: 0].
   --silent                    Do not show the progress bar.
 """
 import queue
@@ -131,7 +132,9 @@ def export_tiff(directory, pattern, level=3, comm=None, n_workers=None, y_stripe
 @parallel.program
 def main(argv=None):
     args = parse_command_line(__doc__, argv)
-    pattern = export.check_pattern(args["<pattern>"] or args["--output-pattern"])
+    start = number_in_range("--start", args["--start"], 0, 10 ** 12)
+    pattern = export.PlanePattern(
+        export.check_pattern(args["<pattern>"] or args["--output-pattern"]), start)
     level = number_in_range("--compression", args["--compression"], 0, 9)
     y_stripe = number_in_range("--y-stripe", args["--y-stripe"], 0, 2 ** 31)
     n_workers = export.check_workers(args["--n-workers"])

@@ -117,7 +117,8 @@ def format_info(info):
              f"blocks: {info['blocks_present']} present, {info['blocks_missing']} missing "
              f"of {info['blocks']}",
              f"bytes: {info['compressed_bytes']} compressed, {info['uncompressed_bytes']} "
-             f"uncompressed, ratio {info['compression_ratio']}",
+             f"uncompressed" + (f", ratio {info['compression_ratio']}"
+                                if info['compression_ratio'] is not None else ""),
              f"data files: {len(info['data_files'])}"]
     for f in info["data_files"]:
         size = "missing" if f["bytes"] is None else f"{f['bytes']} bytes"

@@ -52,13 +52,29 @@ class Summary:
     level2_skipped: int = 0  # and already present (a resumed job)
 
     def __str__(self):
-        ratio = self.bytes_in / self.bytes_out if self.bytes_out else float("nan")
         level2 = (f"; level 2: {self.level2_blocks} blocks written, {self.level2_skipped} "
                   f"already present" if self.level2_blocks or self.level2_skipped else "")
+        if not self.bytes_in:  # a resumed job with nothing left: no ratio nor rate to speak of
+            return (f"{self.blocks} blocks written, {self.skipped} already present; nothing "
+                    f"left to write ({self.seconds:.1f} s){level2}")
+        ratio = f" (ratio {self.bytes_in / self.bytes_out:.2f})" if self.bytes_out else ""
         return (f"{self.blocks} blocks written, {self.skipped} already present; "
-                f"{self.bytes_in / 1e6:.1f} MB in, {self.bytes_out / 1e6:.1f} MB out "
-                f"(ratio {ratio:.2f}); {self.bytes_in / 1e6 / max(self.seconds, 1e-9):.1f} MB/s "
-                f"in {self.seconds:.1f} s{level2}")
+                f"{amount(self.bytes_in)} in, {amount(self.bytes_out)} out{ratio}; "
+                f"{rate(self.bytes_in, self.seconds)} in {self.seconds:.1f} s{level2}")
+
+
+def amount(nbytes: float) -> str:
+    """Bytes for a summary in the unit that shows them: '512 B', '3.1 kB', '12.5 MB', '1.20 GB'
+    (never '0.0 MB' for a small job)."""
+    for unit, size, digits in (("GB", 1e9, 2), ("MB", 1e6, 1), ("kB", 1e3, 1)):
+        if nbytes >= size:
+            return f"{nbytes / size:.{digits}f} {unit}"
+    return f"{nbytes:.0f} B"
+
+
+def rate(nbytes: int, seconds: float) -> str:
+    """A throughput for a summary, e.g. '612.3 MB/s'."""
+    return f"{amount(nbytes / max(seconds, 1e-9))}/s"
 
 
 def blocks_in_budget(block_size, itemsize, memory, reduction=0):

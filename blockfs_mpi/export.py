@@ -17,6 +17,7 @@ import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
 
 from . import parallel
+from .convert import amount, rate
 from .dealer import Dealer
 from .directory import Directory
 from .errors import BlockfsError
@@ -37,6 +38,22 @@ def check_pattern(pattern):
         raise ValueError(f"output pattern {pattern!r} has no %d-style field for the z index, "
                          f"e.g. out/img_%04d.tiff")
     return pattern
+
+
+class PlanePattern(str):
+    """An output pattern whose planes are numbered from `first`: pattern % z names plane z
+    with the number z + first (blockfs2tif --start), everywhere a plain pattern is used."""
+
+    def __new__(cls, pattern: str, first: int = 0):
+        named = super().__new__(cls, pattern)
+        named.first = first
+        return named
+
+    def __mod__(self, z):
+        return str.__mod__(self, z + self.first)
+
+    def __reduce__(self):  # for the worker processes
+        return PlanePattern, (str(self), self.first)
 
 
 def plane_path(pattern, z):
@@ -126,10 +143,11 @@ def _drain(work, item):
 
 def report(comm, what, unit, items, nbytes, seconds):
     """Log the job's totals on rank 0."""
-    if parallel.rank_of(comm) == 0:
-        log.info("%s: %d %ss, %.1f MB in %.1f s (%.1f MB/s) on %d rank(s)", what, items,
-                 unit, nbytes / 1e6, seconds, nbytes / 1e6 / max(seconds, 1e-9),
-                 parallel.size_of(comm))
+    if parallel.rank_of(comm) == 0 and not items:
+        log.info("%s: no %s left to write (%.1f s)", what, unit, seconds)
+    elif parallel.rank_of(comm) == 0:
+        log.info("%s: %d %ss, %s in %.1f s (%s) on %d rank(s)", what, items, unit,
+                 amount(nbytes), seconds, rate(nbytes, seconds), parallel.size_of(comm))
 
 
 PARTIAL = ".partial-"  # in the temporary name of an output plane: .<name>.partial-<pid><ext>

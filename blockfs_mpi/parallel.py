@@ -185,6 +185,11 @@ def program(main):
             raise
         except KeyboardInterrupt:
             abort(comm, "interrupted" + resume_hint, 130)
+        except BrokenPipeError:  # `blockfs-info v.blockfs | head -3`: the reader has had enough
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())  # nothing left to flush at exit either
+            os.close(devnull)
+            sys.exit(1)
         except Exception as e:
             if os.environ.get("BLOCKFS_TRACEBACK"):
                 traceback.print_exc()

@@ -6,14 +6,18 @@ otherwise only the TIFF strips or tiles that overlap the region.
 """
 import glob
 import hashlib
+import logging
 import os
 import re
 
 import numpy as np
 import tifffile
 
+from . import parallel
 from .errors import BlockfsError
 from .identify import datasets_in, not_a_dataset
+
+log = logging.getLogger("blockfs_mpi")
 
 
 class SourceError(BlockfsError):
@@ -46,6 +50,17 @@ def _page_region(page, y0, y1, x0, x1, where):
     return out
 
 
+def numbering_gap(files):
+    """The first gap in the plane numbers of files (the last number in each name) as (number
+    before, number after), or None if they run without one (or are not all numbered)."""
+    numbers = [re.findall(r"\d+", os.path.basename(path)) for path in files]
+    if not all(numbers):
+        return None
+    numbers = [int(found[-1]) for found in numbers]
+    return next(((before, after) for before, after in zip(numbers, numbers[1:])
+                 if after > before + 1), None)
+
+
 class TiffPlanes:
     """A glob of 2-D TIFF files, one z plane each, in natural sort order.
 
@@ -59,6 +74,12 @@ class TiffPlanes:
         if not self.files:
             raise SourceError(f"no files match {pattern!r}")
         self.description = f"{len(self.files)} TIFF planes {pattern}"
+        gap = numbering_gap(self.files)
+        if gap and parallel.rank_of(parallel.world()) == 0:
+            before, after = gap
+            log.warning("%s: the plane numbers jump from %d to %d: %d missing, so z shifts: "
+                        "plane %d and every one after it lands %d lower in z than its number",
+                        pattern, before, after, after - before - 1, after, after - before - 1)
         with self._open(self.files[0]) as tif:
             page = tif.pages.first
             self.plane_shape, self.dtype = tuple(page.shape[:2]), page.dtype

@@ -18,9 +18,9 @@ Options:
   --compression=<name>   Blosc compressor: zstd, blosclz, lz4, lz4hc or zlib.  [default: zstd]
   --level=<n>            Compression level, 0-9 (5 = the original blockfs).  [default: 1]
   --dtype=<dtype>        Store voxels as this numpy dtype (default: the source's).
-  --memory=<size>        Memory budget per rank, e.g. 512M or 4G.  [default: 1G]
-  --data-dirs=<dirs>     Comma-separated folders to spread the data files over, round-robin
-                         (several disks or OSTs); default: beside the output.
+  --memory=<size>        Memory budget per rank with its unit, e.g. 512M or 4G.  [default: 1G]
+  --data-dirs=<dirs>     Comma-separated existing folders to spread the data files over,
+                         round-robin (several disks or OSTs); default: beside the output.
   --stripe-count=<n>     Lustre stripe count of new data files (MPI-IO striping_factor).
   --stripe-size=<bytes>  Lustre stripe size of new data files (MPI-IO striping_unit).
   --metadata=<k=v>       Application metadata, repeatable; values are JSON where they parse.
@@ -57,6 +57,7 @@ and local writer processes (one per core) compress and write.
 import json
 import logging
 import os
+import re
 from functools import partial
 
 import numpy as np
@@ -65,6 +66,7 @@ from . import parallel, pyramid
 from .compression import Compression
 from .convert import NextLevel, blocks_in_budget, convert, open_output, verify
 from .errors import BlockfsError
+from .identify import describe
 from .options import number_in_range, parse_command_line, voxel_size_option
 from .sources import SourceError, open_source
 from .voxel_size import METADATA_SIZE, VoxelSize, from_metadata
@@ -74,13 +76,31 @@ UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
 
 def parse_size(text):
-    """'512M', '4G', '1048576' -> bytes."""
-    text = text.strip().upper().rstrip("B").rstrip("I")
-    unit = text[-1:] if text[-1:] in UNITS else ""
-    try:
-        return int(float(text[:len(text) - len(unit)]) * UNITS[unit])
-    except ValueError:
-        raise BlockfsError(f"{text!r} is not a size such as 512M or 4G") from None
+    """'512M', '4G', '4GiB', '64KB', '1048576' -> bytes. A number without a unit is bytes only
+    from a mebibyte up: `--memory 2` meant 2G, not 2 bytes, and is refused."""
+    match = re.fullmatch(r"(\d+(?:\.\d*)?)\s*([KMGT]?)(I?B?)", text.strip().upper())
+    if not match:
+        raise parallel.everywhere(BlockfsError(
+            f"--memory {text!r}: not a size such as 512M or 4G"))
+    size = int(float(match.group(1)) * UNITS[match.group(2)])
+    if not (match.group(2) or match.group(3)) and size < UNITS["M"]:
+        raise parallel.everywhere(BlockfsError(
+            f"--memory {text!r} has no unit: give one, e.g. {match.group(1)}G or "
+            f"{match.group(1)}M (a number alone is bytes, and at least 1048576 of them)"))
+    return size
+
+
+def check_data_dirs(text):
+    """The folders --data-dirs names (comma-separated), each of which must exist."""
+    folders = [d for d in (text or "").split(",") if d]
+    for folder in folders:
+        if not os.path.isdir(folder):
+            what = f"{describe(folder)}, not a folder" if os.path.exists(folder) else \
+                "no such folder"
+            raise parallel.everywhere(BlockfsError(
+                f"--data-dirs: {folder}: {what}; create it first (data files go into existing "
+                f"folders only)"))
+    return folders
 
 
 def parse_block_size(text):
@@ -150,6 +170,7 @@ def main(argv=None):
     comm = parallel.world()
     rank = parallel.rank_of(comm)
     memory = parse_size(args["--memory"])
+    data_dirs = check_data_dirs(args["--data-dirs"])
     block_size = parse_block_size(args["--block-size"])
     level = number_in_range("--level", args["--level"], 0, 9)
     hints = striping_hints(args)
@@ -175,7 +196,7 @@ def main(argv=None):
         dtype=dtype, resume=args["--resume"], overwrite=args["--overwrite"],
         break_lock=args["--break-lock"],
         spec=args["<source>"], force_source=args["--force-source"],
-        data_dirs=[d for d in (args["--data-dirs"] or "").split(",") if d],
+        data_dirs=data_dirs,
         compression=Compression.parse(args["--compression"]),
         compression_level=level, metadata=metadata, hints=hints)
     level2 = None

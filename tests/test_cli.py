@@ -1,5 +1,6 @@
 """Every program's command line: a bad number ends the program with one line naming the
 option and the value, before anything is read or written; --version names the release."""
+import re
 import sys
 
 import pytest
@@ -183,3 +184,124 @@ def test_an_error_every_rank_has_is_said_once_without_mpich_noise(lab):
     result = program_run("blockfs2tif", lab / "pyr" / "brain", lab / "z%d.tif", n=2)
     assert result.stderr.count("error:") == 1 and "Abort(" not in result.stderr
     assert result.stderr.startswith(f"[rank 0] error: {lab}/pyr/brain is a pyramid folder")
+
+
+# ------------------------------------------------------------- small ones --
+
+def test_a_gap_in_the_plane_numbers_is_warned_about(tmp_path):
+    import numpy as np
+    import tifffile
+    for z in (0, 1, 2, 4, 5):
+        tifffile.imwrite(tmp_path / f"img_{z:04d}.tif", np.full((8, 8), z, np.uint16))
+    result = program_run("write", tmp_path / "img_*.tif", tmp_path / "v.blockfs", "--silent",
+                         expect_failure=False)
+    assert "the plane numbers jump from 2 to 4: 1 missing, so z shifts: plane 4 and every " \
+           "one after it lands 1 lower in z than its number" in result.stderr
+    for z in (3, 4):
+        tifffile.imwrite(tmp_path / f"img_{z:04d}.tif", np.full((8, 8), z, np.uint16))
+    result = program_run("write", tmp_path / "img_*.tif", tmp_path / "w.blockfs", "--silent",
+                         expect_failure=False)
+    assert "jump" not in result.stderr
+
+
+@pytest.mark.parametrize("options", [["--n-workers", "2"], ["--y-stripe", "4"]])
+def test_blockfs2tif_start_numbers_the_first_plane(tmp_path, options):
+    import numpy as np
+    import tifffile
+    from conftest import write_array
+    voxels = np.arange(6 * 8 * 8, dtype=np.uint16).reshape(6, 8, 8)
+    write_array(str(tmp_path / "v.blockfs"), voxels, block=4)
+    program_run("blockfs2tif", tmp_path / "v.blockfs", tmp_path / "out" / "z%02d.tif",
+                "--start", "1", "--silent", *options, expect_failure=False)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == \
+        [f"z{n:02d}.tif" for n in range(1, 7)]
+    assert np.array_equal(tifffile.imread(tmp_path / "out" / "z01.tif"), voxels[0])
+    result = program_run("blockfs2tif", tmp_path / "v.blockfs", tmp_path / "out" / "z%02d.tif",
+                         "--start", "1", "--resume", "--silent", *options, expect_failure=False)
+    assert "no plane left to write" in result.stderr
+
+
+def test_summaries_say_no_nan_nor_zero_rates():
+    from blockfs_mpi.convert import Summary
+    assert str(Summary(0, 400, 0, 0, 0.05)) == \
+        "0 blocks written, 400 already present; nothing left to write (0.1 s)"
+    small = str(Summary(1, 0, 1024, 697, 3.6))
+    assert small == ("1 blocks written, 0 already present; 1.0 kB in, 697 B out (ratio 1.47); "
+                     "284 B/s in 3.6 s")
+    assert "536.9 MB/s" in str(Summary(8, 0, 2 ** 30, 2 ** 28, 2.0))
+
+
+def test_info_of_an_empty_volume_and_into_a_closed_pipe(tmp_path):
+    """No 'ratio None' for a volume without blocks; a reader that stopped reading (`| head`)
+    ends blockfs-info quietly."""
+    import os
+    import subprocess
+    from blockfs_mpi import Directory
+    import numpy as np
+    directory = Directory(8, 8, 8, np.uint8, str(tmp_path / "v.blockfs"), n_filenames=1)
+    directory.create()
+    directory.close()
+    out = program_run("info", tmp_path / "v.blockfs", expect_failure=False).stdout
+    assert "bytes: 0 compressed, 0 uncompressed\n" in out and "None" not in out
+    read, write = os.pipe()
+    os.close(read)  # as head does once it has its lines
+    process = subprocess.run([sys.executable, "-m", "blockfs_mpi.info",
+                              str(tmp_path / "v.blockfs")], stdout=write, stderr=subprocess.PIPE,
+                             text=True, timeout=60)
+    os.close(write)
+    assert process.stderr == "" and process.returncode == 1
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--memory", "2"], "error: --memory '2' has no unit: give one, e.g. 2G or 2M"),
+    (["--data-dirs", "{tmp}/disk1,{tmp}/nodisk"],
+     "error: --data-dirs: {tmp}/nodisk: no such folder; create it first"),
+])
+def test_write_options_that_would_surprise(tmp_path, args, message):
+    (tmp_path / "disk1").mkdir()
+    result = program_run("write", "synthetic:8x8x8", tmp_path / "v.blockfs",
+                         *[a.format(tmp=tmp_path) for a in args])
+    assert result.stderr.startswith(message.format(tmp=tmp_path)), result.stderr
+    assert not (tmp_path / "v.blockfs").exists()
+
+
+# ---------------------------------------------------------- one language --
+
+# Every program's options that mean the same thing everywhere, and the old spellings kept as
+# documented aliases ("The old name of ..." / "the older spelling").
+SHARED = {
+    "write": ["--overwrite", "--resume", "--silent", "--compression=<name>", "--voxel-size",
+              "--unit", "--levels"],
+    "blockfs2tif": ["<blockfs-file>", "--overwrite", "--resume", "--silent", "--n-workers",
+                    "--compression <level>", "--start"],
+    "blockfs2jp2k": ["<blockfs-file>", "--overwrite", "--resume", "--silent", "--n-workers"],
+    "blockfs2hdf": ["<src>", "--overwrite", "--silent", "--compression <compression>"],
+    "blockfs2zarr": ["--overwrite", "--resume", "--silent", "--n-workers", "--voxel-size",
+                     "--unit"],
+    "mv": ["--overwrite", "--force"],
+    "cp": ["--overwrite", "--force"],
+    "downsample": ["<blockfs-file>", "--overwrite", "--silent", "--voxel-size", "--unit",
+                   "--levels"],
+    "fsck": ["<blockfs-file>", "--silent", "--n-workers"],
+    "info": ["<blockfs-file>"],
+    "rebase": ["<blockfs-file>"],
+    "serve": ["--silent", "--quiet"],
+}
+OLD_NAMES = {"--force": "--overwrite", "--quiet": "--silent"}
+
+
+@pytest.mark.parametrize("program", sorted(SHARED))
+def test_every_help_speaks_the_same_language(program):
+    assert sorted(SHARED) == sorted(PROGRAMS)
+    text = run_checked([sys.executable, "-m", f"blockfs_mpi.{program}", "--help"],
+                       timeout=60).stdout
+    for word in SHARED[program]:
+        assert word in text, f"{program} --help lacks {word}"
+    for old, new in OLD_NAMES.items():
+        if re.search(rf"{old}(?![\w-])", text):  # --force, not --force-source
+            assert new in text and f"The old name of {new}" in text, text
+    if "--n-workers" in text:
+        assert "(default: one per core this process may use)" in " ".join(text.split())
+    if "--compression" in text:  # says what it names in this program
+        line = next(line for line in text.splitlines() if line.strip().startswith("--compression"))
+        assert any(word in line for word in ("Blosc", "HDF5", "zlib")), line
