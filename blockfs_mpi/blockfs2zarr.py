@@ -37,6 +37,7 @@ import shutil
 
 from . import commit, export, parallel, pyramid, voxel_size, zarr_metadata
 from . import format as fmt
+from .completion import warn_if_incomplete
 from .compression import single_threaded
 from .errors import BlockfsError, OptionError
 from .identify import describe
@@ -274,6 +275,9 @@ def export_zarr(source: str, output: str, shard_blocks: int = 8, comm=None, size
     (blocks, bytes, seconds) of the job. size: a VoxelSize (default: as recorded)."""
     paths = level_paths(source)
     headers = [read_header(p) for p in paths]
+    if parallel.rank_of(comm) == 0:
+        for path, header in zip(paths, headers):
+            warn_if_incomplete(path, header)
     size = size or choose_voxel_size(None, None, source, headers[0])
     grids = [ShardGrid(h.geometry, shard_blocks) for h in headers]
     plan = parallel.on_rank0(comm, lambda: prepared(output, paths, headers, shard_blocks, size,

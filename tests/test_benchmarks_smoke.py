@@ -65,3 +65,14 @@ def test_full_read_runs(environment):
     result = run_checked([sys.executable, str(BENCHMARKS / "full_read.py"), "--size", "64",
                           "--rounds", "1", *QUIET], env=environment)
     assert "read_threads 1:" in result.stdout and "read_threads default:" in result.stdout
+
+
+@pytest.mark.mpi
+@pytest.mark.skipif(not all(importlib.util.find_spec(name) for name in ("zarr", "tensorstore")),
+                    reason="zarr and tensorstore (the test extra) not installed")
+def test_blockfs2zarr_runs(environment, tmp_path):
+    result = run_checked([sys.executable, str(BENCHMARKS / "blockfs2zarr.py"), "--sizes", "64",
+                          "--levels", "1", "--rounds", "2", "--shard", "1",
+                          "--out", str(tmp_path / "zarr"), *QUIET], env=environment)
+    assert "| blockfs2zarr, mpiexec -n 2 |" in result.stdout
+    assert "| blockfs-write from OME-Zarr / from .npy, MB/s |" in result.stdout
