@@ -12,6 +12,7 @@ import json
 import os
 import threading
 
+from . import zarr_view
 from .directory import Directory
 from .pyramid import DIRECTORY_NAME, scale_key
 from .voxel_size import VoxelSize, from_metadata
@@ -106,6 +107,40 @@ class Catalog:
         """A context manager giving the open Directory at path (checked, cached)."""
         return _Use(self, path)
 
+    def zarr(self, parts, key):
+        """The bytes under key of the zarr v3 view of the volume at root/parts (see
+        zarr_view.py): an array for a single volume, an OME-Zarr 0.5 image for a pyramid,
+        whose levels are its scales 1_1_1, 2_2_2, ... as they follow each other."""
+        scales, info = self.scales(parts)
+        if info is None:
+            with self.zarr_volume(scales[scale_key(1)]) as view:
+                data = view.get(key)
+        else:
+            levels = []
+            while scale_key(len(levels) + 1) in scales:
+                levels.append(scales[scale_key(len(levels) + 1)])
+            if not levels:
+                raise NotFound(f"no scale {scale_key(1)} to make the image's level 0 of")
+            level, inside = zarr_view.level_key(key)
+            if key == zarr_view.METADATA_KEY:
+                with self.volume(levels[0]) as d:
+                    size = zarr_view.pyramid_voxel_size(self.inside(parts), d.metadata)
+                data = zarr_view.image_metadata(len(levels), size,
+                                                zarr_view.downsampling_method(info), parts[-1])
+            elif level is not None and level < len(levels):
+                with self.zarr_volume(levels[level]) as view:
+                    data = view.get(inside)
+            else:
+                data = None
+        if data is None:
+            raise NotFound(f"no zarr key {key!r} (a block never written is absent: zeros)")
+        return data
+
+    def zarr_volume(self, path):
+        """A context manager giving the zarr_view.VolumeView of the volume at path, made
+        once per open Directory so that its re-encoded edge chunks stay cached."""
+        return _UseView(self, path)
+
     def _acquire(self, path):
         stat = os.stat(path)
         stamp = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
@@ -120,7 +155,7 @@ class Catalog:
             real = os.path.realpath(data_path)
             if not real.startswith(self.root + os.sep):
                 raise NotFound("a data file of this volume is outside the served folder")
-        entry = [directory, stamp, 1]
+        entry = [directory, stamp, 1, None]  # Directory, stamp, users, its zarr view
         with self._lock:
             old = self._open.pop(path, None)
             self._open[path] = entry
@@ -161,3 +196,13 @@ class _Use:
 
     def __exit__(self, *exc):
         self.catalog._release(self.entry)
+
+
+class _UseView(_Use):
+    """`with catalog.zarr_volume(path) as view:` likewise, for the zarr view of the volume."""
+
+    def __enter__(self):
+        directory = super().__enter__()
+        if self.entry[3] is None:  # two threads may both make one: either is right
+            self.entry[3] = zarr_view.VolumeView(directory)
+        return self.entry[3]

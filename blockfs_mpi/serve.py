@@ -1,4 +1,5 @@
-"""Serve every blockfs volume under a folder to Neuroglancer over HTTP (precomputed format).
+"""Serve every blockfs volume under a folder over HTTP: Neuroglancer's precomputed format, and
+zarr v3 / OME-Zarr 0.5 for zarr clients.
 
 Usage:
   blockfs-serve <folder> [--port=<n>] [--bind=<address>] [--cache=<n>] [--silent | --quiet]
@@ -17,6 +18,9 @@ GET / lists the volumes served, each with its Neuroglancer source and a viewer l
 a chunk in raw encoding (little-endian, x fastest). <volume> is a pyramid folder
 (precomputed-tif's layout, blockfs format 1 or 2) or a single .blockfs file,
 relative to <folder>. In Neuroglancer: precomputed://http://127.0.0.1:8000/<volume>
+The same volume is a zarr v3 array (a pyramid: an OME-Zarr 0.5 image, levels 0, 1, ...)
+at /<volume>.ome.zarr/: GET /<volume>.ome.zarr/zarr.json, /<volume>.ome.zarr/0/c/<z>/<y>/<x>
+(a block as stored); in Neuroglancer: zarr3://http://127.0.0.1:8000/<volume>.ome.zarr/
 There is no authentication: an address other than loopback is warned about.
 """
 import gzip
@@ -44,6 +48,7 @@ log = logging.getLogger("blockfs_mpi")
 CHUNK = re.compile(r"(\d{1,12})-(\d{1,12})_(\d{1,12})-(\d{1,12})_(\d{1,12})-(\d{1,12})")
 RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 MAX_CHUNK_BYTES = 256 << 20  # a chunk is a block or so; refuse requests for whole volumes
+ZARR_SUFFIX = ".ome.zarr"  # /<volume>.ome.zarr/<key>: the volume's zarr view
 MAX_LISTED, PRINTED = 1000, 20  # volumes GET / lists, and printed at start
 NEUROGLANCER = "https://neuroglancer-demo.appspot.com/"  # the public viewer of viewer_link
 
@@ -67,7 +72,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_GET(self, body=True):
         try:
-            content, kind = self.content()
+            content, kind, compressible = self.content()
         except BadName as e:
             return self.fail(HTTPStatus.BAD_REQUEST, e, body)
         except NotFound as e:
@@ -75,18 +80,26 @@ class Handler(BaseHTTPRequestHandler):
         except Exception as e:  # a damaged volume: say so, keep serving the rest
             log.warning("%s: %s", self.path, e)
             return self.fail(HTTPStatus.INTERNAL_SERVER_ERROR, e, body)
-        self.send(content, kind, body)
+        self.send(content, kind, body, compressible)
 
     def content(self):
-        """(bytes, content type) for the request path."""
+        """(bytes, content type, whether gzip may shrink them) for the request path."""
         if self.path.partition("?")[0] == "/":
             host = self.headers.get("Host") or self.server.url[len("http://"):]
             return listing_page(self.server.volumes(), f"http://{host}").encode(), \
-                "text/html; charset=utf-8"
+                "text/html; charset=utf-8", True
         parts = unquote(self.path.partition("?")[0]).split("/")[1:]
+        for at, part in enumerate(parts):
+            if part.endswith(ZARR_SUFFIX) and part != ZARR_SUFFIX:
+                volume = parts[:at] + [part[:-len(ZARR_SUFFIX)]]
+                key = "/".join(parts[at + 1:])
+                data = self.server.catalog.zarr(volume, key)
+                if key.endswith("zarr.json"):
+                    return data, "application/json", True
+                return data, "application/octet-stream", False  # Blosc-compressed already
         if parts[-1] == "info":
             info = self.server.catalog.info(parts[:-1])
-            return json.dumps(info).encode(), "application/json"
+            return json.dumps(info).encode(), "application/json", True
         if len(parts) < 2:
             raise NotFound("expected /<volume>/info or /<volume>/<scale>/<chunk>")
         with self.server.catalog.scale(parts[:-2], parts[-2]) as d:
@@ -103,10 +116,11 @@ class Handler(BaseHTTPRequestHandler):
                 raise BadName(f"chunk {parts[-1]} is larger than {MAX_CHUNK_BYTES >> 20} MiB")
             chunk = d[z0:z1, y0:y1, x0:x1]
         return chunk.astype(chunk.dtype.newbyteorder("<"), copy=False).tobytes(), \
-            "application/octet-stream"
+            "application/octet-stream", True
 
-    def send(self, content, kind, body):
-        """200 (gzip when accepted) or, for a Range request, 206/416 of the identity bytes."""
+    def send(self, content, kind, body, compressible=True):
+        """200 (gzip when accepted and compressible) or, for a Range request, 206/416 of the
+        identity bytes."""
         status, headers = HTTPStatus.OK, {"Content-Type": kind, "Accept-Ranges": "bytes"}
         wanted = self.headers.get("Range")
         match = RANGE.fullmatch(wanted.strip()) if wanted else None
@@ -124,7 +138,7 @@ class Handler(BaseHTTPRequestHandler):
             status = HTTPStatus.PARTIAL_CONTENT
             headers["Content-Range"] = f"bytes {start}-{stop - 1}/{size}"
             content = content[start:stop]
-        elif "gzip" in self.headers.get("Accept-Encoding", ""):
+        elif compressible and "gzip" in self.headers.get("Accept-Encoding", ""):
             content = gzip.compress(content, compresslevel=1)
             headers["Content-Encoding"] = "gzip"
         headers.update({"Content-Length": str(len(content)), "Vary": "Accept-Encoding"})

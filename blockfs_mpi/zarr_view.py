@@ -139,8 +139,7 @@ class PyramidView:
     def __init__(self, levels: list[VolumeView], size: voxel_size.VoxelSize,
                  method: str = "mean", name: str = ""):
         self.levels = levels
-        self.metadata = json.dumps(zarr_metadata.multiscale_group(
-            len(levels), size, method, name)).encode()
+        self.metadata = image_metadata(len(levels), size, method, name)
 
     @classmethod
     def open(cls, folder: str) -> "PyramidView":
@@ -155,10 +154,10 @@ class PyramidView:
 
     def _split(self, key: str):
         """(level view, key inside it), or (None, None) for a key of no level."""
-        match = LEVEL_KEY.fullmatch(key)
-        if match is None or int(match.group(1)) >= len(self.levels):
+        level, inside = level_key(key)
+        if level is None or level >= len(self.levels):
             return None, None
-        return self.levels[int(match.group(1))], match.group(2)
+        return self.levels[level], inside
 
     def get(self, key: str):
         if key == METADATA_KEY:
@@ -177,6 +176,18 @@ class PyramidView:
         for number, level in enumerate(self.levels):
             for key in level.keys():
                 yield f"{number}/{key}"
+
+
+def image_metadata(levels: int, size: voxel_size.VoxelSize, method: str, name: str) -> bytes:
+    """The zarr.json of a pyramid of levels as an OME-Zarr 0.5 image."""
+    return json.dumps(zarr_metadata.multiscale_group(levels, size, method, name)).encode()
+
+
+def level_key(key: str) -> tuple[int | None, str | None]:
+    """(level, key inside its array) of a key of an image ('1/c/0/0/0' -> (1, 'c/0/0/0')),
+    or (None, None)."""
+    match = LEVEL_KEY.fullmatch(key)
+    return (int(match.group(1)), match.group(2)) if match else (None, None)
 
 
 def open_view(path: str) -> VolumeView | PyramidView:

@@ -17,6 +17,7 @@ import pytest
 
 from blockfs_mpi import Directory, pyramid
 from blockfs_mpi import format as fmt
+from blockfs_mpi.compression import numcodecs_blosc
 from blockfs_mpi.reader import read_header
 from conftest import FORMAT1_FIXTURE, microscopy_volume, write_array
 
@@ -350,9 +351,17 @@ def test_cloudvolume_reads_every_scale(server, volumes):
             np.testing.assert_array_equal(got, d[z0:z1, y0:y1, x0:x1].transpose(2, 1, 0))
 
 
-def test_neuroglancer_in_headless_chromium(volumes, tmp_path, monkeypatch):
-    """Neuroglancer's own client, in Debian's chromium, loads a layer from the server:
-    chunk requests reach it and the screenshot of the data panel is not blank."""
+@pytest.mark.parametrize("source, metadata, chunk", [
+    ("precomputed://{url}/lab/brain", r'"GET /lab/brain/info HTTP/1.1" 200',
+     r'"GET /lab/brain/\d+_\d+_\d+/\d+-\d+_\d+-\d+_\d+-\d+ HTTP/1.1" 200'),
+    ("zarr3://{url}/lab/brain.ome.zarr/", r'"GET /lab/brain.ome.zarr/zarr.json HTTP/1.1" 200',
+     r'"GET /lab/brain.ome.zarr/\d/c/\d+/\d+/\d+ HTTP/1.1" 200'),
+], ids=["precomputed", "zarr3"])
+def test_neuroglancer_in_headless_chromium(volumes, tmp_path, monkeypatch, source, metadata,
+                                           chunk):
+    """Neuroglancer's own client, in Debian's chromium, loads a layer from the server (its
+    precomputed or its OME-Zarr source): chunk requests reach it and the screenshot of the
+    data panel is not blank."""
     neuroglancer = pytest.importorskip("neuroglancer")
     pytest.importorskip("selenium")
     import neuroglancer.webdriver
@@ -364,7 +373,7 @@ def test_neuroglancer_in_headless_chromium(volumes, tmp_path, monkeypatch):
     neuroglancer.set_server_bind_address("127.0.0.1")
     viewer = neuroglancer.Viewer()
     with viewer.txn() as s:
-        s.layers["brain"] = neuroglancer.ImageLayer(source=f"precomputed://{served.url}/lab/brain")
+        s.layers["brain"] = neuroglancer.ImageLayer(source=source.format(url=served.url))
         s.layout = "xy"
     browser = None
     try:
@@ -383,9 +392,8 @@ def test_neuroglancer_in_headless_chromium(volumes, tmp_path, monkeypatch):
         assert shot, "Neuroglancer gave no screenshot within 90 s"
         pixels = shot[0].screenshot.image_pixels[..., :3]
         assert pixels.std() > 10 and pixels.max() > 50, "the screenshot is blank"
-        assert served.requests_logged(r'"GET /lab/brain/info HTTP/1.1" 200') >= 1
-        assert served.requests_logged(r'"GET /lab/brain/\d+_\d+_\d+/\d+-\d+_\d+-\d+_\d+-\d+ '
-                                      r'HTTP/1.1" 200') >= 4
+        assert served.requests_logged(metadata) >= 1
+        assert served.requests_logged(chunk) >= 4
     finally:
         if browser is not None:
             browser.driver.quit()
@@ -419,3 +427,105 @@ def test_root_lists_the_volumes_and_a_single_volume_has_its_voxel_size(tmp_path)
         assert served.requests_logged("reachable from other machines, with no authentication")
     finally:
         served.stop()
+
+
+# ------------------------------------------------------- zarr v3 / OME-Zarr 0.5 over HTTP --
+
+def test_zarr_metadata(server, volumes):
+    status, headers, body = server.get("/lab/brain.ome.zarr/zarr.json")
+    assert status == 200 and headers["Content-Type"] == "application/json"
+    group = json.loads(body)
+    assert group["node_type"] == "group" and group["attributes"]["ome"]["version"] == "0.5"
+    multiscale = group["attributes"]["ome"]["multiscales"][0]
+    assert [d["path"] for d in multiscale["datasets"]] == ["0", "1", "2"]
+    assert multiscale["datasets"][2]["coordinateTransformations"][0]["scale"] == [160, 16, 16]
+    assert multiscale["axes"][0] == {"name": "z", "type": "space", "unit": "nanometer"}
+    array = json.loads(server.get("/lab/brain.ome.zarr/1/zarr.json")[2])
+    assert array["shape"] == [19, 23, 26] and array["chunk_grid"]["configuration"][
+        "chunk_shape"] == [16, 16, 16]
+    single = json.loads(server.get("/lab/brain/2_2_2/precomputed.blockfs.ome.zarr/zarr.json")[2])
+    assert single["node_type"] == "array" and single["shape"] == [19, 23, 26]
+
+
+def test_zarr_chunks_are_the_stored_payloads(server, volumes):
+    root, _ = volumes
+    reader = scale_volume(root, "lab/brain", 1).reader
+    payload = bytes(reader.payload(reader.header.geometry.block_number(16, 0, 16)))
+    status, headers, body = server.get("/lab/brain.ome.zarr/0/c/1/0/1",
+                                       {"Accept-Encoding": "gzip"})
+    assert status == 200 and body == payload and "Content-Encoding" not in headers
+    status, headers, body = server.get("/lab/brain.ome.zarr/0/c/1/0/1", {"Range": "bytes=4-99"})
+    assert status == 206 and body == payload[4:100]
+    assert headers["Content-Range"] == f"bytes 4-99/{len(payload)}"
+    edge = server.get("/lab/brain.ome.zarr/0/c/2/2/3")[2]  # z 32-37, y 32-45, x 48-51
+    chunk = np.frombuffer(numcodecs_blosc().Blosc().decode(edge), "<u2").reshape(16, 16, 16)
+    np.testing.assert_array_equal(chunk[:5, :13, :3],
+                                  scale_volume(root, "lab/brain", 1)[32:, 32:, 48:])
+    assert not chunk[5:].any() and not chunk[:, 13:].any() and not chunk[:, :, 3:].any()
+
+
+@pytest.mark.parametrize("path, status", [
+    ("/lab/brain.ome.zarr/3/zarr.json", 404),
+    ("/lab/brain.ome.zarr/0/c/3/0/0", 404),
+    ("/lab/brain.ome.zarr/0/c/0/0", 404),
+    ("/lab/brain.ome.zarr/0/c/0/0/0/0", 404),
+    ("/lab/brain.ome.zarr/00/zarr.json", 404),
+    ("/lab/brain.ome.zarr/", 404),
+    ("/lab/brain.ome.zarr/info", 404),
+    ("/nothing.ome.zarr/zarr.json", 404),
+    ("/.ome.zarr/zarr.json", 404),
+    ("/lab/brain/2_2_2/precomputed.blockfs.ome.zarr/0/c/0/0/0", 404),
+])
+def test_zarr_errors(server, path, status):
+    got, headers, body = server.get(path)
+    assert got == status, body
+    assert headers["Access-Control-Allow-Origin"] == "*"
+
+
+@pytest.mark.parametrize("path", [
+    "/link.ome.zarr/zarr.json", "/link.ome.zarr/0/c/0/0/0", "/inner.ome.zarr/0/c/0/0/0",
+    "/relative.ome.zarr/0/c/0/0/0", "/absolute.ome.zarr/0/c/0/0/0",
+    "/absolute/1_1_1/precomputed.blockfs.ome.zarr/c/0/0/0",
+    "/..%2Foutside/secret.ome.zarr/zarr.json",
+    "/%2e%2e/outside/secret.ome.zarr/zarr.json", "/../outside/secret.ome.zarr/0/c/0/0/0",
+])
+def test_zarr_nothing_outside_the_folder_is_served(hostile, path):
+    got, _, body = hostile.get(path)
+    assert got in (400, 404), body
+    assert b"\x07\x00" not in body
+
+
+def test_zarr_python_over_http(server, volumes):
+    zarr = pytest.importorskip("zarr")
+    pytest.importorskip("aiohttp")
+    root, _ = volumes
+    store = zarr.storage.FsspecStore.from_url(f"{server.url}/lab/brain.ome.zarr", read_only=True)
+    group = zarr.open_group(store, mode="r")
+    for level in range(3):
+        np.testing.assert_array_equal(group[str(level)][...],
+                                      scale_volume(root, "lab/brain", level + 1)[...])
+    image = pytest.importorskip("ome_zarr_models.v05.image")
+    assert len(image.Image.from_zarr(group).ome_attributes.multiscales[0].datasets) == 3
+    tif = zarr.open_group(zarr.storage.FsspecStore.from_url(f"{server.url}/tif.ome.zarr",
+                                                            read_only=True), mode="r")
+    np.testing.assert_array_equal(tif["0"][...],
+                                  np.load(FORMAT1_FIXTURE / "fixture-voxels.npz")["voxels"])
+
+
+def test_tensorstore_zarr3_over_http(server, volumes):
+    ts = pytest.importorskip("tensorstore")
+    root, _ = volumes
+    for level in range(3):
+        store = ts.open({"driver": "zarr3",
+                         "kvstore": f"{server.url}/lab/brain.ome.zarr/{level}/"},
+                        read=True).result(timeout=60)
+        d = scale_volume(root, "lab/brain", level + 1)
+        assert tuple(store.shape) == d.shape
+        for x0, x1, y0, y1, z0, z1 in subvolumes(d):
+            np.testing.assert_array_equal(store[z0:z1, y0:y1, x0:x1].read().result(timeout=60),
+                                          d[z0:z1, y0:y1, x0:x1])
+    store = ts.open({"driver": "zarr3",
+                     "kvstore": f"{server.url}/lab/brain/2_2_2/precomputed.blockfs.ome.zarr/"},
+                    read=True).result(timeout=60)
+    np.testing.assert_array_equal(store.read().result(timeout=60),
+                                  scale_volume(root, "lab/brain", 2)[...])

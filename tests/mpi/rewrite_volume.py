@@ -11,14 +11,15 @@ from blockfs_mpi import Directory
 from common import comm, say, shared_path
 
 path = shared_path(sys.argv[2])
-if sys.argv[3] == "replace":
+replace = sys.argv[3] == "replace"
+if replace:
     directory = Directory(40, 40, 40, np.uint16, path, x_block_size=16, y_block_size=16,
                           z_block_size=16)
     directory.create()
 else:
     directory = Directory.resume(path)
 for i, (x, y, z) in enumerate(directory.geometry.block_origins()):
-    if i % comm.size == comm.rank and (sys.argv[3] == "replace" or not directory.has_block(x, y, z)):
+    if i % comm.size == comm.rank and (replace or not directory.has_block(x, y, z)):
         directory.write_block(np.full(directory.get_block_size(x, y, z), 2, np.uint16), x, y, z)
 directory.close()
 say("committed")
