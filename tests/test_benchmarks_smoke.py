@@ -76,3 +76,12 @@ def test_blockfs2zarr_runs(environment, tmp_path):
                           "--out", str(tmp_path / "zarr"), *QUIET], env=environment)
     assert "| blockfs2zarr, mpiexec -n 2 |" in result.stdout
     assert "| blockfs-write from OME-Zarr / from .npy, MB/s |" in result.stdout
+
+
+@pytest.mark.skipif(importlib.util.find_spec("zarr") is None, reason="needs the zarr extra")
+def test_zarr_view_runs(environment):
+    result = run_checked([sys.executable, str(BENCHMARKS / "zarr_view.py"), "--size", "64",
+                          "--rounds", "1", "--reads", "3", "--requests", "3", "--clients", "2",
+                          *QUIET], env=environment)
+    assert "view / faster native:" in result.stdout and "zarr / precomputed:" in result.stdout
+    assert "np.asarray / volume[:, :, :]:" in result.stdout
