@@ -3,6 +3,8 @@
 A volume is a pyramid folder with an `info` file and one
 `<key>/precomputed.blockfs` per scale (precomputed-tif's layout, format 1 or
 2), or a single blockfs directory file (served as one scale, key "1_1_1").
+Each is served as precomputed chunks and, through its zarr view
+(zarr_view.py), as zarr v3 / OME-Zarr 0.5.
 Nothing outside the served folder is ever opened: names with '..', '.',
 empty or absolute parts are malformed, paths are resolved through symlinks
 and must stay inside, and so must every data file a directory file names.
