@@ -210,10 +210,10 @@ def test_two_jobs_on_one_output_the_second_is_refused(tmp_path):
     output fails within seconds with the lock's message, whatever its options and source;
     the first then completes fsck-clean with every voxel of its source."""
     output = tmp_path / "v.blockfs"
-    shape = (192, 384, 384)
-    job, ranks = stopped_job(output, "synthetic:192x384x384")
+    shape = (128, 256, 256)
+    job, ranks = stopped_job(output, "synthetic:128x256x256")
     try:
-        for source in ("synthetic:192x384x384", "synthetic:192x384x380"):
+        for source in ("synthetic:128x256x256", "synthetic:128x256x252"):
             for options in (["--overwrite"], ["--resume"], []):
                 started = time.monotonic()
                 second = run_write(2, source, output, "--silent", *options, timeout=60,
@@ -236,17 +236,17 @@ def test_two_jobs_on_one_output_the_second_is_refused(tmp_path):
 @pytest.mark.mpi
 def test_resume_after_sigkill_takes_over_the_stale_lock(tmp_path):
     output = tmp_path / "out.blockfs"
-    job, ranks = stopped_job(output, "synthetic:192x384x384")
+    job, ranks = stopped_job(output, "synthetic:128x256x256")
     for pid in ranks:  # rank 0, the lock's holder, has no chance to release it
         os.kill(pid, signal.SIGKILL)
     os.killpg(job.pid, signal.SIGKILL)
     job.communicate(timeout=60)
     assert os.path.exists(lock_path(output))
-    result = run_write(2, "synthetic:192x384x384", output, "--resume", "--silent", timeout=300)
+    result = run_write(2, "synthetic:128x256x256", output, "--resume", "--silent", timeout=300)
     assert "taking over the lock" in result.stderr and "its process is gone" in result.stderr
     assert not os.path.exists(lock_path(output))
-    directory, volume = Directory.open(str(output)), SyntheticVolume((192, 384, 384))
-    np.testing.assert_array_equal(directory[128:192], volume[128:192])
+    directory, volume = Directory.open(str(output)), SyntheticVolume((128, 256, 256))
+    np.testing.assert_array_equal(directory[64:128], volume[64:128])
 
 
 @pytest.mark.mpi

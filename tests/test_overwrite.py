@@ -22,7 +22,7 @@ from test_write import rank_pids, run_write, write_command
 
 pytestmark = pytest.mark.timeout(600)
 
-OLD, NEW = (192, 384, 384), (192, 384, 380)  # two sources: the new one differs in x
+OLD, NEW = (128, 256, 256), (128, 256, 252)  # two sources: the new one differs in x
 
 
 def files(folder):
