@@ -181,8 +181,14 @@ def test_pyramid(tmp_path, pyramid_folder):
     assert [d.path for d in datasets] == ["0", "1", "2"]
     assert [d.coordinateTransformations[0].scale for d in datasets] == [
         [2.5, 1, 1], [5, 2, 2], [10, 4, 4]]
+
+
+def test_ome_zarr_py_opens_the_pyramid(tmp_path, pyramid_folder):
     reader = pytest.importorskip("ome_zarr.reader")
     io = pytest.importorskip("ome_zarr.io")
+    folder, levels = pyramid_folder
+    output = tmp_path / "brain.ome.zarr"
+    blockfs2zarr.export_zarr(str(folder), str(output), 2, n_workers=1, silent=True)
     node = next(iter(reader.Reader(io.parse_url(str(output)))()))
     assert [tuple(level.shape) for level in node.data] == [v.shape for v in levels]
     np.testing.assert_array_equal(np.asarray(node.data[1]), levels[1])
