@@ -140,11 +140,10 @@ def inner_chunk(reader: BlockReader, number: int, shape: tuple, full: tuple):
 
 @dataclass
 class ShardResult:
-    """What writing one shard did: blocks stored, their voxel bytes, blocks left absent."""
+    """What writing one shard did: blocks stored and their voxel bytes."""
 
     blocks: int = 0
     nbytes: int = 0
-    damaged: tuple = ()
 
 
 def write_shard(path: str, reader: BlockReader, grid: ShardGrid, number: int,
@@ -155,7 +154,6 @@ def write_shard(path: str, reader: BlockReader, grid: ShardGrid, number: int,
     full = grid.geometry.block_size
     index = np.full((grid.chunks_per_shard, 2), ABSENT, np.uint64)
     result = ShardResult()
-    damaged = []
     temporary = partial_path(path)
     try:
         with open(temporary, "wb") as f:
@@ -167,7 +165,6 @@ def write_shard(path: str, reader: BlockReader, grid: ShardGrid, number: int,
                     if not skip_damaged:
                         raise
                     log.warning("%s; left absent from shard %s (--skip-damaged)", e, path)
-                    damaged.append(block)
                     continue
                 if chunk is None:
                     continue
@@ -192,7 +189,6 @@ def write_shard(path: str, reader: BlockReader, grid: ShardGrid, number: int,
     except BaseException:
         _remove(temporary)
         raise
-    result.damaged = tuple(damaged)
     return result
 
 
