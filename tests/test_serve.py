@@ -179,7 +179,6 @@ def test_cors(server):
     ("/lab/brain/1_1_1/precomputed.blockfs", 400),
     ("/lab/brain/", 404),
     ("/lab/brain/provenance", 404),
-    ("/", 404),
 ])
 def test_errors(server, path, status):
     got, headers, body = server.get(path)
