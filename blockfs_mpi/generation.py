@@ -15,6 +15,7 @@ import re
 
 from . import format as fmt
 from .identify import is_volume, leading_bytes
+from .reader import read_header
 
 NUMBERED = re.compile(r"(.+)\.(\d+)")
 GENERATION = re.compile(r"(.+)\.g(\d+)")
@@ -57,7 +58,6 @@ def in_progress(directory_file: str, committed_files: list[str]) -> str | None:
     for path in _beside(directory_file):
         match = GENERATION.fullmatch(path)
         if match and is_volume(path) and int(match.group(2)) > best_k:
-            from .reader import read_header  # reader imports identify, as this module does
             try:
                 if read_header(path).data_files == list(committed_files):
                     continue

@@ -106,11 +106,12 @@ def _pid_alive(holder):
     return holder.get("pid_start") is None or start is None or start == holder["pid_start"]
 
 
-def _fcntl_state(fd):
+def _fcntl_state(fd, shared=False):
     """'held' if another process holds the fcntl lock on fd's file, 'free' if this process
-    could take it (it then holds it), None where the filesystem has no fcntl locks."""
+    could take it (it then holds it, shared or exclusive), None where the filesystem has no
+    fcntl locks. A shared probe needs only a descriptor open for reading."""
     try:
-        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.lockf(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         return "free"
     except OSError as e:
         if e.errno in (errno.EACCES, errno.EAGAIN):
@@ -219,8 +220,11 @@ class VolumeLock:
     def _take_over_or_wait(self, deadline):
         """The lock file exists: remove it if stale (or broken), pause if it is being taken or
         its holder is dying, then return to try again; else raise LockedError."""
+        shared = False
         try:
             fd = os.open(self.path, os.O_RDWR)
+        except PermissionError:  # another user's lock file: judged through a read descriptor
+            fd, shared = os.open(self.path, os.O_RDONLY), True
         except FileNotFoundError:
             return  # released meanwhile
         try:
@@ -229,7 +233,7 @@ class VolumeLock:
             if holder is None and age < GRACE:  # being written by its taker
                 time.sleep(POLL)
                 return
-            state = _fcntl_state(fd)
+            state = _fcntl_state(fd, shared)
             verdict, why = _judge(holder, state, age)
             if self.break_lock and verdict != "stale":
                 verdict, why = "stale", "--break-lock"
@@ -296,12 +300,7 @@ def check_unlocked(directory_file: str, break_lock: bool = False) -> None:
     try:
         holder = _read_holder(fd)
         age = time.time() - os.fstat(fd).st_mtime
-        try:  # a shared-lock probe: needs no write permission, and takes nothing we keep
-            fcntl.lockf(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            state = "free"
-        except OSError as e:
-            state = "held" if e.errno in (errno.EACCES, errno.EAGAIN) else None
-        verdict, _ = _judge(holder, state, age)
+        verdict, _ = _judge(holder, _fcntl_state(fd, shared=True), age)
     finally:
         os.close(fd)
     if verdict == "live" and (holder is not None or age >= GRACE):
