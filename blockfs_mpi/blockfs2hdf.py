@@ -5,27 +5,35 @@ which may exist (its other datasets are kept) or not (it is created). Two ways
 to run, chosen by the h5py in use and logged at the start:
 
   - h5py built for MPI (h5py.get_config().mpi) under mpiexec: every rank
-    writes its z-slabs collectively through the mpio driver.
+    writes its pieces (export.Pieces) as hyperslabs, in collective rounds.
   - stock (serial) h5py, or no mpiexec: every rank reads and compresses the
-    chunks of its z-slabs and rank 0 writes them with write_direct_chunk
-    (with lzf, rank 0 also compresses). The file is an ordinary chunked
-    HDF5 dataset either way.
+    chunks of its pieces and sends them to rank 0, which writes them as they
+    come with write_direct_chunk (with lzf, rank 0 also compresses). A rank
+    sends one piece at a time and waits until rank 0 has taken it, so rank 0
+    holds its own piece and one received, never more. The file is an
+    ordinary chunked HDF5 dataset either way.
+
+Pieces are one block deep and one block row high, as many blocks wide as the
+memory budget (--memory) allows, so every rank stays within it for any plane
+size.
 
 See docs/export.md for how to get a parallel h5py on a cluster.
 
 Usage:
-  blockfs2hdf <src> <dest> <name> [--compression <compression>] [--compression-opts <opts>] [--overwrite] [--silent]
+  blockfs2hdf <src> <dest> <name> [--compression <compression>] [--compression-opts <opts>] [--memory <size>] [--overwrite] [--silent]
   blockfs2hdf -h | --help | --version
 
 Options:
   -h --help                      Show this text.
   --compression <compression>    The HDF5 filter of the dataset's chunks: gzip, lzf or none [default: gzip].
   --compression-opts <opts>      Filter options as in h5py: the gzip level 0-9 (default 4); none for lzf.
+  --memory <size>                Memory budget per rank with its unit, e.g. 512M or 4G [default: 1G].
   --overwrite                    Replace an existing dataset <name> in <dest>.
   --silent                       Do not show the progress bar.
 """
 import logging
 import os
+import time
 import zlib
 
 import h5py
@@ -84,97 +92,156 @@ def create_dataset(f, name, directory, compression, opts):
     (collective under mpio)."""
     if name in f:
         del f[name]
-    chunks = tuple(min(b, n) for b, n in zip(directory.block_size, directory.shape))
-    return f.create_dataset(name, shape=directory.shape, dtype=directory.dtype, chunks=chunks,
-                            compression=compression, compression_opts=opts)
+    return f.create_dataset(name, shape=directory.shape, dtype=directory.dtype,
+                            chunks=chunk_shape(directory), compression=compression,
+                            compression_opts=opts)
 
 
-def chunks_per_slab(directory):
-    """HDF5 chunks in one z-slab (one per block), for the progress bar."""
-    g = directory.geometry
-    return g.n_y_blocks * g.n_x_blocks
+def chunk_shape(directory):
+    """The dataset's chunks: the volume's blocks, no larger than the volume."""
+    return tuple(min(b, n) for b, n in zip(directory.block_size, directory.shape))
 
 
-def write_collective(dset, z0, slab):
-    """One collective write of slab at z0, or of nothing when slab is None (every rank calls
-    this the same number of times; h5py's own dset[...] = skips empty selections)."""
+# Copies of a piece a rank may hold at once: the piece read, its chunks padded and compressed,
+# and on rank 0 a piece received (pickled, then unpickled) while its own is being made.
+PIECE_COPIES = 8
+TAG = 7201  # pieces sent to rank 0
+POLL = 1e-3  # seconds between looks for a message or for a send to complete
+
+
+def write_collective(dset, origin, piece):
+    """One collective write of piece at origin (z, y, x), or of nothing when piece is None
+    (every rank calls this the same number of times; h5py's own dset[...] = skips empty
+    selections)."""
     fspace = dset.id.get_space()
-    if slab is None:
-        slab = np.zeros(1, dset.dtype)
+    if piece is None:
+        piece = np.zeros(1, dset.dtype)
         fspace.select_none()
         mspace = h5py.h5s.create_simple((1,))
         mspace.select_none()
     else:
-        fspace.select_hyperslab((z0, 0, 0), slab.shape)
-        mspace = h5py.h5s.create_simple(slab.shape)
+        fspace.select_hyperslab(origin, piece.shape)
+        mspace = h5py.h5s.create_simple(piece.shape)
     transfer = h5py.h5p.create(h5py.h5p.DATASET_XFER)
     transfer.set_dxpl_mpio(h5py.h5fd.MPIO_COLLECTIVE)
-    dset.id.write(mspace, fspace, slab, dxpl=transfer)
+    dset.id.write(mspace, fspace, piece, dxpl=transfer)
 
 
-def export_collectively(directory, dest, name, compression, opts, comm, progress):
-    """Parallel h5py: each rank writes its z-slabs into dest through the mpio driver."""
-    slabs = export.slabs(directory.geometry)
+def export_collectively(directory, dest, name, compression, opts, comm, progress, pieces):
+    """Parallel h5py: each rank writes its pieces into dest through the mpio driver, one
+    hyperslab per collective round."""
     with h5py.File(dest, "a", driver="mpio", comm=comm) as f:
         dset = create_dataset(f, name, directory, compression, opts)
-        for i in export.rounds(len(slabs), comm):
+        for i in export.rounds(len(pieces), comm):
             if i is None:
-                write_collective(dset, 0, None)
+                write_collective(dset, None, None)
                 continue
-            z0, z1 = slabs[i]
-            slab = directory[z0:z1]
-            write_collective(dset, z0, slab)
-            progress.update(chunks_per_slab(directory), slab.nbytes)
+            z0, z1, y0, y1, x0, x1 = pieces[i]
+            piece = directory[z0:z1, y0:y1, x0:x1]
+            write_collective(dset, (z0, y0, x0), piece)
+            progress.update(chunks_in(directory, pieces[i]), piece.nbytes)
 
 
-def encode_slab(directory, z0, compression, opts):
-    """A z-slab ready for rank 0: gzip chunks as (offset, bytes), else (z0, array) for h5py."""
-    if compression != "gzip":
-        z1 = min(z0 + directory.z_block_size, directory.z_extent)
-        return [(z0, directory[z0:z1])]
-    full = np.zeros(directory.block_size, directory.dtype)
+def chunks_in(directory, piece):
+    """HDF5 chunks (one per block) in a piece, for the progress bar."""
+    return -(-(piece[5] - piece[4]) // directory.x_block_size)
+
+
+def encode_piece(directory, piece, compression, opts):
+    """A piece ready for rank 0: its chunks as ((z, y, x), bytes), compressed with gzip or
+    raw, edge chunks padded with zeros as HDF5 stores them; with lzf ((z, y, x), array) of
+    the whole piece for h5py to compress."""
+    z0, z1, y0, y1, x0, x1 = piece
+    if compression == "lzf":
+        return [((z0, y0, x0), directory[z0:z1, y0:y1, x0:x1])]
+    full = np.zeros(chunk_shape(directory), directory.dtype)
     chunks = []
-    _, ny, nx = directory.shape
-    for y in range(0, ny, directory.y_block_size):
-        for x in range(0, nx, directory.x_block_size):
-            block = directory.read_block(x, y, z0)
-            if block.shape != full.shape:  # HDF5 stores edge chunks whole, padded with zeros
-                full[...] = 0
-                full[tuple(slice(0, n) for n in block.shape)] = block
-                block = full
-            chunks.append(((z0, y, x), zlib.compress(block, opts)))
+    for x in range(x0, x1, directory.x_block_size):
+        block = directory.read_block(x, y0, z0)
+        if block.shape != full.shape:
+            full[...] = 0
+            full[tuple(slice(0, n) for n in block.shape)] = block
+            block = full
+        chunks.append(((z0, y0, x), zlib.compress(block, opts) if compression else
+                       block.tobytes()))
     return chunks
 
 
-def export_direct(directory, dest, name, compression, opts, comm, progress):
-    """Serial h5py: ranks encode their z-slabs, rank 0 gathers and writes them, round by round."""
-    slabs = export.slabs(directory.geometry)
-    root = parallel.rank_of(comm) == 0
-    f = h5py.File(dest, "a") if root else None
-    try:
-        dset = create_dataset(f, name, directory, compression, opts) if root else None
-        for i in export.rounds(len(slabs), comm):
-            payload = [] if i is None else encode_slab(directory, slabs[i][0], compression, opts)
-            if i is not None:
-                z0, z1 = slabs[i]
-                progress.update(chunks_per_slab(directory),
-                                (z1 - z0) * directory.y_extent * directory.x_extent
-                                * directory.dtype.itemsize)
-            payloads = [payload] if comm is None else comm.gather(payload, root=0)
-            for where, data in (item for p in (payloads or []) for item in p):
-                if isinstance(data, bytes):
-                    dset.id.write_direct_chunk(where, data)
-                else:
-                    dset[where:where + len(data)] = data
-    finally:
-        if f is not None:
-            f.close()
+def write_encoded(dset, chunks):
+    """Write what encode_piece made."""
+    for where, data in chunks:
+        if isinstance(data, bytes):
+            dset.id.write_direct_chunk(where, data)
+        else:
+            z, y, x = where
+            dset[z:z + data.shape[0], y:y + data.shape[1], x:x + data.shape[2]] = data
+
+
+def export_direct(directory, dest, name, compression, opts, comm, progress, pieces):
+    """Serial h5py: ranks encode their pieces (round-robin) and send them to rank 0, one at a
+    time, each send ending only when rank 0 has received it (flow control); rank 0 writes
+    its own pieces and those it receives as they come."""
+    rank, size = parallel.rank_of(comm), parallel.size_of(comm)
+    mine = range(rank, len(pieces), size)
+
+    def encoded(i):
+        chunks = encode_piece(directory, pieces[i], compression, opts)
+        z0, z1, y0, y1, x0, x1 = pieces[i]
+        progress.update(chunks_in(directory, pieces[i]),
+                        (z1 - z0) * (y1 - y0) * (x1 - x0) * directory.dtype.itemsize)
+        return chunks
+
+    if rank != 0:
+        for i in mine:
+            _send_to_root(comm, encoded(i))
+        _send_to_root(comm, None)
+        return
+    with h5py.File(dest, "a") as f:
+        dset = create_dataset(f, name, directory, compression, opts)
+        senders = size - 1
+        for i in mine:
+            write_encoded(dset, encoded(i))
+            senders -= _write_received(comm, dset, wait=False)
+        while senders:
+            senders -= _write_received(comm, dset, wait=True)
+
+
+def _send_to_root(comm, message):
+    """Send message to rank 0 and return once rank 0 has received it, sleeping between
+    checks (MPICH busy-polls in blocking calls: a core rank 0 may need)."""
+    request = comm.issend(message, dest=0, tag=TAG)
+    while not request.Test():
+        time.sleep(POLL)
+
+
+def _write_received(comm, dset, wait):
+    """Rank 0: receive and write the pieces waiting (with wait, at least one message); the
+    count of ranks that said they have finished."""
+    finished = 0
+    if comm is None:
+        return 0
+    while True:
+        if not comm.Iprobe(source=parallel.any_source(), tag=TAG):
+            if not wait:
+                return finished
+            time.sleep(POLL)
+            continue
+        message = comm.recv(source=parallel.any_source(), tag=TAG)
+        if message is None:
+            finished += 1
+        else:
+            write_encoded(dset, message)
+        del message
+        wait = False
 
 
 def export_hdf(directory, dest, name, compression="gzip", opts=None, overwrite=False, comm=None,
-               silent=False):
-    """Write directory into dataset name of HDF5 file dest; (chunks, bytes, seconds) of the job."""
+               silent=False, memory=None):
+    """Write directory into dataset name of HDF5 file dest; (chunks, bytes, seconds) of the job.
+    memory: the budget per rank in bytes (default export.DEFAULT_MEMORY)."""
     compression, opts = hdf_filter(compression, opts)
+    pieces = export.Pieces(directory.geometry, directory.dtype.itemsize,
+                           memory or export.memory_option(None), PIECE_COPIES)
     collective = parallel_h5py(comm)
     if parallel.rank_of(comm) == 0:
         log.info("blockfs2hdf: %s", "collective writes through the mpio driver (parallel h5py)"
@@ -184,7 +251,7 @@ def export_hdf(directory, dest, name, compression="gzip", opts=None, overwrite=F
     progress = Progress(comm, directory.geometry.block_count, "blockfs2hdf", unit="chunk",
                         disable=silent)
     write = export_collectively if collective else export_direct
-    write(directory, dest, name, compression, opts, comm, progress)
+    write(directory, dest, name, compression, opts, comm, progress, pieces)
     totals = progress.close()
     voxel = from_metadata(directory.metadata)
     if voxel is not None:
@@ -197,9 +264,11 @@ def export_hdf(directory, dest, name, compression="gzip", opts=None, overwrite=F
 def main(argv=None):
     args = parse_command_line(__doc__, argv)
     hdf_filter(args["--compression"], args["--compression-opts"])  # bad options fail first
+    memory = export.memory_option(args["--memory"])
     directory = export.open_volume(args["<src>"], parallel.world())
     export_hdf(directory, args["<dest>"], args["<name>"], args["--compression"],
-               args["--compression-opts"], args["--overwrite"], parallel.world(), args["--silent"])
+               args["--compression-opts"], args["--overwrite"], parallel.world(), args["--silent"],
+               memory)
 
 
 if __name__ == "__main__":

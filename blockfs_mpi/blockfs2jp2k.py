@@ -3,7 +3,9 @@
 Lossless by default; --psnr gives lossy planes of about that quality. The file
 format follows the pattern's extension (.jp2, or .j2k for a raw codestream).
 Under mpiexec the ranks share the work by z-slabs one block deep; run without
-mpiexec, --n-workers local processes do the same. glymur needs OpenJPEG >= 2.4
+mpiexec, --n-workers local processes do the same. A rank writes the planes of a
+slab at once by tiles of whole block rows (one tile row of each plane at a
+time) and stays within --memory for any plane size (see export.PlaneStripes). glymur needs OpenJPEG >= 2.4
 (Debian/Ubuntu: apt-get install libopenjp2-7). Each plane is written under a
 hidden temporary name and renamed when complete, so an interrupted run leaves
 no partial plane under a final name; existing planes are refused unless you
@@ -25,6 +27,7 @@ Options:
   --overwrite                 Replace output planes that exist already.
   --resume                    Keep the output planes that exist already (complete by construction) and write the others.
   --n-workers <n>             Worker processes when run without mpiexec (default: one per core this process may use). Under mpiexec every rank is one worker and this option is not used.
+  --memory <size>             Memory budget per rank with its unit, e.g. 512M or 4G [default: 1G].
   --psnr <psnr>               Lossy compression to this peak signal-to-noise ratio in dB (e.g. 80); lossless when not given.
   --silent                    Do not show the progress bar.
 """
@@ -50,19 +53,35 @@ def require_glymur():
     return glymur
 
 
-def write_plane(path, plane, psnr=None):
-    """One plane to one JPEG 2000 file, lossless unless psnr (dB) is given."""
+# What a rank holds per voxel of a stripe, in stripes: the stripe, OpenJPEG's tile in 32-bit
+# integers and its wavelet and code-block state (measured: ~7 for uint16 tiles).
+TILE_COPIES = 12
+
+
+def write_plane(path, strips, shape, dtype, rows, psnr=None):
+    """One plane to one JPEG 2000 file from an iterator of its strips of `rows` rows (the
+    last may be shorter), each encoded as one tile as it comes; lossless unless psnr (dB)."""
+    glymur = require_glymur()
     options = {"psnr": [psnr]} if psnr else {}
-    require_glymur().Jp2k(path, data=plane, **options)
+    if rows >= shape[0]:  # one tile: glymur refuses to write it tile by tile
+        glymur.Jp2k(path, data=next(strips), **options)
+    else:
+        jp2 = glymur.Jp2k(path, shape=shape, tilesize=(rows, shape[1]), **options)
+        for tile, strip in zip(jp2.get_tilewriters(), strips):
+            tile[:] = strip
+    if next(strips, None) is not None:
+        raise RuntimeError(f"{path}: more strips than the plane's {shape[0]} rows")
 
 
 def export_jp2k(directory, pattern, psnr=None, comm=None, n_workers=None, silent=False,
-                overwrite=False, resume=False):
+                overwrite=False, resume=False, memory=None):
     """Write every plane of directory to pattern % z; (planes, bytes, seconds) of the job.
-    Existing planes are refused unless overwrite (replace) or resume (keep, write the rest)."""
+    Existing planes are refused unless overwrite (replace) or resume (keep, write the rest).
+    memory: the budget per rank in bytes (default export.DEFAULT_MEMORY)."""
     export.check_pattern(pattern)
     require_glymur()
-    make_work = partial(export.PlaneSlabs, directory, pattern, partial(write_plane, psnr=psnr))
+    make_work = partial(export.PlaneStripes, directory, pattern, partial(write_plane, psnr=psnr),
+                        memory or export.memory_option(None), TILE_COPIES)
     return export.export_planes(directory, pattern, make_work, comm, n_workers, silent,
                                 "blockfs2jp2k", overwrite, resume)
 
@@ -73,10 +92,11 @@ def main(argv=None):
     pattern = export.check_pattern(args["<pattern>"] or args["--output-pattern"])
     psnr = args["--psnr"] and number_in_range("--psnr", args["--psnr"], 1, 1000, float)
     n_workers = export.check_workers(args["--n-workers"])
+    memory = export.memory_option(args["--memory"])
     require_glymur()
     directory = export.open_volume(args["<blockfs-file>"] or args["--input"], parallel.world())
     export_jp2k(directory, pattern, psnr, parallel.world(), n_workers, args["--silent"],
-                args["--overwrite"], args["--resume"])
+                args["--overwrite"], args["--resume"], memory)
 
 
 if __name__ == "__main__":

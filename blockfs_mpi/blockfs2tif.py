@@ -2,8 +2,9 @@
 
 Under mpiexec the ranks share the work by z-slabs one block deep: a rank reads
 the blocks of its slab and writes its planes. Run without mpiexec, --n-workers
-local processes do the same. Memory per rank is one slab (z block x Y x X), or
-with --y-stripe a few stripes of that many rows. Planes over 4 GiB are written
+local processes do the same. A rank writes the planes of a slab at once by
+strips of whole block rows and stays within --memory for any plane size (see
+export.PlaneStripes); each strip is one TIFF strip. Planes over 4 GiB are written
 as BigTIFF. Each plane is written under a hidden temporary name and renamed when
 complete, so an interrupted run leaves no partial plane under a final name;
 existing planes are refused unless --overwrite (replace them) or --resume (keep
@@ -26,13 +27,12 @@ Options:
   --resume                    Keep the output planes that exist already (complete by construction) and write the others.
   --n-workers <n>             Worker processes when run without mpiexec (default: one per core this process may use). Under mpiexec every rank is one worker and this option is not used.
   --compression <level>       The zlib (deflate) level of the TIFF planes, 0 (uncompressed) to 9: a level here, where blockfs-write's --compression names a Blosc compressor [default: 3].
-  --y-stripe <rows>           Cut each slab into stripes of this many rows (rounded up to whole blocks) so that a rank holds about 3 stripes instead of a whole slab; 0 = whole slabs [default: 0].
+  --memory <size>             Memory budget per rank with its unit, e.g. 512M or 4G: a rank holds a few strips of the planes it writes within it [default: 1G].
+  --y-stripe <rows>           At most this many rows per strip (rounded up to whole blocks); 0 = as many as --memory allows [default: 0].
   --start <n>                 The number of the first plane in the output names: plane z is written as pattern % (z + n) [default: 0].
   --silent                    Do not show the progress bar.
 """
-import queue
 import zlib
-from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
 import tifffile
@@ -57,74 +57,25 @@ def tiff_options(nbytes, level, voxel=None):
     return options
 
 
-def write_plane(path, plane, level, voxel=None):
-    """One plane to one TIFF file."""
-    tifffile.imwrite(path, plane, **tiff_options(plane.nbytes, level, voxel))
-
-
-class StripeSlabs(export.SlabWork):
-    """work(i) writing slab i by y-stripes: every plane of the slab left to write is written
-    at once, one thread per plane, each fed its plane's strips through a queue of depth one."""
-
-    def __init__(self, directory, pattern, level, rows, done=frozenset()):
-        super().__init__(directory, pattern, done)
-        self.level = level
-        yb = directory.geometry.y_block_size
-        self.rows = -(-rows // yb) * yb
-
-    def _encode(self, feed):
-        while (strip := feed.get()) is not None:
-            yield zlib.compress(strip, self.level) if self.level else strip.tobytes()
-
-    def _write(self, path, feed, shape):
-        nbytes = shape[0] * shape[1] * self.directory.dtype.itemsize
-        export.write_atomically(path, lambda temporary: tifffile.imwrite(
-            temporary, self._encode(feed), shape=shape, dtype=self.directory.dtype,
-            rowsperstrip=self.rows,
-            **tiff_options(nbytes, self.level, from_metadata(self.directory.metadata))))
-
-    def __call__(self, i):
-        z0, z1, todo = self.slabs[i]
-        _, ny, nx = self.directory.shape
-        feeds = [queue.Queue(maxsize=1) for _ in todo]
-        pool = ThreadPoolExecutor(len(feeds))
-        writers = [pool.submit(self._write, export.plane_path(self.pattern, z), feed, (ny, nx))
-                   for z, feed in zip(todo, feeds)]
-        try:
-            for y in range(0, ny, self.rows):
-                stripe = self.directory[z0:z1, y:y + self.rows]
-                for z, feed, writer in zip(todo, feeds, writers):
-                    _put(feed, stripe[z - z0], writer)
-                yield 0, stripe[0].nbytes * len(todo)
-        finally:  # end every plane, also when reading failed, so that no thread waits forever
-            for feed, writer in zip(feeds, writers):
-                _put(feed, None, writer)
-            pool.shutdown()
-        for writer in writers:
-            writer.result()
-        yield len(todo), 0
-
-
-def _put(feed, item, writer):
-    """Queue item for a writer thread, unless the thread has ended (its result tells why)."""
-    while not writer.done():
-        try:
-            return feed.put(item, timeout=0.1)
-        except queue.Full:
-            pass
+def write_plane(path, strips, shape, dtype, rows, level, voxel=None):
+    """One plane to one TIFF file from an iterator of its strips of `rows` rows (the last
+    may be shorter), each compressed as it comes and written as one TIFF strip."""
+    nbytes = shape[0] * shape[1] * dtype.itemsize
+    encoded = (zlib.compress(strip, level) if level else strip.tobytes() for strip in strips)
+    tifffile.imwrite(path, encoded, shape=shape, dtype=dtype, rowsperstrip=rows,
+                     **tiff_options(nbytes, level, voxel))
 
 
 def export_tiff(directory, pattern, level=3, comm=None, n_workers=None, y_stripe=0, silent=False,
-                overwrite=False, resume=False):
+                overwrite=False, resume=False, memory=None):
     """Write every plane of directory to pattern % z; (planes, bytes, seconds) of the job.
-    Existing planes are refused unless overwrite (replace) or resume (keep, write the rest)."""
+    Existing planes are refused unless overwrite (replace) or resume (keep, write the rest).
+    memory: the budget per rank in bytes (default export.DEFAULT_MEMORY); y_stripe: at most
+    that many rows per strip (0: as many as memory allows)."""
     export.check_pattern(pattern)
-    if y_stripe:
-        make_work = partial(StripeSlabs, directory, pattern, level, y_stripe)
-    else:
-        make_work = partial(export.PlaneSlabs, directory, pattern,
-                            partial(write_plane, level=level,
-                                    voxel=from_metadata(directory.metadata)))
+    write = partial(write_plane, level=level, voxel=from_metadata(directory.metadata))
+    make_work = partial(export.PlaneStripes, directory, pattern, write,
+                        memory or export.memory_option(None), rows=y_stripe)
     return export.export_planes(directory, pattern, make_work, comm, n_workers, silent,
                                 "blockfs2tif", overwrite, resume)
 
@@ -137,10 +88,11 @@ def main(argv=None):
         export.check_pattern(args["<pattern>"] or args["--output-pattern"]), start)
     level = number_in_range("--compression", args["--compression"], 0, 9)
     y_stripe = number_in_range("--y-stripe", args["--y-stripe"], 0, 2 ** 31)
+    memory = export.memory_option(args["--memory"])
     n_workers = export.check_workers(args["--n-workers"])
     directory = export.open_volume(args["<blockfs-file>"] or args["--input"], parallel.world())
     export_tiff(directory, pattern, level, parallel.world(), n_workers, y_stripe,
-                args["--silent"], args["--overwrite"], args["--resume"])
+                args["--silent"], args["--overwrite"], args["--resume"], memory)
 
 
 if __name__ == "__main__":

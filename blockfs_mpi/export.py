@@ -1,10 +1,17 @@
 """What the export programs (blockfs2tif, blockfs2jp2k, blockfs2hdf) share.
 
-The unit of work is a z-slab one block deep: reading it decodes each block
-once, and every plane or chunk it holds can be written by one rank alone.
-Plane exporters deal slabs out on demand (a rank that finishes one takes the
-next); blockfs2hdf's collective writes need every rank in each call, so
-there slabs go round-robin and `rounds` pads the shares to the same length.
+Every export stays within a memory budget per rank (--memory, default 1G) for
+any plane size. Plane exporters write a group of planes of one z-slab at a
+time, by stripes of whole block rows: each plane has a thread of its own fed
+its strips, so a rank holds a few stripes of its group, never a whole slab.
+When a block row of the whole slab does not fit the budget, or there are
+more ranks than slabs, a slab is split into several groups (each reads the
+slab's blocks again: decoding traded for memory and for work for every
+rank). Groups are dealt out on demand (a rank that finishes one takes the
+next). blockfs2hdf cuts the volume into pieces one block deep and one block
+row high, as many blocks wide as the budget allows (`Pieces`); its collective
+writes need every rank in each call, so there pieces go round-robin and
+`rounds` pads the shares to the same length.
 
 Plane exporters never leave a partial plane under its final name: each plane
 is written under a hidden temporary name beside it and renamed when complete,
@@ -14,7 +21,8 @@ import contextlib
 import logging
 import multiprocessing
 import os
-from concurrent.futures import ProcessPoolExecutor, as_completed
+import queue
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 
 from . import parallel
 from .convert import amount, rate
@@ -77,12 +85,6 @@ def open_volume(path, comm):
 def check_workers(value):
     """--n-workers as a number, or None when not given (one per core)."""
     return value and number_in_range("--n-workers", value, 1, 4096)
-
-
-def slabs(geometry):
-    """(z0, z1) of every z-slab one block deep."""
-    zb, nz = geometry.z_block_size, geometry.z_extent
-    return [(z, min(z + zb, nz)) for z in range(0, nz, zb)]
 
 
 def rounds(n_items, comm):
@@ -228,43 +230,153 @@ def check_outputs(pattern: str, n: int, overwrite: bool = False, resume: bool = 
     return frozenset()
 
 
-class SlabWork:
-    """What the plane exporters' work(i) shares: the slabs with planes left to write
-    (`done` holds the planes that are not; a slab with none left is not read at all)."""
+DEFAULT_MEMORY = "1G"  # --memory of every export, as blockfs-write's
+STRIPE_COPIES = 6  # a stripe being read, one queued, one being encoded, its output, temporaries
 
-    def __init__(self, directory, pattern, done=frozenset()):
+
+def memory_option(text: str | None) -> int:
+    """--memory as bytes (DEFAULT_MEMORY when not given), parsed as blockfs-write parses it."""
+    from .write import parse_size  # the one parser of sizes; imported here, not at start-up
+    return parse_size(text or DEFAULT_MEMORY)
+
+
+class PlaneStripes:
+    """work(i) of the plane exporters: write group i -- planes of one z-slab -- by stripes.
+
+    Every plane of the group is written at once, one thread per plane, fed its strips of
+    `rows` rows (whole block rows) through a queue of depth one: a rank holds about
+    STRIPE_COPIES (`copies`) stripes of its group, group planes x rows x X voxels each,
+    within `memory`. write_plane(path, strips, shape, dtype, rows) writes one plane from an
+    iterator of its strips (picklable). `done` holds the planes not to write (--resume); a
+    slab with none left is not read at all. `ranks`: groups are made small enough that
+    every rank has one, where the volume has fewer slabs than that.
+    """
+
+    def __init__(self, directory, pattern, write_plane, memory, copies=STRIPE_COPIES, ranks=1,
+                 rows=None, done=frozenset()):
         self.directory = directory
         self.pattern = pattern
-        every = ((z0, z1, [z for z in range(z0, z1) if z not in done])
-                 for z0, z1 in slabs(directory.geometry))
-        self.slabs = [(z0, z1, todo) for z0, z1, todo in every if todo]  # (z0, z1, planes)
+        self.write_plane = write_plane
+        _, ny, nx = directory.shape
+        yb = min(directory.geometry.y_block_size, ny)
+        row = nx * directory.dtype.itemsize * copies  # budget taken by one row of one plane
+        fit = memory // (yb * row)  # planes one block row high within the budget
+        if fit < 1:
+            raise parallel.everywhere(BlockfsError(
+                f"--memory {memory / 2 ** 20:.0f} MiB is too small for planes "
+                               f"{nx} voxels wide: a block row ({yb} rows) of one plane takes "
+                               f"{copies} x {yb * row // copies / 2 ** 20:.1f} MiB; give at "
+                f"least {-(-yb * row // 2 ** 20)}M"))
+        todo = [z for z in range(directory.shape[0]) if z not in done]
+        deepest = directory.geometry.z_block_size
+        share = -(-len(todo) // ranks) if todo else 1
+        self.depth = max(1, min(fit, deepest, share))  # planes in a group, at most
+        self.groups = list(plane_groups(todo, deepest, self.depth))
+        most = max([len(g) for g in self.groups], default=1)
+        self.rows = min(ny, yb * max(1, memory // (most * yb * row)))
+        if rows:  # a cap (blockfs2tif --y-stripe), in whole block rows
+            self.rows = min(self.rows, -(-rows // yb) * yb)
 
-    def planes(self):
+    def planes(self) -> int:
         """How many planes the job writes."""
-        return sum(len(todo) for _, _, todo in self.slabs)
+        return sum(map(len, self.groups))
 
+    def __len__(self):
+        return len(self.groups)
 
-class PlaneSlabs(SlabWork):
-    """work(i) of the plane exporters: read z-slab i, write each of its planes to its own file."""
-
-    def __init__(self, directory, pattern, write_plane, done=frozenset()):
-        super().__init__(directory, pattern, done)
-        self.write_plane = write_plane  # write_plane(path, 2-D array); picklable
+    def _write(self, z, feed):
+        _, ny, nx = self.directory.shape
+        write_atomically(plane_path(self.pattern, z), lambda temporary: self.write_plane(
+            temporary, _strips(feed), (ny, nx), self.directory.dtype, self.rows))
 
     def __call__(self, i):
-        z0, z1, todo = self.slabs[i]
-        slab = self.directory[z0:z1]
-        for z in todo:
-            plane = slab[z - z0]
-            write_atomically(plane_path(self.pattern, z),
-                             lambda temporary: self.write_plane(temporary, plane))
-            yield 1, plane.nbytes
+        todo = self.groups[i]
+        z0, z1 = todo[0], todo[-1] + 1
+        ny = self.directory.shape[1]
+        feeds = [queue.Queue(maxsize=1) for _ in todo]
+        pool = ThreadPoolExecutor(len(feeds), thread_name_prefix="blockfs-plane")
+        writers = [pool.submit(self._write, z, feed) for z, feed in zip(todo, feeds)]
+        try:
+            for y in range(0, ny, self.rows):
+                stripe = self.directory[z0:z1, y:y + self.rows]
+                for z, feed, writer in zip(todo, feeds, writers):
+                    _put(feed, stripe[z - z0], writer)
+                yield 0, stripe[0].nbytes * len(todo)
+                del stripe
+        finally:  # end every plane, also when reading failed, so that no thread waits forever
+            for feed, writer in zip(feeds, writers):
+                _put(feed, None, writer)
+            pool.shutdown()
+        for writer in writers:
+            writer.result()
+        yield len(todo), 0
+
+
+def plane_groups(planes, slab_depth, depth):
+    """The planes (ascending z) in groups within one z-slab, each spanning depth planes or
+    fewer: a group's read covers its span."""
+    group = []
+    for z in planes:
+        if group and (z - group[0] >= depth or z // slab_depth != group[0] // slab_depth):
+            yield group
+            group = []
+        group.append(z)
+    if group:
+        yield group
+
+
+def _strips(feed):
+    """A plane's strips as its writer thread receives them, until the end (None)."""
+    while (strip := feed.get()) is not None:
+        yield strip
+
+
+def _put(feed, item, writer):
+    """Queue item for a writer thread, unless the thread has ended (its result tells why)."""
+    while not writer.done():
+        try:
+            return feed.put(item, timeout=0.1)
+        except queue.Full:
+            pass
+
+
+class Pieces:
+    """The pieces (z0, z1, y0, y1, x0, x1) of a volume one block deep and one block row high,
+    as many blocks along x as fit `memory` with `copies` copies of each: a sequence computed
+    from the piece number, never listed whole."""
+
+    def __init__(self, geometry, itemsize, memory, copies):
+        self.geometry = geometry
+        zb, yb, xb = (min(b, n) for b, n in zip(geometry.block_size, geometry.shape))
+        block = zb * yb * xb * itemsize * copies
+        columns = memory // block
+        if columns < 1:
+            raise parallel.everywhere(BlockfsError(
+                f"--memory {memory / 2 ** 20:.0f} MiB is too small for {zb}x{yb}x{xb} blocks "
+                f"of {itemsize} bytes: give at least {-(-block // 2 ** 20)}M"))
+        self.columns = min(columns, geometry.n_x_blocks)
+        self.per_row = -(-geometry.n_x_blocks // self.columns)
+        self.rows = geometry.n_z_blocks * geometry.n_y_blocks
+
+    def __len__(self):
+        return self.rows * self.per_row
+
+    def __getitem__(self, i):
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        g = self.geometry
+        zb, yb, xb = g.block_size
+        row, column = divmod(i, self.per_row)
+        zi, yi = divmod(row, g.n_y_blocks)
+        x0 = column * self.columns * xb
+        return (zi * zb, min(zi * zb + zb, g.z_extent), yi * yb, min(yi * yb + yb, g.y_extent),
+                x0, min(x0 + self.columns * xb, g.x_extent))
 
 
 def export_planes(directory, pattern, make_work, comm=None, n_workers=None, silent=False,
                   what="export", overwrite=False, resume=False):
-    """Run a plane exporter's work, make_work(done=planes to leave out), over the volume;
-    (planes, bytes, seconds) of the job.
+    """Run a plane exporter's work, make_work(done=planes to leave out, ranks=workers) -- a
+    PlaneStripes --, over the volume; (planes, bytes, seconds) of the job.
 
     Before any rank writes, rank 0 looks for existing outputs: they are refused unless
     overwrite (replace them) or resume (leave them out) says otherwise.
@@ -275,8 +387,10 @@ def export_planes(directory, pattern, make_work, comm=None, n_workers=None, sile
                              BlockfsError)
     if comm is not None:
         done = comm.bcast(done, root=0)
-    work = make_work(done=done)
-    totals = run(work, len(work.slabs), work.planes(), comm, n_workers, desc=what, unit="plane",
+    workers = parallel.size_of(comm) if comm is not None else (n_workers or
+                                                                 parallel.usable_cores())
+    work = make_work(done=done, ranks=workers)
+    totals = run(work, len(work), work.planes(), comm, n_workers, desc=what, unit="plane",
                  silent=silent)
     report(comm, what, "plane", *totals)
     return totals

@@ -1,0 +1,115 @@
+"""Bounded per-rank resources at sizes the rest of the suite does not reach (issue 21).
+
+Simulated on a small machine: a wide volume (2 x 4096 x 8192 uint16, one z-slab) with a
+small --memory, real mpiexec jobs run through tests/mpi/measure.py, which prints each
+rank's peak RSS (getrusage) and its counts of opens and data-file syncs. Each assertion
+is a bound in terms of the budget or the rank's share, and fails on the code before it.
+"""
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from blockfs_mpi import Directory
+from conftest import mpiexec, run_checked
+
+HERE = Path(__file__).parent
+WIDE = (2, 4096, 8192)  # (z, y, x): 128 MiB, one z-slab of 64^3 blocks, planes of 64 MiB
+BUDGET = 64  # MiB, --memory of the jobs
+# What a rank holds beyond its budget: the interpreter with numpy, mpi4py, h5py, tifffile
+# and glymur loaded (55-75 MiB measured), block decoding buffers and allocator slack.
+OVERHEAD = 100  # MiB
+
+
+@pytest.fixture(scope="module")
+def wide(tmp_path_factory):
+    """(path, voxels) of the wide volume."""
+    path = tmp_path_factory.mktemp("scale") / "wide.blockfs"
+    z, y, x = WIDE
+    voxels = (np.arange(x, dtype=np.uint16)[None, None, :]
+              + np.arange(y, dtype=np.uint16)[None, :, None] * 3
+              + np.arange(z, dtype=np.uint16)[:, None, None] * 7)
+    directory = Directory(x, y, z, np.uint16, str(path), n_filenames=2, x_block_size=64,
+                          y_block_size=64, z_block_size=64)
+    directory.create()
+    directory[:, :, :] = voxels
+    directory.close()
+    return path, voxels
+
+
+def measure(n, module, *args, under):
+    """Run blockfs_mpi.<module> on n ranks through measure.py; its per-rank figures by rank."""
+    command = [mpiexec(), "-n", str(n), sys.executable, str(HERE / "mpi" / "measure.py"),
+               module, *map(str, args)]
+    out = run_checked(command, env={"MEASURE_UNDER": str(under)}).stdout
+    figures = [json.loads(line) for line in out.splitlines() if line.startswith('{"rank"')]
+    assert len(figures) == n, out
+    return {f["rank"]: f for f in figures}
+
+
+def assert_within_budget(figures):
+    for rank, f in figures.items():
+        mib = f["peak_rss_kib"] / 1024
+        assert mib <= BUDGET + OVERHEAD, (f"rank {rank} peaked at {mib:.0f} MiB, over --memory "
+                                          f"{BUDGET}M + {OVERHEAD} MiB")
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("compression", ["none", "gzip"])
+def test_blockfs2hdf_stock_h5py_within_memory(wide, tmp_path, compression):
+    """Stock h5py: rank 0 writes pieces as they come, holding one of its own and one received
+    (before: every rank's slab gathered, rank 0 at 4.5x the volume: 573 MiB here)."""
+    import h5py
+    path, voxels = wide
+    dest = tmp_path / "out.h5"
+    figures = measure(2, "blockfs2hdf", path, dest, "/v", "--compression", compression,
+                      "--memory", f"{BUDGET}M", "--silent", under=path.parent)
+    assert_within_budget(figures)
+    with h5py.File(dest, "r") as f:
+        assert f["/v"].chunks == (2, 64, 64)
+        np.testing.assert_array_equal(f["/v"][...], voxels)
+
+
+@pytest.mark.mpi
+def test_blockfs2tif_within_memory(wide, tmp_path):
+    """Default mode writes by strips of whole block rows (before: one slab per rank, 191 MiB
+    here); the one slab is split into groups of planes so that both ranks have work."""
+    import tifffile
+    path, voxels = wide
+    figures = measure(2, "blockfs2tif", path, tmp_path / "p_%d.tif", "--memory", f"{BUDGET}M",
+                      "--silent", under=path.parent)
+    assert_within_budget(figures)
+    for z in range(WIDE[0]):
+        with tifffile.TiffFile(tmp_path / f"p_{z}.tif") as tif:
+            page = tif.pages[0]
+            assert page.rowsperstrip < WIDE[1]  # written by strips, not whole
+            np.testing.assert_array_equal(page.asarray(), voxels[z])
+
+
+@pytest.mark.mpi
+def test_blockfs2jp2k_within_memory(wide, tmp_path):
+    """Planes are written by tiles of whole block rows (before: whole planes through
+    OpenJPEG, 479 MiB per rank here); lossless still."""
+    glymur = pytest.importorskip("glymur")
+    from blockfs_mpi.blockfs2jp2k import require_glymur
+    try:
+        require_glymur()
+    except RuntimeError as e:
+        pytest.skip(str(e))
+    path, voxels = wide
+    figures = measure(2, "blockfs2jp2k", path, tmp_path / "p_%d.jp2", "--memory",
+                      f"{BUDGET}M", "--silent", under=path.parent)
+    assert_within_budget(figures)
+    for z in range(WIDE[0]):
+        np.testing.assert_array_equal(glymur.Jp2k(str(tmp_path / f"p_{z}.jp2"))[:], voxels[z])
+
+
+def test_memory_too_small_for_one_block_row(wide, tmp_path):
+    """A budget below one block row of one plane is refused, saying what to give."""
+    from blockfs_mpi import export
+    from blockfs_mpi.errors import BlockfsError
+    directory = Directory.open(str(wide[0]))
+    with pytest.raises(BlockfsError, match=r"too small for planes 8192 voxels wide.*at least"):
+        export.PlaneStripes(directory, str(tmp_path / "p_%d.tif"), None, 4 << 20)
