@@ -113,3 +113,26 @@ def test_memory_too_small_for_one_block_row(wide, tmp_path):
     directory = Directory.open(str(wide[0]))
     with pytest.raises(BlockfsError, match=r"too small for planes 8192 voxels wide.*at least"):
         export.PlaneStripes(directory, str(tmp_path / "p_%d.tif"), None, 4 << 20)
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("interval", [None, str(4 << 20)])
+def test_blockfs_write_syncs_per_interval_not_per_append(tmp_path, interval):
+    """A rank syncs its data file every BLOCKFS_SYNC_INTERVAL bytes (default 1 GiB) and once
+    at close, not after every 8 MiB append (before: 5 syncs a rank here, one a 8 MiB). With
+    a 4 MiB interval, one per append again: the setting is honoured."""
+    source = tmp_path / "noise.npy"
+    np.save(source, np.random.default_rng(1).integers(0, 2 ** 16, (64, 512, 1024), np.uint16))
+    env = {} if interval is None else {"BLOCKFS_SYNC_INTERVAL": interval}
+    command = [mpiexec(), "-n", "2", sys.executable, str(HERE / "mpi" / "measure.py"),
+               "write", source, tmp_path / "v.blockfs", "--silent"]
+    out = run_checked(command, env={"MEASURE_UNDER": str(tmp_path), **env}).stdout
+    syncs = [json.loads(line)["syncs"] for line in out.splitlines() if line.startswith('{"rank"')]
+    assert len(syncs) == 2, out
+    appends = (64 * 512 * 1024 * 2 // 2) // (8 << 20)  # a rank's share of the volume in appends
+    if interval is None:
+        assert syncs == [1, 1]  # at close only: 32 MiB a rank is under 1 GiB
+    else:
+        assert all(appends <= s <= appends + 2 for s in syncs), syncs
+    np.testing.assert_array_equal(Directory.open(str(tmp_path / "v.blockfs"))[:],
+                                  np.load(source))
