@@ -136,3 +136,30 @@ def test_blockfs_write_syncs_per_interval_not_per_append(tmp_path, interval):
         assert all(appends <= s <= appends + 2 for s in syncs), syncs
     np.testing.assert_array_equal(Directory.open(str(tmp_path / "v.blockfs"))[:],
                                   np.load(source))
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("silent", [True, False])
+def test_progress_sends_nothing_when_silent(silent):
+    """--silent: no rank sends rank 0 a report (before: one every 0.5 s each, 8,000 a second
+    at 4096 ranks); the totals still add up. Shown, a rank reports when due and at the end."""
+    from conftest import run_mpi
+    out = run_mpi(3, "progress_messages.py", int(silent)).stdout
+    lines = sorted(line for line in out.splitlines() if line.startswith("rank "))
+    assert len(lines) == 3, out
+    for line in lines:
+        rank, rest = line.split(": ")
+        messages = int(rest.split()[1])
+        assert rest.endswith("totals 6 60"), line
+        if silent or rank == "rank 0":
+            assert messages == 0, line
+        else:
+            assert messages == 2, line  # the one due after the sleep, and the last
+
+
+def test_report_interval_grows_with_the_ranks():
+    """Rank 0 receives about 32 reports a second at most, at any job size."""
+    from blockfs_mpi.progress import report_interval
+    assert report_interval(2) == report_interval(16) == 0.5
+    for ranks in (256, 4096, 65536):
+        assert ranks / report_interval(ranks) <= 32
