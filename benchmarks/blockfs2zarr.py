@@ -116,6 +116,7 @@ def tensorstore(size, level, folder, shard):
 
 def _zarr_share(rank, n, size, path, edge):
     import zarr
+
     from blockfs_mpi.compression import single_threaded
     single_threaded()
     array = zarr.open_array(path, mode="r+")

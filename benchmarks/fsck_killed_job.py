@@ -31,6 +31,7 @@ def child_write(path, n_blocks):
     """Every rank writes its share of the blocks; rank 0 puts the empty directory file back."""
     import numpy as np
     from mpi4py import MPI
+
     from blockfs_mpi import Directory
     comm = MPI.COMM_WORLD
     side = 100  # blocks along x and y
@@ -53,6 +54,7 @@ def child_write(path, n_blocks):
 def child_fsck(path, listed):
     """fsck --repair; rank 0 prints seconds, lines and every rank's peak RSS."""
     from mpi4py import MPI
+
     from blockfs_mpi.check import fsck
     comm = MPI.COMM_WORLD
     lines = [0]

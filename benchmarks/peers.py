@@ -299,6 +299,7 @@ def zarr_blosc(level):
 
 def _zarr_share(rank, n, size, path):
     import zarr
+
     from blockfs_mpi.compression import single_threaded
     single_threaded()
     array = zarr.open_array(path, mode="r+")

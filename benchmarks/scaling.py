@@ -59,7 +59,9 @@ def child_commit(args):
     """One commit measurement; rank 0 prints a JSON line."""
     import resource
     import tracemalloc
+
     from mpi4py import MPI
+
     from blockfs_mpi import Directory
     from blockfs_mpi import format as fmt
     from blockfs_mpi.commit import collective_commit

@@ -179,8 +179,8 @@ def main():
             order = list(arrays) if round_number % 2 == 0 else list(arrays)[::-1]
             for system in order:
                 chunk_reads[system].append(chunk_reads_per_second(arrays[system], origins))
-                full_reads[system].append(megabytes_per_second(lambda: arrays[system][...],
-                                                               nbytes))
+                full_reads[system].append(megabytes_per_second(
+                    lambda array=arrays[system]: array[...], nbytes))
             for kind in (served if round_number % 2 == 0 else list(served)[::-1]):
                 names = zarr_names if kind == "zarr chunks" else precomputed_names
                 served[kind].append(requests_per_second(address, names, args.clients,

@@ -3,11 +3,40 @@
     from blockfs_mpi import Directory
     volume = Directory.open("volume.blockfs")   # numpy-shaped: volume[..., 10], np.asarray
     array = blockfs_mpi.open_zarr("volume.blockfs")   # zarr-python 3, in place (zarr extra)
+
+Module map: the library, layer by layer, then the programs (each a docopt usage and a
+main(argv) over the library; `python -m blockfs_mpi.<program>` or its console script).
+
+  on-disk bytes  format (headers, index entries, frames), geometry (block arithmetic),
+                 compression (Blosc codecs), errors
+  one volume     reader (pread of entries and payloads), writer (one append-only data file),
+                 scan (frames of a data file), commit (atomic, collective index commit),
+                 generation (file names of a replacing volume), lock (one writer per volume),
+                 completion (the writer record), identify (what a path is)
+  the API        directory (Directory: create, write, read, NumPy face), indexing (keys),
+                 local_writers, writer_process, writer_registry (writers without MPI)
+  MPI            parallel (world, rank-0 output, agreement, aborts), dealer (work on demand),
+                 progress (one bar per job)
+  engines        convert (blockfs-write), export (the plane and HDF5 exports), pyramid,
+                 relocate (mv/cp), check (info, fsck, repair), catalog (what serve serves),
+                 sources (what blockfs-write reads), synthetic, voxel_size, options
+  interop        zarr_metadata, zarr_view, zarr_store, zarr_shards, napari_reader
+  programs       write, blockfs2tif, blockfs2jp2k, blockfs2hdf, blockfs2zarr, mv, cp, rebase,
+                 info, fsck, downsample, serve
 """
 from .compression import Compression
 from .directory import Directory
-from .errors import (BlockCoordinateError, BlockfsError, BlockShapeError, CorruptBlockError,
-                     DuplicateBlockError, FormatError, OptionError, ReadOnlyError, WriterError)
+from .errors import (
+    BlockCoordinateError,
+    BlockfsError,
+    BlockShapeError,
+    CorruptBlockError,
+    DuplicateBlockError,
+    FormatError,
+    OptionError,
+    ReadOnlyError,
+    WriterError,
+)
 
 __version__ = "0.1.0"
 

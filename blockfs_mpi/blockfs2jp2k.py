@@ -46,7 +46,8 @@ def require_glymur():
     try:
         import glymur
     except ImportError as e:
-        raise RuntimeError(f"blockfs2jp2k needs glymur ({e}): pip install 'blockfs_mpi[jp2k]'")
+        raise RuntimeError(f"blockfs2jp2k needs glymur ({e}): pip install 'blockfs_mpi[jp2k]'") \
+            from None
     if glymur.version.openjpeg_version_tuple < (2, 4, 0):
         raise RuntimeError(f"glymur found no OpenJPEG >= 2.4 library (found "
                            f"{glymur.version.openjpeg_version}): {OPENJPEG_HELP}")

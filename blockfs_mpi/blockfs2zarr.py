@@ -59,7 +59,7 @@ def level_paths(path: str) -> list[str]:
     """The directory files to export: the volume at path, or every level of the pyramid
     folder at path (1_1_1, 2_2_2, ... while they exist)."""
     if os.path.isdir(path):
-        paths = []
+        paths: list[str] = []
         while os.path.exists(pyramid.level_path(path, len(paths) + 1)):
             paths.append(pyramid.level_path(path, len(paths) + 1))
         if not paths:

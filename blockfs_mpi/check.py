@@ -141,7 +141,7 @@ class Problem:
 
     kind: str
     message: str
-    block: int = None
+    block: int | None = None
 
     def __str__(self):
         return f"{self.kind}: {self.message}"

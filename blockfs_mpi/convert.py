@@ -29,13 +29,13 @@ from .lock import LockedError, check_unlocked
 from .progress import Progress
 from .reader import read_header
 from .sources import SourceError, differences, fingerprint
-from .writer import DEFAULT_BUFFER_SIZE
+from .writer import BUFFER_SIZE
 
 log = logging.getLogger("blockfs_mpi")
 
 WRITER_OVERHEAD = 48 << 20  # a rank's write buffers, codec state and interpreter
 REGION_COPIES = 6  # source region, its temporaries (casts, synthetic float32) and blocks
-LEVEL2_OVERHEAD = 2 * DEFAULT_BUFFER_SIZE + (4 << 20)  # level 2's writer: buffers, rows, codec
+LEVEL2_OVERHEAD = 2 * BUFFER_SIZE + (4 << 20)  # level 2's writer: buffers, rows, codec
 RUNS_PER_RANK = 8  # how many places in the volume a rank's work comes from
 
 
@@ -218,6 +218,21 @@ class NextLevel:
     reduce: Callable[[np.ndarray], np.ndarray]
     reduction: int
 
+    def covered(self, unit):
+        """(the level-2 blocks a unit of level-1 voxels covers, those of them not on disk)."""
+        above = blocks_of(self.directory, halved(unit))
+        return above, [origin for origin in above if not self.directory.has_block(*origin)]
+
+    def write(self, region, unit, origins, dtype):
+        """Reduce region, the voxels of unit as dtype, into the level-2 blocks at origins, one
+        2x2x2 group of blocks at a time, and write them."""
+        z0, _, y0, _, x0, _ = unit
+        for x, y, z in origins:
+            zs, ys, xs = self.directory.get_block_size(x, y, z)
+            below = region[2 * z - z0:2 * (z + zs) - z0, 2 * y - y0:2 * (y + ys) - y0,
+                           2 * x - x0:2 * (x + xs) - x0]
+            self.directory.write_block(self.reduce(below.astype(dtype, copy=False)), x, y, z)
+
 
 def halved(unit):
     """The level-2 region (z0, z1, y0, y1, x0, x1) of a unit of level-1 voxels."""
@@ -247,8 +262,7 @@ def convert(source, directory, memory, silent=False, level2: NextLevel | None = 
             todo = [origin for origin in origins if not directory.has_block(*origin)]
             skipped += len(origins) - len(todo)
             progress.update(len(origins) - len(todo))
-            above = blocks_of(level2.directory, halved(unit)) if level2 else []
-            missing = [origin for origin in above if not level2.directory.has_block(*origin)]
+            above, missing = level2.covered(unit) if level2 else ([], [])
             kept += len(above) - len(missing)
             if not todo and not missing:
                 continue
@@ -261,13 +275,9 @@ def convert(source, directory, memory, silent=False, level2: NextLevel | None = 
                 written += 1
                 bytes_in += block.nbytes
                 progress.update(1, block.nbytes)
-            for x, y, z in missing:
-                zs, ys, xs = level2.directory.get_block_size(x, y, z)
-                below = region[2 * z - z0:2 * (z + zs) - z0, 2 * y - y0:2 * (y + ys) - y0,
-                               2 * x - x0:2 * (x + xs) - x0]
-                level2.directory.write_block(
-                    level2.reduce(below.astype(directory.dtype, copy=False)), x, y, z)
-                reduced += 1
+            if level2:
+                level2.write(region, unit, missing, directory.dtype)
+                reduced += len(missing)
             del region
     progress.close()
     directory.close()
@@ -275,7 +285,9 @@ def convert(source, directory, memory, silent=False, level2: NextLevel | None = 
         level2.directory.close()
     totals = _sum(comm, written, skipped, bytes_in, _own_data_bytes(directory) - bytes_before,
                   reduced, kept)
-    return Summary(*totals[:4], time.monotonic() - started, *totals[4:])
+    blocks, skipped, bytes_in, bytes_out, reduced, kept = totals
+    return Summary(blocks, skipped, bytes_in, bytes_out, time.monotonic() - started, reduced,
+                   kept)
 
 
 def verify(source, directory, memory, comm):

@@ -20,8 +20,15 @@ from . import generation, indexing, parallel
 from .commit import collective_commit, commit, recovered_index, write_atomically
 from .completion import warn_if_incomplete
 from .compression import Compression, make_codec, single_threaded
-from .errors import (BlockCoordinateError, BlockfsError, BlockShapeError, FormatError,
-                     ReadOnlyError, WriterError, brief)
+from .errors import (
+    BlockCoordinateError,
+    BlockfsError,
+    BlockShapeError,
+    FormatError,
+    ReadOnlyError,
+    WriterError,
+    brief,
+)
 from .geometry import Geometry
 from .identify import ReplaceRefusedError, check_replaceable, own_data_files
 from .local_writers import WriterClient, WriterProcesses
@@ -677,7 +684,7 @@ class Directory:
                                         for p, size in zip(picked, self.block_size))))
         threads = min(len(work), self._read_thread_count())
         if threads > 1:
-            self.reader  # opened here, not raced for by the threads
+            _ = self.reader  # opened here, not raced for by the threads
             with ThreadPoolExecutor(threads, thread_name_prefix="blockfs-read") as pool:
                 for _ in pool.map(copy_block, work):  # raises the first block's error
                     pass

@@ -33,7 +33,10 @@ class CorruptBlockError(FormatError):
 
 class DataFileNotFoundError(BlockfsError, FileNotFoundError):
     """A data file named in a directory file is in none of the places it may be on this
-    machine; the message names the volume, the stored name and every place looked in."""
+    machine; the message names the volume, the stored name and every place looked in, and
+    `path` is where the file belongs."""
+
+    path: str = ""
 
 
 class BlockCoordinateError(BlockfsError, IndexError):

@@ -52,6 +52,8 @@ class PlanePattern(str):
     """An output pattern whose planes are numbered from `first`: pattern % z names plane z
     with the number z + first (blockfs2tif --start), everywhere a plain pattern is used."""
 
+    first: int
+
     def __new__(cls, pattern: str, first: int = 0):
         named = super().__new__(cls, pattern)
         named.first = first
@@ -189,7 +191,7 @@ def write_atomically(path: str, write) -> None:
 def existing_outputs(pattern: str, n: int):
     """([z of every plane whose final name exists], [temporary files left by an interrupted
     run]) among the n planes of pattern, with one listing per output folder."""
-    folders = {}
+    folders: dict[str, dict[str, int]] = {}
     for z in range(n):
         folder, name = os.path.split(pattern % z)
         folders.setdefault(folder, {})[name] = z

@@ -101,9 +101,9 @@ class Header:
     version: int = FORMAT2_VERSION
     index_offset: int = 0
     n_entries: int = 0
-    index_crc32c: int = None
-    n_offset_bits: int = None  # format 1 only
-    n_size_bits: int = None  # format 1 only
+    index_crc32c: int | None = None
+    n_offset_bits: int | None = None  # format 1 only
+    n_size_bits: int | None = None  # format 1 only
 
     @property
     def entry_size(self):
@@ -202,7 +202,8 @@ def _decode_header2(prefix, file_size, name):
     (head_crc,) = struct.unpack_from("<I", prefix, HEADER2.size)
     if crc32c(prefix[:HEADER2.size]) != head_crc:
         raise FormatError(f"{name}: directory header checksum mismatch (damaged header)")
-    if index_offset < HEADER2_SIZE + md_size or index_offset + n_entries * ENTRY.itemsize > file_size:
+    index_end = index_offset + n_entries * ENTRY.itemsize
+    if index_offset < HEADER2_SIZE + md_size or index_end > file_size:
         raise FormatError(f"{name}: truncated directory file ({file_size} bytes; header says "
                           f"index at {index_offset} with {n_entries} entries)")
     return md_size, index_offset, n_entries, md_crc

@@ -26,9 +26,9 @@ class Geometry:
     x_block_size: int = 64
     y_block_size: int = 64
     z_block_size: int = 64
-    x_stride: int = None
-    y_stride: int = None
-    z_stride: int = None
+    x_stride: int | None = None
+    y_stride: int | None = None
+    z_stride: int | None = None
 
     def __post_init__(self):
         for name in ("x_extent", "y_extent", "z_extent",

@@ -6,7 +6,7 @@ whole). Fancy indexing (arrays, booleans, None) is refused: read a region, then 
 the numpy array it gives.
 """
 import operator
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 

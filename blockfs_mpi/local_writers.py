@@ -90,7 +90,7 @@ class WriterProcesses:
                               np.dtype(dtype), queue_depth))
             except OSError:  # it died at once: _receive says so
                 pass
-        for file_number, control in enumerate(self._controls):
+        for file_number in range(len(self._controls)):
             status, message = self._receive(file_number, START_TIMEOUT)
             if status != "ready":
                 self.terminate()

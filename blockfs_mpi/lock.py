@@ -33,7 +33,7 @@ POLL = 0.2  # seconds between looks at a lock that is being taken or released
 # fcntl errors that mean "this filesystem has no locks" (Lustre without -o flock: ENOSYS)
 NO_FCNTL = {errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL}
 
-_held = {}  # lock file path -> VolumeLock held by this process
+_held: dict[str, "VolumeLock"] = {}  # lock file path -> VolumeLock held by this process
 _held_guard = threading.Lock()
 
 
@@ -51,13 +51,22 @@ def lock_path(directory_file: str) -> str:
     return os.path.abspath(directory_file) + SUFFIX
 
 
+def _process_stat(pid):
+    """The fields of /proc/<pid>/stat after the command name (state first), or None."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
 def _process_start(pid):
     """When process pid started (clock ticks since boot, from /proc), or None where unknown:
     a pid that the system gave to a new process after its holder died is not the holder."""
+    fields = _process_stat(pid)
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            return int(f.read().rsplit(")", 1)[1].split()[19])
-    except (OSError, ValueError, IndexError):
+        return int(fields[19]) if fields else None
+    except (ValueError, IndexError):
         return None
 
 
@@ -102,6 +111,9 @@ def _pid_alive(holder):
         return False
     except PermissionError:
         pass  # another user's live process
+    fields = _process_stat(pid)
+    if fields and fields[0] == "Z":
+        return False  # killed, not yet reaped by its parent: it holds nothing any more
     start = _process_start(pid)
     return holder.get("pid_start") is None or start is None or start == holder["pid_start"]
 
@@ -163,13 +175,14 @@ class VolumeLock:
     the process's fcntl locks on it.
     """
 
-    def __init__(self, directory_file: str, program: str = None, break_lock: bool = False):
+    def __init__(self, directory_file: str, program: str | None = None,
+                 break_lock: bool = False):
         self.directory_file = os.path.abspath(directory_file)
         self.path = lock_path(directory_file)
         self.program = program
         self.break_lock = break_lock
-        self._fd = None
-        self._pid = None
+        self._fd: int | None = None
+        self._pid: int | None = None
 
     def __enter__(self):
         return self.acquire()
@@ -272,6 +285,7 @@ class VolumeLock:
         if not self.held:
             return
         fd, self._fd = self._fd, None
+        assert fd is not None  # held
         with _held_guard:
             if _held.get(self.path) is self:
                 del _held[self.path]
@@ -307,7 +321,7 @@ def check_unlocked(directory_file: str, break_lock: bool = False) -> None:
         raise LockedError(VolumeLock(directory_file)._refusal(holder, verdict))
 
 
-def acquire_all(directory_files, program: str = None, break_lock: bool = False) -> list:
+def acquire_all(directory_files, program: str | None = None, break_lock: bool = False) -> list:
     """Take the locks of several volumes (all or none)."""
     locks = []
     try:
@@ -321,7 +335,8 @@ def acquire_all(directory_files, program: str = None, break_lock: bool = False) 
 
 
 @contextlib.contextmanager
-def volume_locks(directory_files, comm=None, break_lock: bool = False, program: str = None):
+def volume_locks(directory_files, comm=None, break_lock: bool = False,
+                 program: str | None = None):
     """Collectively hold the locks of volumes: rank 0 takes them, every rank raises the same
     LockedError if refused; released by rank 0 when the block ends, however it ends."""
     locks = parallel.on_rank0(comm, lambda: acquire_all(directory_files, program, break_lock),

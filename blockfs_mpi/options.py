@@ -7,8 +7,16 @@ import sys
 
 # Beside docopt() itself, docopt-ng's own argv parser (pinned in setup.cfg) tells why a command
 # line did not fit.
-from docopt import (Argument, DocoptExit, Option, Tokens, docopt, parse_argv,
-                    parse_docstring_sections, parse_options)
+from docopt import (
+    Argument,
+    DocoptExit,
+    Option,
+    Tokens,
+    docopt,
+    parse_argv,
+    parse_docstring_sections,
+    parse_options,
+)
 
 from . import parallel
 from .errors import OptionError

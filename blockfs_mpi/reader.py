@@ -7,6 +7,7 @@ import math
 import os
 import stat
 import threading
+import weakref
 
 import numpy as np
 
@@ -14,7 +15,6 @@ from . import format as fmt
 from .compression import blosc_sizes, make_codec
 from .errors import CorruptBlockError, DataFileNotFoundError, FormatError
 from .identify import VOLUME_MAGICS, not_a_volume
-
 
 # Data files a reader opens with its directory file (the rest on first use): enough for the
 # volumes of any job of up to this many ranks, few enough for blockfs-serve's cache of volumes.
@@ -99,7 +99,7 @@ def data_file_places(directory_path: str, name: str, version: int) -> list[tuple
         except FileNotFoundError:  # the working directory was removed
             pass
     places.append(beside)
-    unique = {}
+    unique: dict[str, str] = {}
     for path, rule in places:
         unique.setdefault(os.path.normpath(path), rule)
     return list(unique.items())
@@ -140,6 +140,26 @@ def locate_data_files(directory_path: str,
     return paths, missing
 
 
+class Descriptors:
+    """The open descriptors of one BlockReader: its directory file (shared across fork: pread
+    has no offset) and its data files (this process's, by number). Closed by close(), and
+    when the reader is garbage-collected, so that readers nobody closed leak nothing."""
+
+    def __init__(self) -> None:
+        self.directory: int | None = None
+        self.data: dict[int | None, int] = {}  # None: the directory file, when reopened
+        self.pid: int | None = None  # the process data's descriptors were opened in
+
+    def close(self) -> None:
+        if self.pid == os.getpid():
+            for fd in self.data.values():
+                os.close(fd)
+        self.data = {}
+        if self.directory is not None:
+            os.close(self.directory)
+            self.directory = None
+
+
 class BlockReader:
     """Payloads of a committed volume, verified and decoded; missing blocks are None."""
 
@@ -148,18 +168,17 @@ class BlockReader:
         # Without a header, the index is read from the very file the header came from, so a
         # commit that replaces the directory file meanwhile cannot mix two versions. pread
         # has no file offset, so this descriptor is safe to share across fork.
-        self._directory_fd = None
+        self._open = Descriptors()
+        weakref.finalize(self, self._open.close)
         if header is None:
-            self._directory_fd, header = open_directory_file(self.path)
+            self._open.directory, header = open_directory_file(self.path)
         self.header = header
         self.data_paths, self._missing = locate_data_files(self.path, self.header)
         self.codec = make_codec(self.header.compression, self.header.compression_level,
                                 self.header.shuffle)
         self._lock = threading.Lock()
         self._local = threading.local()  # each thread's read buffer
-        self._pid = None
-        self._fds = {}
-        if self._directory_fd is not None:
+        if self._open.directory is not None:
             self._open_data_files()
 
     def _open_data_files(self):
@@ -175,14 +194,15 @@ class BlockReader:
 
     def _fd(self, key):
         """The descriptor for key (None = directory file, else a data file number)."""
-        if key is None and self._directory_fd is not None:
-            return self._directory_fd
-        fds = self._fds
-        if self._pid != os.getpid():
+        opened = self._open
+        if key is None and opened.directory is not None:
+            return opened.directory
+        fds = opened.data
+        if opened.pid != os.getpid():
             with self._lock:
-                if self._pid != os.getpid():
-                    self._fds = fds = {}
-                    self._pid = os.getpid()
+                if opened.pid != os.getpid():
+                    opened.data = fds = {}
+                    opened.pid = os.getpid()
         fd = fds.get(key)
         if fd is None:
             with self._lock:
@@ -201,13 +221,7 @@ class BlockReader:
     def close(self):
         """Close this process's descriptors."""
         with self._lock:
-            if self._pid == os.getpid():
-                for fd in self._fds.values():
-                    os.close(fd)
-            self._fds = {}
-            if self._directory_fd is not None:
-                os.close(self._directory_fd)
-                self._directory_fd = None
+            self._open.close()
 
     def entry(self, block_number):
         """(file number, payload offset, payload size) of a block, or None if never written."""
@@ -285,7 +299,8 @@ class BlockReader:
         try:
             self.codec.decode(payload, out=out)
         except (RuntimeError, ValueError) as e:
-            raise CorruptBlockError(f"{self.path}: block {block_number} does not decode: {e}") from None
+            raise CorruptBlockError(
+                f"{self.path}: block {block_number} does not decode: {e}") from None
         return out
 
     def verify(self, block_number, shape, decode=True):

@@ -210,7 +210,8 @@ def on_every_rank(comm, task):
 
 
 def copy_range(source_fd, target_fd, offset, length):
-    """Copy length bytes at offset to the same offset of another file, in the kernel where it can."""
+    """Copy length bytes at offset to the same offset of another file, in the kernel where it
+    can."""
     def kernel_copy(n):
         return os.copy_file_range(source_fd, target_fd, n, offset, offset)
 

@@ -23,7 +23,7 @@ class Scan:
     file_number: int
     size: int = 0
     frames: int = 0  # intact frames, superseded ones included
-    rows: np.ndarray = None  # WRITTEN: the newest intact frame of each block
+    rows: np.ndarray | None = None  # WRITTEN: the newest intact frame of each block
     damaged: list = field(default_factory=list)  # (offset, reason) of each bad stretch
 
 

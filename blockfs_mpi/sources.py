@@ -46,7 +46,8 @@ def _page_region(page, y0, y1, x0, x1, where):
             segment = segment.reshape(segment.shape[1:3])
             ly0, ly1 = max(y0, sy), min(y1, sy + segment.shape[0])
             lx0, lx1 = max(x0, sx), min(x1, sx + segment.shape[1])
-            out[ly0 - y0:ly1 - y0, lx0 - x0:lx1 - x0] = segment[ly0 - sy:ly1 - sy, lx0 - sx:lx1 - sx]
+            out[ly0 - y0:ly1 - y0, lx0 - x0:lx1 - x0] = \
+                segment[ly0 - sy:ly1 - sy, lx0 - sx:lx1 - sx]
     return out
 
 

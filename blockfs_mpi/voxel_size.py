@@ -84,7 +84,8 @@ def parse(text: str, unit: str | None = None) -> VoxelSize:
     if len(sizes) != 3 or not all(0 < v < float("inf") for v in sizes):
         raise OptionError(f"--voxel-size {text!r}: expected three positive numbers x,y,z "
                           f"with an optional unit, e.g. 1.8,1.8,2.0um")
-    return VoxelSize(*(tidy(v) for v in sizes), unit=unit_name(suffix or unit or "nanometer"))
+    x, y, z = (tidy(v) for v in sizes)
+    return VoxelSize(x, y, z, unit=unit_name(suffix or unit or "nanometer"))
 
 
 def from_metadata(metadata: dict) -> VoxelSize | None:
@@ -92,7 +93,7 @@ def from_metadata(metadata: dict) -> VoxelSize | None:
     none that reads as three positive numbers)."""
     sizes = metadata.get(METADATA_SIZE)
     try:
-        x, y, z = (float(v) for v in sizes)
+        x, y, z = (float(v) for v in sizes)  # type: ignore[union-attr]  # None: TypeError
         unit = unit_name(str(metadata.get(METADATA_UNIT, LEGACY_UNIT)))
     except (TypeError, ValueError):
         return None

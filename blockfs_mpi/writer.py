@@ -25,23 +25,34 @@ from .errors import WriterError, brief
 WRITTEN = np.dtype([("block", "<u8"), ("offset", "<u8"), ("size", "<u4"), ("file", "<u4"),
                     ("sequence", "<u8")])
 
-DEFAULT_BUFFER_SIZE = 8 << 20
+BUFFER_SIZE = 8 << 20  # bytes of frames gathered per append; BLOCKFS_BUFFER_SIZE overrides
 SYNC_INTERVAL = 1 << 30  # bytes appended between syncs; BLOCKFS_SYNC_INTERVAL overrides
+
+
+def setting(name: str, default: int, low: int = 0) -> int:
+    """A byte count from the environment variable name (at least low), else default."""
+    text = os.environ.get(name)
+    if text is None:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        value = low - 1
+    if value < low:
+        raise ValueError(f"{name}={text!r}: give a number of bytes, {low} or more")
+    return value
 
 
 def sync_interval() -> int:
     """Bytes a writer appends between syncs: $BLOCKFS_SYNC_INTERVAL (bytes; 0 = at every
     append) if set, else SYNC_INTERVAL."""
-    text = os.environ.get("BLOCKFS_SYNC_INTERVAL")
-    if text is None:
-        return SYNC_INTERVAL
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise ValueError(f"BLOCKFS_SYNC_INTERVAL={text!r}: give a number of bytes, 0 or more")
-    return value
+    return setting("BLOCKFS_SYNC_INTERVAL", SYNC_INTERVAL)
+
+
+def gathered_bytes() -> int:
+    """Bytes of frames a writer gathers before it appends them: $BLOCKFS_BUFFER_SIZE if set
+    (small values let a test see frames reach the disk early in a job), else BUFFER_SIZE."""
+    return setting("BLOCKFS_BUFFER_SIZE", BUFFER_SIZE, low=1)
 ROWS_PER_CHUNK = 1 << 16  # WRITTEN rows are kept in 2 MiB chunks: nothing is copied as they grow
 
 
@@ -107,14 +118,14 @@ class MPIFile:
 class BlockWriter:
     """Appends framed, compressed blocks to one data file and remembers where they went."""
 
-    def __init__(self, file, file_number, codec, buffer_size=DEFAULT_BUFFER_SIZE, append=False,
+    def __init__(self, file, file_number, codec, buffer_size=None, append=False,
                  sync_every=None):
         self.file = file
         self.sync_every = sync_interval() if sync_every is None else sync_every
         self._unsynced = 0  # bytes appended since the last sync (the I/O thread's)
         self.file_number = file_number
         self.codec = codec
-        self.buffer_size = buffer_size
+        self.buffer_size = gathered_bytes() if buffer_size is None else buffer_size
         self.position = file.size() if append else 0  # where the next frame starts
         self._rows = [np.zeros(ROWS_PER_CHUNK, WRITTEN)]  # a WRITTEN row per frame, 32 B each
         self._rows_used = 0  # in the last chunk

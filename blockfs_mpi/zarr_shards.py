@@ -64,7 +64,8 @@ class ShardGrid:
 
     def position(self, number: int) -> tuple[int, int, int]:
         """(z, y, x) grid position of shard number (C order)."""
-        return tuple(int(i) for i in np.unravel_index(number, self.shape))
+        z, y, x = (int(i) for i in np.unravel_index(number, self.shape))
+        return z, y, x
 
     def key(self, number: int) -> str:
         """The shard's key in its array ('c/z/y/x')."""

@@ -10,8 +10,13 @@ import asyncio
 from collections.abc import AsyncIterator, Iterable
 
 import zarr
-from zarr.abc.store import (ByteRequest, OffsetByteRequest, RangeByteRequest, Store,
-                            SuffixByteRequest)
+from zarr.abc.store import (
+    ByteRequest,
+    OffsetByteRequest,
+    RangeByteRequest,
+    Store,
+    SuffixByteRequest,
+)
 from zarr.core.buffer import Buffer, BufferPrototype, default_buffer_prototype
 
 from .errors import ReadOnlyError

@@ -20,7 +20,7 @@ import os
 import re
 import threading
 import weakref
-from typing import Iterator
+from collections.abc import Iterator
 
 from . import voxel_size, zarr_metadata
 from .blockfs2zarr import level_paths, pyramid_info_size
@@ -39,7 +39,7 @@ class EdgeChunks:
 
     def __init__(self, capacity: int):
         self.capacity, self.size = capacity, 0
-        self._chunks = collections.OrderedDict()
+        self._chunks: collections.OrderedDict[int, bytes] = collections.OrderedDict()
         self._lock = threading.Lock()
 
     def get(self, number: int) -> bytes | None:

@@ -6,6 +6,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -56,6 +57,32 @@ def run_checked(command, timeout=MPI_TIMEOUT, env=None, expect_failure=False, cw
     else:
         assert process.returncode == 0, f"{command} failed ({process.returncode})\n{out}\n{err}"
     return subprocess.CompletedProcess(command, process.returncode, out, err)
+
+
+def kill_group(pgid, timeout=30):
+    """SIGKILL the process group pgid (a job started with start_new_session=True) and wait
+    until none of its processes runs any more (each gone or a zombie): a killed rank is not
+    gone the moment the signal is sent, and a lock it held is not stale until it is."""
+    os.killpg(pgid, signal.SIGKILL)
+    deadline = time.monotonic() + timeout
+    while any(state != "Z" for state in group_states(pgid)):
+        assert time.monotonic() < deadline, f"processes of group {pgid} outlived SIGKILL"
+        time.sleep(0.02)
+
+
+def group_states(pgid):
+    """The states (R, S, Z...) of the processes in process group pgid, from /proc."""
+    states = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if int(fields[2]) == pgid:
+                states.append(fields[0])
+    return states
 
 
 def run_mpi(n, script, *args, timeout=MPI_TIMEOUT, expect_failure=False, env=None,

@@ -9,7 +9,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from blockfs_mpi import Directory
-
 from conftest import microscopy_volume
 
 SHAPE = (23, 30, 19)  # z, y, x: no extent a multiple of its block size

@@ -7,7 +7,6 @@ the bytes of an uninterrupted export; bad inputs end with a clear error and chan
 """
 import os
 import resource
-import signal
 import subprocess
 import sys
 import time
@@ -20,7 +19,7 @@ from blockfs_mpi import format as fmt
 from blockfs_mpi.compression import Compression
 from blockfs_mpi.reader import BlockReader
 from blockfs_mpi.zarr_shards import ABSENT, ShardGrid
-from conftest import microscopy_volume, mpiexec, run_checked
+from conftest import kill_group, microscopy_volume, mpiexec, run_checked
 from test_format import as_written, write_format1
 
 
@@ -254,7 +253,7 @@ def test_killed_job_resumes_to_the_same_bytes(tmp_path):
             assert process.poll() is None and time.monotonic() < deadline, "no shard written"
             time.sleep(0.01)
     finally:
-        os.killpg(process.pid, signal.SIGKILL)
+        kill_group(process.pid)
         process.communicate()
     assert not (output / "zarr.json").exists()
     data.unlink()

@@ -117,6 +117,7 @@ def lab(tmp_path):
     """A pyramid, a volume with two data files, a TIFF and an HDF5 file with a group."""
     import h5py
     import numpy as np
+
     from conftest import write_array
     (tmp_path / "pyr" / "brain" / "1_1_1").mkdir(parents=True)
     write_array(str(tmp_path / "pyr" / "brain" / "1_1_1" / "precomputed.blockfs"),
@@ -208,6 +209,7 @@ def test_a_gap_in_the_plane_numbers_is_warned_about(tmp_path):
 def test_blockfs2tif_start_numbers_the_first_plane(tmp_path, options):
     import numpy as np
     import tifffile
+
     from conftest import write_array
     voxels = np.arange(6 * 8 * 8, dtype=np.uint16).reshape(6, 8, 8)
     write_array(str(tmp_path / "v.blockfs"), voxels, block=4)
@@ -236,8 +238,10 @@ def test_info_of_an_empty_volume_and_into_a_closed_pipe(tmp_path):
     ends blockfs-info quietly."""
     import os
     import subprocess
-    from blockfs_mpi import Directory
+
     import numpy as np
+
+    from blockfs_mpi import Directory
     directory = Directory(8, 8, 8, np.uint8, str(tmp_path / "v.blockfs"), n_filenames=1)
     directory.create()
     directory.close()

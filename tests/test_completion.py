@@ -14,7 +14,6 @@ import tifffile
 
 from blockfs_mpi import Directory
 from blockfs_mpi.reader import read_header
-
 from conftest import microscopy_volume, run_checked, write_array
 
 SHAPE = (24, 64, 96)  # 1 x 2 x 3 blocks of 32^3: 6 blocks

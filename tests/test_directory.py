@@ -9,16 +9,24 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from blockfs_mpi import (BlockCoordinateError, BlockfsError, BlockShapeError, Compression,
-                         CorruptBlockError, Directory, FormatError, OptionError, ReadOnlyError,
-                         WriterError)
+from blockfs_mpi import (
+    BlockCoordinateError,
+    BlockfsError,
+    BlockShapeError,
+    Compression,
+    CorruptBlockError,
+    Directory,
+    FormatError,
+    OptionError,
+    ReadOnlyError,
+    WriterError,
+)
 from blockfs_mpi import format as fmt
 from blockfs_mpi import writer as writer_module
 from blockfs_mpi.commit import build_index
 from blockfs_mpi.compression import make_codec
 from blockfs_mpi.geometry import Geometry
 from blockfs_mpi.writer import BlockWriter, PosixFile
-
 from conftest import microscopy_volume, run_mpi, write_array
 
 SHAPE = (70, 100, 130)  # (z, y, x): not multiples of the block size
@@ -531,3 +539,17 @@ def test_has_block_on_the_real_format1_volume(format1_copy):
 def test_has_block_under_mpi(tmp_path, n):
     result = run_mpi(n, "has_block.py", tmp_path)
     assert result.stdout.count(": ok") == n, result.stdout + result.stderr
+
+
+def test_readers_nobody_closed_leak_no_descriptors(tmp_path):
+    """A reader opens its data files with its directory file (to keep reading the version it
+    opened); one dropped without close() gives them back when it is garbage-collected."""
+    import gc
+    path = write_array(str(tmp_path / "v.blockfs"), np.ones((40, 40, 40), np.uint16),
+                       n_filenames=3)
+    gc.collect()
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(100):
+        assert Directory.open(path)[0, 0, 0] == 1
+    gc.collect()
+    assert len(os.listdir("/proc/self/fd")) == before

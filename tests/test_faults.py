@@ -20,8 +20,7 @@ from blockfs_mpi.commit import write_atomically
 from blockfs_mpi.reader import read_header
 from blockfs_mpi.scan import scan_data_file
 from blockfs_mpi.synthetic import SyntheticVolume
-
-from conftest import HERE, microscopy_volume, mpiexec, run_checked, run_mpi
+from conftest import HERE, kill_group, microscopy_volume, mpiexec, run_checked, run_mpi
 
 pytestmark = pytest.mark.mpi
 SHAPE = (90, 100, 150)  # tests/mpi/common.new_volume's default (z, y, x), 32^3 blocks
@@ -137,7 +136,7 @@ def test_fsck_repair_under_mpiexec(committed, tmp_path):
     path = str(tmp_path / "volume.blockfs")
     job = start_mpi(4, "fault_writer.py", tmp_path, "second", "mid-write", "all")
     wait_for(job, [tmp_path / f"paused.{r}" for r in range(4)])
-    os.killpg(job.pid, signal.SIGKILL)  # the launcher and every rank at once
+    kill_group(job.pid)  # the launcher and every rank at once
     reap(job)
     on_disk = blocks_on_disk(path)
     fsck_command = [mpiexec(), "-n", "2", sys.executable, "-m", "blockfs_mpi.fsck", path,

@@ -9,7 +9,6 @@ from blockfs_mpi import Compression, Directory, FormatError
 from blockfs_mpi import format as fmt
 from blockfs_mpi.compression import numcodecs_blosc
 from blockfs_mpi.geometry import Geometry
-
 from conftest import microscopy_volume
 
 

@@ -111,7 +111,7 @@ def test_frames_in_arbitrary_bytes(pieces, flips):
             data[flip % len(data)] ^= 0xFF
     data = bytes(data)
     position, yielded = 0, 0
-    for offset, block, size, sequence in iter_frames(data, "fuzz"):
+    for offset, block, size, _ in iter_frames(data, "fuzz"):
         assert offset >= position
         yielded += 1
         assert yielded <= len(data)

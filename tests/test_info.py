@@ -8,8 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from blockfs_mpi import Directory
-from blockfs_mpi import check
+from blockfs_mpi import Directory, check
 from blockfs_mpi import format as fmt
 from blockfs_mpi.check import index_chunks, read_index, volume_info
 from blockfs_mpi.reader import read_header

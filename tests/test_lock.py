@@ -16,13 +16,15 @@ from blockfs_mpi import Directory
 from blockfs_mpi.check import volume_info
 from blockfs_mpi.lock import LockedError, VolumeLock, lock_path
 from blockfs_mpi.synthetic import SyntheticVolume
-
-from conftest import mpiexec, run_checked
+from conftest import kill_group, mpiexec, run_checked
 from test_write import rank_pids, run_write, write_command
 
 pytestmark = pytest.mark.timeout(600)
 
 SHAPE = (40, 50, 60)
+# A stopped job's frames reach its data files 256 KiB at a time (not 8 MiB): the 1 MiB the
+# test waits for is then written early in the job, never only by the flush before its commit.
+SMALL_APPENDS = dict(os.environ, BLOCKFS_BUFFER_SIZE=str(256 << 10))
 
 
 def write_volume(path, value=7):
@@ -189,7 +191,7 @@ def stopped_job(output, source, *options):
     job = subprocess.Popen(write_command(2, source, output, "--silent", "--level", "9",
                                          *options),
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           start_new_session=True)
+                           start_new_session=True, env=SMALL_APPENDS)
     deadline = time.monotonic() + 60
     data = [f"{output}.{r}" for r in range(2)]
     while not os.path.exists(lock_path(output)) or \
@@ -239,7 +241,7 @@ def test_resume_after_sigkill_takes_over_the_stale_lock(tmp_path):
     job, ranks = stopped_job(output, "synthetic:128x256x256")
     for pid in ranks:  # rank 0, the lock's holder, has no chance to release it
         os.kill(pid, signal.SIGKILL)
-    os.killpg(job.pid, signal.SIGKILL)
+    kill_group(job.pid)
     job.communicate(timeout=60)
     assert os.path.exists(lock_path(output))
     result = run_write(2, "synthetic:128x256x256", output, "--resume", "--silent", timeout=300)

@@ -9,7 +9,6 @@ import pytest
 
 from blockfs_mpi import Directory, pyramid
 from blockfs_mpi.napari_reader import get_reader
-
 from conftest import microscopy_volume, write_array
 
 npe2 = pytest.importorskip("npe2")

@@ -14,15 +14,17 @@ import pytest
 from blockfs_mpi import Directory
 from blockfs_mpi.lock import lock_path
 from blockfs_mpi.synthetic import SyntheticVolume
-
-from conftest import run_checked
+from conftest import kill_group, run_checked
 from test_lock import write_volume
 from test_serve import Served
 from test_write import rank_pids, run_write, write_command
 
 pytestmark = pytest.mark.timeout(600)
 
-OLD, NEW = (128, 256, 256), (128, 256, 252)  # two sources: the new one differs in x
+OLD, NEW = (128, 256, 256), (128, 256, 252)
+# Frames reach the data files 256 KiB at a time (not 8 MiB): the 1 MiB a killed job waits
+# for is then written early in the job, never only by the flush before its commit.
+SMALL_APPENDS = dict(os.environ, BLOCKFS_BUFFER_SIZE=str(256 << 10))  # two sources: the new one differs in x
 
 
 def files(folder):
@@ -40,7 +42,7 @@ def killed_overwrite(output):
     job = subprocess.Popen(write_command(2, "synthetic:" + "x".join(map(str, NEW)), output,
                                          "--overwrite", "--silent", "--level", "9"),
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           start_new_session=True)
+                           start_new_session=True, env=SMALL_APPENDS)
     deadline = time.monotonic() + 60
     new = [f"{output}.g1.{r}" for r in range(2)]
     while sum(os.path.getsize(p) for p in new if os.path.exists(p)) < (1 << 20):
@@ -52,7 +54,7 @@ def killed_overwrite(output):
         os.kill(pid, signal.SIGSTOP)  # no rank runs on between the check and the kill
     for pid in ranks:
         os.kill(pid, signal.SIGKILL)
-    os.killpg(job.pid, signal.SIGKILL)
+    kill_group(job.pid)
     job.communicate(timeout=60)
 
 

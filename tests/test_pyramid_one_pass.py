@@ -7,7 +7,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -17,13 +16,18 @@ import pytest
 import tifffile
 
 from blockfs_mpi import Directory, pyramid
-from blockfs_mpi.convert import (LEVEL2_OVERHEAD, REGION_COPIES, WRITER_OVERHEAD,
-                                 blocks_in_budget, plan_units)
+from blockfs_mpi.convert import (
+    LEVEL2_OVERHEAD,
+    REGION_COPIES,
+    WRITER_OVERHEAD,
+    blocks_in_budget,
+    plan_units,
+)
 from blockfs_mpi.errors import BlockfsError
 from blockfs_mpi.geometry import Geometry
 from blockfs_mpi.reader import read_header
 from blockfs_mpi.synthetic import SyntheticVolume
-from conftest import HERE, microscopy_volume, mpiexec, run_checked
+from conftest import HERE, kill_group, microscopy_volume, mpiexec, run_checked
 from test_pyramid import reference_mean
 
 pytestmark = pytest.mark.timeout(300)
@@ -164,14 +168,15 @@ def test_resume_after_a_kill_during_the_pass(tmp_path):
     pyr = tmp_path / "pyr"
     command = write_command(2, spec, pyr, "--levels=3", "--level", "7", "--silent")
     job = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           start_new_session=True)
+                           start_new_session=True,  # frames on disk early, 256 KiB at a time
+                           env=dict(os.environ, BLOCKFS_BUFFER_SIZE=str(256 << 10)))
     level1 = pyr / "1_1_1" / pyramid.DIRECTORY_NAME
     deadline = time.monotonic() + 60
     while data_bytes(level1) == 0:
         assert job.poll() is None, f"job ended before it could be killed: {job.communicate()}"
         assert time.monotonic() < deadline, "no data reached the data files in 60 s"
         time.sleep(0.05)
-    os.killpg(job.pid, signal.SIGKILL)
+    kill_group(job.pid)
     job.communicate(timeout=60)
     assert job.returncode != 0
     result = run_checked(write_command(2, spec, pyr, "--levels=3", "--resume", "--silent"),

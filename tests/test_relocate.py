@@ -1,7 +1,6 @@
 """blockfs-cp and blockfs-mv as real programs on 1-3 ranks: every voxel, every refusal, kill -9, full disks."""
 import os
 import re
-import signal
 import subprocess
 import sys
 import threading
@@ -12,14 +11,30 @@ import numpy as np
 import pytest
 
 from blockfs_mpi import format as fmt
+from blockfs_mpi import relocate as relocate_module
 from blockfs_mpi.errors import CorruptBlockError
 from blockfs_mpi.reader import BlockReader, read_header
-from blockfs_mpi import relocate as relocate_module
-from blockfs_mpi.relocate import (MAX_COPY_THREADS, PIECE, RelocateError, across_files,
-                                  copy_threads, make_plan, relocate, shares, verify_frames)
-from conftest import FORMAT1_FIXTURE, mpiexec
-from volumes import (big_volume, digest, format1_volume, format2_volume, program, volume_files,
-                     voxels)
+from blockfs_mpi.relocate import (
+    MAX_COPY_THREADS,
+    PIECE,
+    RelocateError,
+    across_files,
+    copy_threads,
+    make_plan,
+    relocate,
+    shares,
+    verify_frames,
+)
+from conftest import FORMAT1_FIXTURE, kill_group, mpiexec
+from volumes import (
+    big_volume,
+    digest,
+    format1_volume,
+    format2_volume,
+    program,
+    volume_files,
+    voxels,
+)
 
 pytestmark = pytest.mark.mpi
 RANKS = [0, 1, 2, 3]  # 0: plain python, no launcher
@@ -464,7 +479,7 @@ def kill_midway(command, targets, timeout=60):
             time.sleep(0.005)
             copied = sum(os.path.getsize(t) for t in targets if os.path.exists(t))
     finally:
-        os.killpg(process.pid, signal.SIGKILL)
+        kill_group(process.pid)
         process.communicate()
     return copied
 

@@ -11,7 +11,6 @@ import tifffile
 
 from blockfs_mpi import Directory
 from blockfs_mpi.identify import ReplaceRefusedError, describe
-
 from conftest import microscopy_volume, mpiexec, run_checked, write_array
 
 VOLUME = microscopy_volume((20, 30, 40), seed=5)

@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 
 from blockfs_mpi import Directory
-
 from conftest import ROOT, run_checked
 
 # The original README's example, verbatim but for the import line. The test

@@ -5,7 +5,7 @@ import http.client
 import json
 import os
 import re
-import select
+import selectors
 import shutil
 import signal
 import subprocess
@@ -41,7 +41,9 @@ class Served:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "blockfs_mpi.serve", str(root), "--port=0", *options],
             stdout=subprocess.PIPE, stderr=self.log, text=True, start_new_session=True)
-        ready, _, _ = select.select([self.process.stdout], [], [], 30)
+        with selectors.DefaultSelector() as selector:  # epoll: any descriptor number
+            selector.register(self.process.stdout, selectors.EVENT_READ)
+            ready = selector.select(30)
         line = self.process.stdout.readline() if ready else ""
         if " at http://" not in line:
             self.stop()
@@ -361,7 +363,7 @@ def test_neuroglancer_in_headless_chromium(volumes, tmp_path, monkeypatch, sourc
     """Neuroglancer's own client, in Debian's chromium, loads a layer from the server (its
     precomputed or its OME-Zarr source): chunk requests reach it and the screenshot of the
     data panel is not blank."""
-    neuroglancer = pytest.importorskip("neuroglancer")
+    pytest.importorskip("neuroglancer")
     pytest.importorskip("selenium")
     import neuroglancer.webdriver
     chromium = shutil.which("chromium")

@@ -18,7 +18,6 @@ import pytest
 
 from blockfs_mpi import Directory
 from blockfs_mpi.synthetic import SyntheticVolume
-
 from conftest import ROOT, mpiexec, run_checked
 
 TEMPLATES = sorted((ROOT / "slurm").glob("*.sbatch"))
@@ -253,7 +252,7 @@ def test_pipeline_with_dependencies(cluster, tmp_path):
                                   "DATASET": "/raw/ch0"},
                                  "--ntasks=2", f"--dependency=afterok:{jobs['fsck']}",
                                  cwd=tmp_path)
-    for name, job in jobs.items():  # the others ran before the last one in the chain
+    for job in jobs.values():  # the others ran before the last one in the chain
         subprocess.run(["scontrol", "wait_job", job], env=cluster, capture_output=True)
     logs = "\n".join(p.read_text() for p in tmp_path.glob("*.out"))
     states = {name: subprocess.run(["scontrol", "show", "job", job], capture_output=True,

@@ -15,8 +15,7 @@ from blockfs_mpi import Directory
 from blockfs_mpi.convert import verify
 from blockfs_mpi.sources import open_source
 from blockfs_mpi.synthetic import SyntheticVolume
-
-from conftest import HERE, microscopy_volume, mpiexec, run_checked
+from conftest import HERE, kill_group, microscopy_volume, mpiexec, run_checked
 
 SHAPE = (45, 70, 90)  # not multiples of the 32^3 blocks the tests use
 
@@ -126,7 +125,8 @@ def start_and_kill(output, shape, kill, ranks=2):
     """Start a writer job, wait until frames reach the data files, then SIGKILL."""
     command = write_command(ranks, f"synthetic:{shape}", output, "--silent", "--level", "9")
     job = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           start_new_session=True)
+                           start_new_session=True,  # frames on disk early, 1 MiB at a time
+                           env=dict(os.environ, BLOCKFS_BUFFER_SIZE=str(1 << 20)))
     deadline = time.monotonic() + 60
     data = [f"{output}.{r}" for r in range(ranks)]
     while sum(os.path.getsize(p) for p in data if os.path.exists(p)) < (4 << 20):
@@ -136,7 +136,7 @@ def start_and_kill(output, shape, kill, ranks=2):
     if kill == "one rank":
         os.kill(rank_pids(output)[-1], signal.SIGKILL)
     else:
-        os.killpg(job.pid, signal.SIGKILL)
+        kill_group(job.pid)
     job.communicate(timeout=60)
     assert job.returncode != 0
 

@@ -16,15 +16,14 @@ import pytest
 
 zarr = pytest.importorskip("zarr")
 
+from zarr.abc.store import OffsetByteRequest, RangeByteRequest, SuffixByteRequest  # noqa: E402
+from zarr.core.buffer import default_buffer_prototype  # noqa: E402
+
 from blockfs_mpi import CorruptBlockError, Directory, open_zarr, pyramid  # noqa: E402
 from blockfs_mpi.compression import Compression, numcodecs_blosc  # noqa: E402
 from blockfs_mpi.reader import BlockReader  # noqa: E402
 from blockfs_mpi.zarr_store import BlockfsStore  # noqa: E402
-from blockfs_mpi.zarr_view import EdgeChunks, VolumeView  # noqa: E402
-from zarr.abc.store import (OffsetByteRequest, RangeByteRequest,  # noqa: E402
-                            SuffixByteRequest)
-from zarr.core.buffer import default_buffer_prototype  # noqa: E402
-
+from blockfs_mpi.zarr_view import EdgeChunks  # noqa: E402
 from conftest import FORMAT1_FIXTURE, microscopy_volume, run_mpi  # noqa: E402
 from test_blockfs2zarr import make_volume  # noqa: E402
 from test_format import as_written, write_format1  # noqa: E402

@@ -10,7 +10,6 @@ from blockfs_mpi import Directory
 from blockfs_mpi import format as fmt
 from blockfs_mpi.compression import Compression, make_codec
 from blockfs_mpi.geometry import Geometry
-
 from conftest import microscopy_volume, mpiexec, run_checked, write_array
 
 SHAPE = (70, 80, 90)  # (z, y, x): edge blocks on every axis with 32^3 blocks

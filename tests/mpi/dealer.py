@@ -51,7 +51,7 @@ if size > 1:
     dealer = Dealer(2 * size, comm)
     try:
         with dealer as dealt:
-            for number in dealt:
+            for _ in dealt:
                 if rank == 0:
                     time.sleep(0.3)  # the others have their pieces by now
                     raise RuntimeError("rank 0 failed")
