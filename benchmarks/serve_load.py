@@ -23,15 +23,16 @@ import numpy as np
 
 
 def serve(folder):
-    """The server process and its base URL."""
+    """blockfs-serve on a free loopback port: (process, "host:port")."""
     process = subprocess.Popen([sys.executable, "-m", "blockfs_mpi.serve", folder, "--port=0",
-                                "--quiet"], stdout=subprocess.PIPE, text=True,
+                                "--silent"], stdout=subprocess.PIPE, text=True,
                                start_new_session=True)
-    ready, _, _ = select.select([process.stdout], [], [], 30)
+    ready, _, _ = select.select([process.stdout], [], [], 60)
     line = process.stdout.readline() if ready else ""
     if " at http://" not in line:
         os.killpg(process.pid, signal.SIGKILL)
         sys.exit(f"blockfs-serve did not start: {line!r}")
+    threading.Thread(target=process.stdout.read, daemon=True).start()  # drain its listing
     return process, line.split(" at http://")[1].strip().rstrip("/")
 
 

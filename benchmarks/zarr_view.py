@@ -23,10 +23,8 @@ measures reading, decoding and serving, not the disk.
 import argparse
 import http.client
 import os
-import select
 import signal
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -37,6 +35,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 from machine import machine_line, versions, wait_for_quiet  # noqa: E402
+from serve_load import serve  # noqa: E402
 from volume import CACHE, benchmark_volume, block_origins  # noqa: E402
 
 BLOCK = 64
@@ -91,20 +90,6 @@ def megabytes_per_second(read, nbytes):
     started = time.perf_counter()
     read()
     return nbytes / 1e6 / (time.perf_counter() - started)
-
-
-def serve(folder):
-    """blockfs-serve on a free loopback port: (process, "host:port")."""
-    process = subprocess.Popen([sys.executable, "-m", "blockfs_mpi.serve", folder, "--port=0",
-                                "--silent"], stdout=subprocess.PIPE, text=True,
-                               start_new_session=True)
-    ready, _, _ = select.select([process.stdout], [], [], 60)
-    line = process.stdout.readline() if ready else ""
-    if " at http://" not in line:
-        os.killpg(process.pid, signal.SIGKILL)
-        sys.exit(f"blockfs-serve did not start: {line!r}")
-    threading.Thread(target=process.stdout.read, daemon=True).start()  # drain its listing
-    return process, line.split(" at http://")[1].strip().rstrip("/")
 
 
 def requests_per_second(address, names, clients, requests, seed):

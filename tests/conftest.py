@@ -100,6 +100,17 @@ def run_mpi(n, script, *args, timeout=MPI_TIMEOUT, expect_failure=False, env=Non
 
 
 @pytest.fixture
+def glymur():
+    """The glymur module (JPEG 2000), which scripts/setup.sh installs: a test fails loudly,
+    never skips, when it is missing."""
+    from blockfs_mpi.blockfs2jp2k import require_glymur
+    try:
+        return require_glymur()
+    except RuntimeError as e:
+        pytest.fail(str(e))
+
+
+@pytest.fixture
 def format1_copy(tmp_path):
     """A writable copy of the real format-1 volume written by the original blockfs."""
     target = tmp_path / "format1"

@@ -92,15 +92,6 @@ def test_bigtiff_only_over_4_gib():
 
 # --------------------------------------------------------- JPEG 2000 --
 
-@pytest.fixture
-def glymur():
-    from blockfs_mpi.blockfs2jp2k import require_glymur
-    try:
-        return require_glymur()
-    except RuntimeError as e:  # scripts/setup.sh installs it; say so loudly if it did not
-        pytest.fail(str(e))
-
-
 @pytest.mark.mpi
 @pytest.mark.parametrize("n, psnr_asked", [(1, None), (3, None), (3, 60)])
 def test_jp2k_round_trip(tmp_path, volume, glymur, n, psnr_asked):

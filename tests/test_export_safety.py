@@ -117,15 +117,6 @@ def test_a_plane_failing_under_mpiexec_leaves_whole_planes_and_resume_finishes(
     check_planes(finals(tmp_path, "tif"), voxels, tifffile.imread)
 
 
-@pytest.fixture
-def glymur():
-    from blockfs_mpi.blockfs2jp2k import require_glymur
-    try:
-        return require_glymur()
-    except RuntimeError as e:  # scripts/setup.sh installs it; say so loudly if it did not
-        pytest.fail(str(e))
-
-
 @pytest.mark.mpi
 def test_jp2k_refuses_existing_planes_and_resumes(tmp_path, volume, glymur):
     source, voxels = volume
