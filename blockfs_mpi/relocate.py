@@ -20,7 +20,25 @@ from .progress import Progress
 from .reader import BlockReader, read_header, resolve_data_file
 from .rebase import check_data_files, write_directory
 
-MV_USAGE = """Move a blockfs volume (directory file and data files) to another place.
+# The parts of the two usage texts that say the same for mv and cp.
+DESTINATION = """, where it keeps its name; or, ending in
+          .blockfs, its new directory file (pyr/1_1_1/precomputed.blockfs), whose
+          data files are then named after it (<dest>.0, <dest>.1 ...). The folder is
+          created if missing; its parent must exist. Any folder will do (the
+          source's own, beside it, inside it) as long as no new file would replace
+          one of the source's own files.
+"""
+REPLACING = """  --overwrite      Replace the blockfs volume already at the destination (nothing
+                   else is ever replaced).
+  --force          The old name of --overwrite.
+  --break-lock     Take over a lock that a job on another host left (see blockfs-write).
+"""
+THREADS = """  --threads <n>    Copy streams per rank [default: auto]: auto is the rank's share
+                   of its node's cores, at most 4.
+  -h --help        Show this text.
+"""
+
+MV_USAGE = f"""Move a blockfs volume (directory file and data files) to another place.
 
 Within one filesystem the data files are hard-linked, not copied. Across
 filesystems they are copied (split across the ranks of `mpiexec -n N`),
@@ -34,24 +52,11 @@ Usage:
 
 Arguments:
   <src>   The volume's directory file.
-  <dest>  The folder to move it into, where it keeps its name; or, ending in
-          .blockfs, its new directory file (pyr/1_1_1/precomputed.blockfs), whose
-          data files are then named after it (<dest>.0, <dest>.1 ...). The folder is
-          created if missing; its parent must exist. Any folder will do (the
-          source's own, beside it, inside it) as long as no new file would replace
-          one of the source's own files.
-
+  <dest>  The folder to move it into{DESTINATION}
 Options:
-  --overwrite      Replace the blockfs volume already at the destination (nothing
-                   else is ever replaced).
-  --force          The old name of --overwrite.
-  --break-lock     Take over a lock that a job on another host left (see blockfs-write).
-  --threads <n>    Copy streams per rank [default: auto]: auto is the rank's share
-                   of its node's cores, at most 4.
-  -h --help        Show this text.
-"""
+{REPLACING}{THREADS}"""
 
-CP_USAGE = """Copy a blockfs volume (directory file and data files) to another place.
+CP_USAGE = f"""Copy a blockfs volume (directory file and data files) to another place.
 
 The data files are copied by the kernel, split across the ranks of
 `mpiexec -n N`; the directory file is written last, so a copy that did not
@@ -64,27 +69,14 @@ Usage:
 
 Arguments:
   <src>   The volume's directory file.
-  <dest>  The folder to copy it into, where it keeps its name; or, ending in
-          .blockfs, its new directory file (pyr/1_1_1/precomputed.blockfs), whose
-          data files are then named after it (<dest>.0, <dest>.1 ...). The folder is
-          created if missing; its parent must exist. Any folder will do (the
-          source's own, beside it, inside it) as long as no new file would replace
-          one of the source's own files.
-
+  <dest>  The folder to copy it into{DESTINATION}
 Options:
-  --overwrite      Replace the blockfs volume already at the destination (nothing
-                   else is ever replaced).
-  --force          The old name of --overwrite.
-  --break-lock     Take over a lock that a job on another host left (see blockfs-write).
-  --no-fsync       Leave the copy (data and directory file) in the page cache for the
+{REPLACING}  --no-fsync       Leave the copy (data and directory file) in the page cache for the
                    kernel to write back, as cp does (several times faster on a local
                    disk). A crash soon after can leave a copy with lost blocks or
                    without its directory file; blockfs-fsck finds lost blocks, and the
                    source is untouched either way.
-  --threads <n>    Copy streams per rank [default: auto]: auto is the rank's share
-                   of its node's cores, at most 4.
-  -h --help        Show this text.
-"""
+{THREADS}"""
 
 PIECE = 64 << 20  # bytes: the unit of work split across ranks
 MAX_COPY_THREADS = 4  # copy streams per rank; more rarely helps one client

@@ -116,41 +116,44 @@ def planes(folder, volume):
     return str(folder / "img_*.tif")
 
 
-def test_resume_from_another_source_is_refused(tmp_path):
+@pytest.fixture
+def written(tmp_path):
+    """(planes glob, volume) of a volume written with blockfs-write from TIFF planes in a/."""
     first = planes(tmp_path / "a", microscopy_volume(SHAPE, seed=1))
-    other = planes(tmp_path / "b", microscopy_volume(SHAPE, seed=2))  # same shape and sizes
     output = tmp_path / "out.blockfs"
     program("write", first, output, "--block-size", 32, "--silent")
-    before = (tmp_path / "out.blockfs").read_bytes()
-    result = program("write", other, output, "--block-size", 32, "--resume",
-                     expect_failure=True)
+    return first, output
+
+
+def resume(source, output, *options, expect_failure=False):
+    return program("write", source, output, "--block-size", 32, "--resume", *options,
+                   expect_failure=expect_failure)
+
+
+def test_resume_from_another_source_is_refused(tmp_path, written):
+    first, output = written
+    other = planes(tmp_path / "b", microscopy_volume(SHAPE, seed=2))  # same shape and sizes
+    before = output.read_bytes()
+    result = resume(other, output, expect_failure=True)
     assert f"was started from {first}, and {other} is not the same source: the voxels of " \
            f"the sampled regions differ" in result.stderr
     assert "--force-source" in result.stderr
-    assert (tmp_path / "out.blockfs").read_bytes() == before  # nothing committed
-    forced = program("write", other, output, "--block-size", 32, "--resume", "--force-source")
+    assert output.read_bytes() == before  # nothing committed
+    forced = resume(other, output, "--force-source")
     assert "0 blocks written, 6 already present" in forced.stderr
 
 
-def test_resume_from_the_same_planes_moved_is_accepted(tmp_path):
-    volume = microscopy_volume(SHAPE, seed=1)
-    first = planes(tmp_path / "a", volume)
-    output = tmp_path / "out.blockfs"
-    program("write", first, output, "--block-size", 32, "--silent")
+def test_resume_from_the_same_planes_moved_is_accepted(tmp_path, written):
+    _, output = written
     shutil.copytree(tmp_path / "a", tmp_path / "moved")  # new mtimes, same planes
-    result = program("write", str(tmp_path / "moved" / "img_*.tif"), output, "--block-size", 32,
-                     "--resume")
+    result = resume(str(tmp_path / "moved" / "img_*.tif"), output)
     assert "0 blocks written, 6 already present" in result.stderr
 
 
-def test_resume_with_fewer_planes_says_so(tmp_path):
-    volume = microscopy_volume(SHAPE, seed=1)
-    first = planes(tmp_path / "a", volume)
-    output = tmp_path / "out.blockfs"
-    program("write", first, output, "--block-size", 32, "--silent")
+def test_resume_with_fewer_planes_says_so(tmp_path, written):
+    first, output = written
     (tmp_path / "a" / "img_023.tif").unlink()
-    result = program("write", first, output, "--block-size", 32, "--resume",
-                     expect_failure=True)
+    result = resume(first, output, expect_failure=True)
     assert "cannot be resumed" in result.stderr  # 23 planes: not the same volume
 
 
