@@ -258,11 +258,17 @@ def test_lock_under_mpi_is_agreed_by_every_rank(tmp_path):
     volume = tmp_path / "v.blockfs"
     write_volume(volume)
     forge_lock(volume)
+    # Each rank says what it saw in a file of its own: the launcher may interleave the
+    # ranks' standard output mid-line.
     failed = run_checked([mpiexec(), "-n", "2", sys.executable, "-c",
-                          "import sys, numpy as np\nfrom blockfs_mpi import Directory\n"
+                          "import os, sys, numpy as np\nfrom blockfs_mpi import Directory\n"
                           "from blockfs_mpi.lock import LockedError\n"
                           "try:\n    Directory(60, 50, 40, np.uint16, sys.argv[1]).create()\n"
                           "except LockedError as e:\n"
-                          "    print('refused', 'host node-elsewhere' in str(e))\n"
-                          "    sys.exit(1)\n", str(volume)], expect_failure=True)
-    assert failed.stdout.split("\n").count("refused True") == 2, failed
+                          "    rank = os.environ['PMI_RANK']\n"
+                          "    with open(f'{sys.argv[2]}.{rank}', 'w') as f:\n"
+                          "        f.write(f\"refused {'host node-elsewhere' in str(e)}\")\n"
+                          "    sys.exit(1)\n", str(volume), str(tmp_path / "seen")],
+                         expect_failure=True)
+    seen = [(tmp_path / f"seen.{rank}").read_text() for rank in range(2)]
+    assert seen == ["refused True", "refused True"], failed
