@@ -2,6 +2,7 @@
 import contextlib
 import glob
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -118,6 +119,25 @@ def format1_copy(tmp_path):
     for path in target.iterdir():
         path.chmod(0o644)
     return target
+
+
+WIDE_PLANE = (1024, 2048)  # 4 MiB of uint16: 64 planes would take 256 MiB a rank
+
+
+def peak_rss_of_write(folder, output, *options):
+    """Write 64 TIFF planes of WIDE_PLANE (made in folder/planes) to output with a 2-rank
+    blockfs-write under tests/mpi/peak_rss.py; (each rank's peak RSS in KiB, the plane)."""
+    import tifffile
+    plane = microscopy_volume((1, *WIDE_PLANE))[0]
+    (folder / "planes").mkdir()
+    for z in range(64):
+        tifffile.imwrite(folder / "planes" / f"p{z:03d}.tif", plane)
+    result = run_checked([mpiexec(), "-n", "2", sys.executable, str(HERE / "mpi" / "peak_rss.py"),
+                          str(folder / "planes" / "p*.tif"), str(output), *options],
+                         timeout=300)
+    peaks = [int(kib) for kib in re.findall(r"peak RSS (\d+) KiB", result.stdout)]
+    assert len(peaks) == 2, result.stdout
+    return peaks, plane
 
 
 def write_array(path, voxels, block=32, n_filenames=2, **options):

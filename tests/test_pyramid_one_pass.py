@@ -13,7 +13,6 @@ import time
 
 import numpy as np
 import pytest
-import tifffile
 
 from blockfs_mpi import Directory, pyramid
 from blockfs_mpi.convert import (
@@ -27,7 +26,7 @@ from blockfs_mpi.errors import BlockfsError
 from blockfs_mpi.geometry import Geometry
 from blockfs_mpi.reader import read_header
 from blockfs_mpi.synthetic import SyntheticVolume
-from conftest import HERE, kill_group, microscopy_volume, mpiexec, run_checked
+from conftest import kill_group, microscopy_volume, mpiexec, peak_rss_of_write, run_checked
 from test_pyramid import reference_mean
 
 pytestmark = pytest.mark.timeout(300)
@@ -240,16 +239,8 @@ def test_resume_remakes_a_level2_of_another_source(tmp_path):
 def test_memory_stays_within_budget_with_levels(tmp_path):
     """As tests/test_write.py's memory test, with level 2 made in the same pass: 64 planes of
     4 MiB would take 256 MiB a rank; the budget is 160 MiB."""
-    plane = microscopy_volume((1, 1024, 2048))[0]
-    (tmp_path / "planes").mkdir()
-    for z in range(64):
-        tifffile.imwrite(tmp_path / "planes" / f"p{z:03d}.tif", plane)
-    result = run_checked([mpiexec(), "-n", "2", sys.executable, str(HERE / "mpi" / "peak_rss.py"),
-                          str(tmp_path / "planes" / "p*.tif"), str(tmp_path / "pyr"),
-                          "--levels=3", "--memory", "160M", "--level", "1", "--silent"],
-                         timeout=300)
-    peaks = [int(kib) for kib in re.findall(r"peak RSS (\d+) KiB", result.stdout)]
-    assert len(peaks) == 2, result.stdout
+    peaks, plane = peak_rss_of_write(tmp_path, tmp_path / "pyr", "--levels=3", "--memory",
+                                     "160M", "--level", "1", "--silent")
     assert max(peaks) < 160 * 1024, f"peak RSS per rank {peaks} KiB exceeds the 160 MiB budget"
     level2 = Directory.open(pyramid.level_path(str(tmp_path / "pyr"), 2))
     np.testing.assert_array_equal(level2[31], reference_mean(plane[None].repeat(2, 0))[0])

@@ -1,6 +1,5 @@
 """blockfs-write: every source kind, 1 and 2 ranks, resume after a real kill, memory, errors."""
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -15,7 +14,7 @@ from blockfs_mpi import Directory
 from blockfs_mpi.convert import verify
 from blockfs_mpi.sources import open_source
 from blockfs_mpi.synthetic import SyntheticVolume
-from conftest import HERE, kill_group, microscopy_volume, mpiexec, run_checked
+from conftest import kill_group, microscopy_volume, mpiexec, peak_rss_of_write, run_checked
 
 SHAPE = (45, 70, 90)  # not multiples of the 32^3 blocks the tests use
 
@@ -178,15 +177,8 @@ def test_resume_of_another_volume_is_refused(tmp_path):
 @pytest.mark.mpi
 def test_memory_stays_within_budget(tmp_path):
     """64 planes of 4 MiB would take 256 MiB a rank; the budget is 160 MiB."""
-    plane = microscopy_volume((1, 1024, 2048))[0]
-    (tmp_path / "planes").mkdir()
-    for z in range(64):
-        tifffile.imwrite(tmp_path / "planes" / f"p{z:03d}.tif", plane)
-    result = run_checked([mpiexec(), "-n", "2", sys.executable, str(HERE / "mpi" / "peak_rss.py"),
-                          str(tmp_path / "planes" / "p*.tif"), str(tmp_path / "out.blockfs"),
-                          "--memory", "160M", "--level", "1", "--silent"], timeout=300)
-    peaks = [int(kib) for kib in re.findall(r"peak RSS (\d+) KiB", result.stdout)]
-    assert len(peaks) == 2, result.stdout
+    peaks, plane = peak_rss_of_write(tmp_path, tmp_path / "out.blockfs", "--memory", "160M",
+                                     "--level", "1", "--silent")
     assert max(peaks) < 160 * 1024, f"peak RSS per rank {peaks} KiB exceeds the 160 MiB budget"
     directory = Directory.open(tmp_path / "out.blockfs")
     np.testing.assert_array_equal(directory[63], plane)
