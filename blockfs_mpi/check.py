@@ -17,11 +17,11 @@ from . import generation, parallel
 from .commit import build_index, commit_slices, index_spans, route_rows, write_atomically
 from .completion import incomplete_line, is_incomplete
 from .errors import BlockfsError, FormatError
+from .format import WRITTEN
 from .lock import volume_locks
 from .progress import Progress
 from .reader import BlockReader, locate_data_files, read_header
 from .scan import scan_data_file
-from .writer import WRITTEN
 
 
 def read_index(path, header, span=None):

@@ -14,8 +14,8 @@ import numpy as np
 
 from . import format as fmt
 from .errors import DuplicateBlockError, WriterError, brief
+from .format import WRITTEN
 from .parallel import agree, everywhere, idle_barrier
-from .writer import WRITTEN
 
 DUPLICATES_NAMED = 10  # blocks a DuplicateBlockError names; it counts all of them
 

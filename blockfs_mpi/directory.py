@@ -29,13 +29,14 @@ from .errors import (
     WriterError,
     brief,
 )
+from .format import WRITTEN
 from .geometry import Geometry
 from .identify import ReplaceRefusedError, check_replaceable, own_data_files
 from .local_writers import WriterClient, WriterProcesses
 from .lock import LockedError, VolumeLock, program_name
 from .reader import BlockReader, locate_data_files, read_header
 from .scan import scan_data_file
-from .writer import WRITTEN, BlockWriter, MPIFile, PosixFile
+from .writer import BlockWriter, MPIFile, PosixFile
 from .writer_registry import published, published_volumes, rerunning_main
 
 log = logging.getLogger("blockfs_mpi")

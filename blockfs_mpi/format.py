@@ -39,6 +39,11 @@ FRAME_MAGIC = b"BFRM"
 FRAME = struct.Struct("<4sIQQI")  # magic, payload size, block number, sequence, payload crc32c
 FRAME_SIZE = FRAME.size + 4  # + crc32c of the header's first 28 bytes
 
+# Where a frame went, one row per frame (in memory, never on disk): what a writer reports at
+# close and a scan of a data file finds, and what a commit builds the index from.
+WRITTEN = np.dtype([("block", "<u8"), ("offset", "<u8"), ("size", "<u4"), ("file", "<u4"),
+                    ("sequence", "<u8")])
+
 FORMAT1_KEYS = {"XBlockSize", "YBlockSize", "ZBlockSize", "DType", "NOffsetBits",
                 "NSizeBits", "XExtent", "YExtent", "ZExtent", "BlockFilenames",
                 "XStride", "YStride", "ZStride", "Compression", "CompressionLvl", "Version"}

@@ -26,7 +26,7 @@ from multiprocessing.connection import Client, Connection
 import numpy as np
 
 from .errors import WriterError
-from .writer import WRITTEN
+from .format import WRITTEN
 from .writer_registry import REGISTRY, publish, withdraw
 
 BLOCK_NUMBER = struct.Struct("<Q")  # a block sent to a writer: its number, then its voxels

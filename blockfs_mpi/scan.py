@@ -12,7 +12,7 @@ import numpy as np
 
 from . import format as fmt
 from .errors import CorruptBlockError
-from .writer import WRITTEN
+from .format import WRITTEN
 
 
 @dataclass

@@ -20,10 +20,7 @@ import numpy as np
 
 from . import format as fmt
 from .errors import WriterError, brief
-
-# What a writer reports at close: one row per block it holds, the newest frame of each.
-WRITTEN = np.dtype([("block", "<u8"), ("offset", "<u8"), ("size", "<u4"), ("file", "<u4"),
-                    ("sequence", "<u8")])
+from .format import WRITTEN
 
 BUFFER_SIZE = 8 << 20  # bytes of frames gathered per append; BLOCKFS_BUFFER_SIZE overrides
 SYNC_INTERVAL = 1 << 30  # bytes appended between syncs; BLOCKFS_SYNC_INTERVAL overrides
