@@ -20,18 +20,22 @@ def test_block_written_by_two_ranks(tmp_path, n):
     assert result.stdout.count(": ok") == n
 
 
-@pytest.mark.parametrize("n", [1, 3, 4])
-def test_commit_in_slices(tmp_path, n):
-    """Each rank builds and writes its slice of the index: fewer blocks than ranks, rows for
-    every slice from every rank, memory per rank, duplicates found in several slices."""
-    result = run_mpi(n, "commit_slices.py", tmp_path)
+@pytest.mark.parametrize("scenario, n", [("tiny", 4), ("rows", 1), ("rows", 3),
+                                         ("duplicates", 3), ("duplicates", 4)])
+def test_commit_in_slices(tmp_path, scenario, n):
+    """Each rank builds and writes its slice of the index: fewer blocks than ranks (tiny),
+    rows for every slice from every rank and memory per rank (rows), duplicates found in
+    several slices (duplicates). One scenario per job: a failure hides no other."""
+    result = run_mpi(n, "commit_slices.py", tmp_path, scenario)
     assert result.stdout.count(": ok") == n
 
 
-@pytest.mark.parametrize("n", [1, 3])
-def test_dealer(tmp_path, n):
-    """Work dealt on demand: each number once, a slow rank takes fewer, an early stop ends."""
-    result = run_mpi(n, "dealer.py", tmp_path, timeout=60)
+@pytest.mark.parametrize("scenario, n", [("slow", 1), ("slow", 3), ("early-stop", 3),
+                                         ("few", 3), ("rank0-fails", 3)])
+def test_dealer(tmp_path, scenario, n):
+    """Work dealt on demand: each number once, a held-up rank takes fewer, an early stop
+    ends, fewer numbers than ranks, an error on rank 0 does not wait. One scenario per job."""
+    result = run_mpi(n, "dealer.py", tmp_path, scenario, timeout=60)
     assert result.stdout.count(": ok") == n, result.stdout
 
 
