@@ -44,5 +44,8 @@ def commit_every(path, step):
 
 
 def say(message):
-    """One line of output per rank, for the test to check."""
-    print(f"rank {comm.rank}/{comm.size}: {message}", flush=True)
+    """One line of output per rank, for the test to check: written whole in one write (print
+    writes the line and its end apart when unbuffered, and the launcher may interleave the
+    ranks' output between any two writes)."""
+    sys.stdout.write(f"rank {comm.rank}/{comm.size}: {message}\n")
+    sys.stdout.flush()
