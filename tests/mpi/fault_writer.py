@@ -16,16 +16,25 @@ from common import comm, commit_every, say, shared_path, write_blocks
 folder, step, point, pausing = sys.argv[1:5]
 path = shared_path("volume.blockfs")
 directory_shape = (90, 100, 150)  # common.new_volume's default (z, y, x)
-with open(os.path.join(folder, f"pid.{comm.rank}"), "w") as f:
-    f.write(str(os.getpid()))
+
+
+def publish(name, text):
+    """Write folder/name whole, by renaming a finished file: the test reads it as soon as it
+    sees it, and may kill this rank right then."""
+    target = os.path.join(folder, name)
+    with open(f"{target}.partial", "w") as f:
+        f.write(text)
+    os.replace(f"{target}.partial", target)
 
 
 def pause(here, written=0):
     """Tell the test we are at `here`, then wait to be killed."""
     if here == point and pausing in ("all", str(comm.rank)):
-        with open(os.path.join(folder, f"paused.{comm.rank}"), "w") as f:
-            f.write(str(written))
+        publish(f"paused.{comm.rank}", str(written))
         time.sleep(120)
+
+
+publish(f"pid.{comm.rank}", str(os.getpid()))
 
 
 def paused_commit(comm, temporary, path):
