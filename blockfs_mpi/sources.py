@@ -2,7 +2,9 @@
 
 Every source offers `shape` (z, y, x), `dtype` and `read(z0, z1, y0, y1, x0, x1)`,
 and reads only what a region needs: memory-mapped where the file allows,
-otherwise only the TIFF strips or tiles that overlap the region.
+otherwise only the TIFF strips or tiles that overlap the region. A source whose
+reads cost whole rows whatever columns are asked says so with `reads_whole_rows`
+(convert.plan_units then makes its units wide).
 """
 import glob
 import hashlib
@@ -16,6 +18,7 @@ import tifffile
 from . import parallel
 from .errors import BlockfsError
 from .identify import datasets_in, not_a_dataset
+from .open_files import OpenFiles, descriptor_budget
 
 log = logging.getLogger("blockfs_mpi")
 
@@ -62,13 +65,27 @@ def numbering_gap(files):
                  if after > before + 1), None)
 
 
+OPEN_PLANES = 256  # planes a rank keeps open: a unit's depth (two block rows with --levels)
+OPEN_PLANE_BYTES = 32 << 20  # what open compressed planes' strip tables may hold a rank
+ROW_SEGMENT_BYTES = 16 << 10  # narrower columns are read with their whole rows, in one pread
+
+
+def _close_plane(plane):
+    if isinstance(plane, int):
+        os.close(plane)
+    else:
+        plane.close()
+
+
 class TiffPlanes:
     """A glob of 2-D TIFF files, one z plane each, in natural sort order.
 
-    Each plane's TIFF structure is parsed once. Uncompressed planes are then
-    read row range by row range with one pread each; compressed ones decode
-    only the strips or tiles a region overlaps.
+    Each plane's TIFF structure is parsed once a rank, and up to OPEN_PLANES planes are kept
+    open. Uncompressed planes are then read by pread, only the columns a region needs;
+    compressed ones decode only the strips or tiles a region overlaps.
     """
+
+    reads_whole_rows = True  # narrow columns cost whole rows (one pread, or whole strips)
 
     def __init__(self, pattern):
         self.files = sorted(glob.glob(pattern), key=natural_key)
@@ -84,8 +101,15 @@ class TiffPlanes:
         with self._open(self.files[0]) as tif:
             page = tif.pages.first
             self.plane_shape, self.dtype = tuple(page.shape[:2]), page.dtype
+            # An open compressed plane holds its strip or tile table (about 72 bytes an entry
+            # as Python ints): fewer of them are kept where the table is long.
+            held = 0 if page.is_contiguous else 16384 + 72 * len(page.dataoffsets)
         self.shape = (len(self.files),) + self.plane_shape
         self._contiguous = {}  # plane index -> (data offset, stored dtype) or None
+        limit = min(OPEN_PLANES, descriptor_budget())
+        if held:
+            limit = min(limit, max(8, OPEN_PLANE_BYTES // held))
+        self._planes = OpenFiles(limit, self._open_plane, _close_plane)
 
     def _open(self, path):
         try:
@@ -100,46 +124,64 @@ class TiffPlanes:
             raise SourceError(f"{path}: plane is {page.shape} {page.dtype}, the first plane "
                               f"({self.files[0]}) is {self.plane_shape} {self.dtype}")
 
-    def _layout(self, z):
-        """Where plane z's pixels start and how they are stored, if uncompressed; else None."""
-        if z not in self._contiguous:
-            path = self.files[z]
-            with self._open(path) as tif:
-                page = tif.pages.first
-                self._check(path, page)
-                self._contiguous[z] = ((page.dataoffsets[0], page.dtype.newbyteorder(tif.byteorder))
-                                       if page.is_contiguous else None)
-        return self._contiguous[z]
-
-    def _rows(self, z, y0, y1):
-        """Rows y0:y1 of uncompressed plane z, with one pread."""
-        offset, stored = self._contiguous[z]
-        width = self.plane_shape[1]
+    def _open_plane(self, z):
+        """Plane z opened for reading: a descriptor if it is uncompressed (its layout, parsed
+        once, in _contiguous), else its TiffFile, whose structure is then parsed once a rank
+        while the plane stays in the cache."""
         path = self.files[z]
+        if self._contiguous.get(z) is not None:
+            try:
+                return os.open(path, os.O_RDONLY)
+            except OSError as e:
+                raise SourceError(f"{path}: cannot read TIFF plane: {e}") from None
+        tif = self._open(path)
         try:
-            fd = os.open(path, os.O_RDONLY)
+            page = tif.pages.first
+            self._check(path, page)
+        except BaseException:
+            tif.close()
+            raise
+        if not page.is_contiguous:
+            self._contiguous[z] = None
+            return tif
+        self._contiguous[z] = (page.dataoffsets[0], page.dtype.newbyteorder(tif.byteorder))
+        fd = os.dup(tif.filehandle.fileno())
+        tif.close()
+        return fd
+
+    def _pread(self, z, fd, size, offset):
+        try:
+            data = os.pread(fd, size, offset)
         except OSError as e:
-            raise SourceError(f"{path}: cannot read TIFF plane: {e}") from None
-        try:
-            size = (y1 - y0) * width * stored.itemsize
-            data = os.pread(fd, size, offset + y0 * width * stored.itemsize)
-        finally:
-            os.close(fd)
+            raise SourceError(f"{self.files[z]}: cannot read TIFF plane: {e}") from None
         if len(data) != size:
-            raise SourceError(f"{path}: plane is truncated")
-        return np.frombuffer(data, stored).reshape(y1 - y0, width)
+            raise SourceError(f"{self.files[z]}: plane is truncated")
+        return data
+
+    def _rows(self, z, fd, y0, y1, x0, x1):
+        """Rows y0:y1, columns x0:x1 of uncompressed plane z: one pread from the first pixel
+        to the last, or, where the columns are a narrow part of wide rows, one a row."""
+        offset, stored = self._contiguous[z]
+        width, item = self.plane_shape[1], stored.itemsize
+        segment = (x1 - x0) * item
+        if x1 - x0 == width or segment < ROW_SEGMENT_BYTES:
+            size = (y1 - y0 - 1) * width * item + segment
+            data = self._pread(z, fd, size, offset + (y0 * width + x0) * item)
+            return np.ndarray((y1 - y0, x1 - x0), stored, data, strides=(width * item, item))
+        rows = np.empty((y1 - y0, x1 - x0), stored)
+        for y in range(y0, y1):
+            rows[y - y0] = np.frombuffer(self._pread(z, fd, segment, offset + (y * width + x0)
+                                                     * item), stored)
+        return rows
 
     def read(self, z0, z1, y0, y1, x0, x1):
         out = np.empty((z1 - z0, y1 - y0, x1 - x0), self.dtype)
         for z in range(z0, z1):
-            if self._layout(z) is not None:
-                out[z - z0] = self._rows(z, y0, y1)[:, x0:x1]
-                continue
-            path = self.files[z]
-            with self._open(path) as tif:
-                page = tif.pages.first
-                self._check(path, page)
-                out[z - z0] = _page_region(page, y0, y1, x0, x1, path)
+            plane = self._planes.get(z)
+            if isinstance(plane, int):
+                out[z - z0] = self._rows(z, plane, y0, y1, x0, x1)
+            else:
+                out[z - z0] = _page_region(plane.pages.first, y0, y1, x0, x1, self.files[z])
         return out
 
 

@@ -117,14 +117,17 @@ def test_integer_mean_is_the_general_mean():
 
 # ------------------------------------------------------------ the plan --
 
+@pytest.mark.parametrize("whole_rows", [False, True])
 @pytest.mark.parametrize("block_size", [(32, 32, 32), (64, 64, 64), (16, 32, 24)])
-def test_units_cover_whole_level2_blocks_within_budget(block_size):
+def test_units_cover_whole_level2_blocks_within_budget(block_size, whole_rows):
     geometry = Geometry(333, 201, 97, *block_size[::-1])
     zb, yb, xb = block_size
     for method in pyramid.METHODS:
         reduction = pyramid.reduction_bytes(method, 2)
         for memory in (tight_memory(block_size, 2, method), 1 << 30):
-            units = plan_units(geometry, 2, memory, reduction)
+            units = plan_units(geometry, 2, memory, reduction, whole_rows)
+            if whole_rows and memory == 1 << 30:  # TIFF rows are read once, not once a unit
+                assert all((x0, x1) == (0, geometry.shape[2]) for *_, x0, x1 in units)
             covered = np.zeros(geometry.shape, np.uint8)
             for z0, z1, y0, y1, x0, x1 in units:
                 assert z0 % (2 * zb) == y0 % (2 * yb) == x0 % (2 * xb) == 0

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tifffile
 
 from blockfs_mpi import Directory
 from conftest import mpiexec, run_checked
@@ -76,7 +77,6 @@ def test_blockfs2hdf_stock_h5py_within_memory(wide, tmp_path, compression):
 def test_blockfs2tif_within_memory(wide, tmp_path):
     """Default mode writes by strips of whole block rows (before: one slab per rank, 191 MiB
     here); the one slab is split into groups of planes so that both ranks have work."""
-    import tifffile
     path, voxels = wide
     figures = measure(2, "blockfs2tif", path, tmp_path / "p_%d.tif", "--memory", f"{BUDGET}M",
                       "--silent", under=path.parent)
@@ -113,6 +113,30 @@ def test_memory_too_small_for_one_block_row(wide, tmp_path):
     directory = Directory.open(str(wide[0]))
     with pytest.raises(BlockfsError, match=r"too small for planes 8192 voxels wide.*at least"):
         export.PlaneStripes(directory, str(tmp_path / "p_%d.tif"), None, 4 << 20)
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("layout", [{}, {"compression": "zlib", "rowsperstrip": 16}])
+def test_blockfs_write_opens_each_plane_once_a_rank(tmp_path, layout):
+    """TIFF planes stay open across a rank's units (a bounded cache) and their layout is parsed
+    once a rank (before: each plane opened twice per unit, 144 opens a rank here). With
+    16-voxel blocks and --memory 80M a unit spans 10,912 of the 16,384 columns: the wide
+    unit's rows are read a segment each, the narrow one's with the rows between."""
+    planes = tmp_path / "planes"
+    planes.mkdir()
+    voxels = (np.arange(16384, dtype=np.uint16)[None, None, :]
+              + np.arange(64, dtype=np.uint16)[None, :, None] * 5
+              + np.arange(32, dtype=np.uint16)[:, None, None] * 11)
+    for z, plane in enumerate(voxels):
+        tifffile.imwrite(planes / f"img_{z}.tif", plane, **layout)
+    command = [mpiexec(), "-n", "2", sys.executable, str(HERE / "mpi" / "measure.py"), "write",
+               planes / "img_*.tif", tmp_path / "v.blockfs", "--block-size", "16",
+               "--memory", "80M", "--silent"]
+    out = run_checked(command, env={"MEASURE_UNDER": str(planes)}).stdout
+    opens = [json.loads(line)["opens"] for line in out.splitlines() if line.startswith('{"rank"')]
+    assert len(opens) == 2, out
+    assert all(n <= 32 + 1 for n in opens), f"opens of TIFF planes by rank: {opens}"
+    np.testing.assert_array_equal(Directory.open(str(tmp_path / "v.blockfs"))[:], voxels)
 
 
 @pytest.mark.mpi
