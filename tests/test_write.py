@@ -311,4 +311,6 @@ def test_ranks_take_whole_runs_of_units(tmp_path):
         writers.setdefault(z // 16, set()).add(file_number)
     assert sorted(writers) == list(range(16))
     assert all(len(files) == 1 for files in writers.values()), writers
+    # Both ranks take runs: rank 1's first request is answered within a millisecond or so,
+    # while rank 0 alone needs seconds for all 16 runs (3.6 s on a loaded 2-core machine).
     assert {file for files in writers.values() for file in files} == {0, 1}
