@@ -16,7 +16,7 @@ the two levels are written and committed side by side.
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -117,20 +117,61 @@ def plan_units(geometry, itemsize, memory, reduction=0, whole_rows=False):
         zb, yb = 2 * zb, 2 * yb
         columns = max(2, (fits if whole_rows else columns) // 4 // 2 * 2)
     width = min(columns, geometry.n_x_blocks) * xb
-    z_extent, y_extent, x_extent = geometry.shape
-    return [(z, min(z + zb, z_extent), y, min(y + yb, y_extent), x, min(x + width, x_extent))
-            for z in range(0, z_extent, zb)
-            for y in range(0, y_extent, yb)
-            for x in range(0, x_extent, width)]
+    return UnitGrid(geometry.shape, (zb, yb, width))
+
+
+class UnitGrid(Sequence):
+    """The work units of a volume cut into boxes of one extent (z, y, x; clipped at its
+    edges), numbered z-slab by z-slab, then y, then x, and computed from their number: a
+    job of 10^6 units lists none of them, each rank only the units it works on."""
+
+    def __init__(self, shape, extent):
+        self.shape, self.extent = tuple(shape), tuple(extent)
+        self.counts = tuple(-(-size // step) for size, step in zip(self.shape, self.extent))
+
+    def __len__(self):
+        nz, ny, nx = self.counts
+        return nz * ny * nx
+
+    def __getitem__(self, number):
+        if isinstance(number, slice):
+            return [self[i] for i in range(len(self))[number]]
+        if not -len(self) <= number < len(self):
+            raise IndexError(f"unit {number} of {len(self)}")
+        zy, x = divmod(number % len(self), self.counts[2])
+        z, y = divmod(zy, self.counts[1])
+        zs, ys, xs = self.extent
+        z0, y0, x0 = z * zs, y * ys, x * xs
+        z_extent, y_extent, x_extent = self.shape
+        return (z0, min(z0 + zs, z_extent), y0, min(y0 + ys, y_extent),
+                x0, min(x0 + xs, x_extent))
+
+
+class Runs(Sequence):
+    """units cut into runs of neighbours, as even as can be (they differ by one at most),
+    each listed only when asked for."""
+
+    def __init__(self, units, n_runs):
+        self.units, self.n_runs = units, n_runs
+
+    def __len__(self):
+        return self.n_runs
+
+    def __getitem__(self, number):
+        if isinstance(number, slice):
+            return [self[i] for i in range(self.n_runs)[number]]
+        if not -self.n_runs <= number < self.n_runs:
+            raise IndexError(f"run {number} of {self.n_runs}")
+        number %= self.n_runs
+        total = len(self.units)
+        return self.units[total * number // self.n_runs:total * (number + 1) // self.n_runs]
 
 
 def runs_of(units, comm):
-    """units cut into RUNS_PER_RANK runs of neighbours per rank, as even as can be. A rank
-    working through whole runs opens few distinct source files (TIFF planes). units may be
-    any sequence: a range (of block numbers) is never listed whole."""
-    n_runs = max(1, min(len(units), parallel.size_of(comm) * RUNS_PER_RANK))
-    bounds = [len(units) * i // n_runs for i in range(n_runs + 1)]  # runs differ by one at most
-    return [units[start:end] for start, end in zip(bounds, bounds[1:])]
+    """units cut into RUNS_PER_RANK runs of neighbours per rank. A rank working through whole
+    runs opens few distinct source files (TIFF planes). units may be any sequence (a range
+    of block numbers, a UnitGrid): neither it nor its runs are ever listed whole."""
+    return Runs(units, max(1, min(len(units), parallel.size_of(comm) * RUNS_PER_RANK)))
 
 
 def my_share(units, comm):
