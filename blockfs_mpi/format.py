@@ -3,7 +3,9 @@
 Format 2 (written by blockfs_mpi; spec in docs/FORMAT.md) and format 1 (the
 original blockfs, read and rewritten in place). Pure encoding and decoding,
 no I/O policy: callers hand in bytes and the file size, and get values or a
-FormatError that says what is wrong.
+FormatError that says what is wrong. What differs between the two formats is
+asked of the Header (has_frames, frame_size, decode_entries, encode_head ...),
+so that no other module tests the version.
 """
 import functools
 import json
@@ -98,7 +100,7 @@ class Header:
     data_files: list
     compression: Compression = Compression.zstd
     compression_level: int = 5
-    shuffle: str = "byte"
+    shuffle: str = "byte"  # format 1: always byte, the original's only shuffle
     metadata: dict = field(default_factory=dict)
     # Format 2 only: who writes the volume and whether it finished ({"program", "complete",
     # "source"}); empty for format 1 and for volumes written before it was recorded.
@@ -121,20 +123,79 @@ class Header:
         """Byte offset of a block's index entry in the directory file."""
         return self.index_offset + block_number * self.entry_size
 
-    def format1_data_file(self, block_number):
-        """Index of the data file that holds a format 1 block: block % number of files."""
-        return block_number % len(self.data_files)
+    @property
+    def has_frames(self):
+        """Whether payloads are framed (format 2): a frame says which block it holds, so the
+        index can be rebuilt (fsck --repair), a job resumed and a copy verified."""
+        return self.version != 1
+
+    @property
+    def frame_size(self):
+        """Bytes of the frame header before each payload (format 1: none)."""
+        return FRAME_SIZE if self.has_frames else 0
+
+    @property
+    def has_index_checksum(self):
+        """Whether the metadata records the index's CRC-32C (format 2)."""
+        return self.version != 1
+
+    @property
+    def relative_data_files(self):
+        """Whether data file names are relative to the directory file's folder (format 2); see
+        relative_data_files()."""
+        return relative_data_files(self.version)
+
+    def encode_head(self):
+        """Every byte of a directory file before its index, as this header describes it (format
+        2: with its entry count and index checksum): a new head for an index copied as is."""
+        if self.version == 1:
+            return encode_header1(self)
+        return encode_head2(self, self.n_entries, self.index_crc32c)
+
+    def decode_entries(self, raw, first, count):
+        """The index entries in raw, of blocks first, first + 1, ..., as an ENTRY array.
+
+        Format 1 is converted: file = block % number of data files, and a never-written block
+        (size 0) or one of the `count` wanted past the end of raw (the original stops at the
+        last block it wrote) is format 2's MISSING_ENTRY. A format 2 index is never short.
+        """
+        if self.version != 1:
+            return np.frombuffer(raw, ENTRY, len(raw) // ENTRY.itemsize).copy()
+        offsets, sizes = decode_entries1(self, raw)
+        entries = empty_index(count)
+        written = np.flatnonzero(sizes > 0)
+        entries["offset"][written] = offsets[written]
+        entries["size"][written] = sizes[written]
+        entries["file"][written] = (first + written) % len(self.data_files)
+        return entries
+
+    def decode_entry(self, raw, block_number, name):
+        """(offset, size, file number) of one block's raw index entry, or None if the block was
+        never written. Raises FormatError naming `name` if a format 2 entry is cut short."""
+        if self.version == 1:
+            if len(raw) < self.entry_size:  # the original stops at the last block it wrote
+                return None
+            offsets, sizes = decode_entries1(self, raw)
+            if sizes[0] == 0:
+                return None
+            return int(offsets[0]), int(sizes[0]), block_number % len(self.data_files)
+        if len(raw) < self.entry_size:
+            raise FormatError(f"{name}: truncated directory file (index entry of block "
+                              f"{block_number} is past its end)")
+        entry = ONE_ENTRY.unpack(raw)
+        return None if entry == MISSING_ENTRY else entry
+
+
+def relative_data_files(version):
+    """Whether a directory file of format `version` names its data files relative to its own
+    folder (format 2). The original blockfs (format 1) stored them as it built them from the
+    path its user typed: absolute, or relative to the writer's working directory."""
+    return version != 1
 
 
 def is_missing(entries):
     """True for never-written entries (MISSING_ENTRY); entry or index array."""
     return entries == np.array(MISSING_ENTRY, ENTRY)
-
-
-def decode_entry(raw):
-    """(offset, size, file number) of one format 2 index entry, or None if never written."""
-    entry = ONE_ENTRY.unpack(raw)
-    return None if entry == MISSING_ENTRY else entry
 
 
 def empty_index(n_blocks):

@@ -87,7 +87,7 @@ def data_file_places(directory_path: str, name: str, version: int) -> list[tuple
     folder = os.path.dirname(os.path.abspath(directory_path))
     beside = (os.path.join(folder, os.path.basename(name)),
               "its last component beside the directory file")
-    if version != 1:
+    if fmt.relative_data_files(version):
         stored = (os.path.join(folder, name), "relative to the directory file's folder")
         return [stored, beside] if os.path.isabs(name) else [stored]
     if os.path.isabs(name):
@@ -227,21 +227,11 @@ class BlockReader:
         """(file number, payload offset, payload size) of a block, or None if never written."""
         header = self.header
         raw = pread_exact(self._fd(None), header.entry_size, header.entry_position(block_number))
-        if header.version == 1:
-            if len(raw) < header.entry_size:  # the original stops at the last block it wrote
-                return None
-            offsets, sizes = fmt.decode_entries1(header, raw)
-            if sizes[0] == 0:
-                return None
-            return header.format1_data_file(block_number), int(offsets[0]), int(sizes[0])
-        if len(raw) < header.entry_size:
-            raise FormatError(f"{self.path}: truncated directory file (index entry of block "
-                              f"{block_number} is past its end)")
-        entry = fmt.decode_entry(raw)
+        entry = header.decode_entry(raw, block_number, self.path)
         if entry is None:
             return None
         offset, size, file_number = entry
-        if size == 0 or file_number >= len(self.data_paths) or offset < fmt.FRAME_SIZE:
+        if size == 0 or file_number >= len(self.data_paths) or offset < header.frame_size:
             raise CorruptBlockError(f"{self.path}: damaged index entry of block {block_number} "
                                     f"(file {file_number}, offset {offset}, size {size})")
         return file_number, offset, size
@@ -255,14 +245,14 @@ class BlockReader:
             return None
         file_number, offset, size = entry
         where = f"{self.data_paths[file_number]}: block {block_number} at offset {offset}"
-        head = 0 if self.header.version == 1 else fmt.FRAME_SIZE
+        head = self.header.frame_size
         raw = memoryview(self._buffer(head + size, reuse))[:head + size]
         got = pread_into(self._fd(file_number), raw, offset - head)
         if got < head + size:
             raise CorruptBlockError(f"{where}: index entry points past the end of the data "
                                     f"file ({head + size} bytes wanted, {got} there)")
         raw = raw.toreadonly()
-        if self.header.version == 1:
+        if not self.header.has_frames:
             return raw
         frame_block, frame_size, _sequence, payload_crc = fmt.decode_frame_header(raw, where)
         payload = raw[head:]
