@@ -7,10 +7,12 @@
 Module map: the library, layer by layer, then the programs (each a docopt usage and a
 main(argv) over the library; `python -m blockfs_mpi.<program>` or its console script).
 
-  on-disk bytes  format (headers, index entries, frames), geometry (block arithmetic),
-                 compression (Blosc codecs), errors
-  one volume     reader (pread of entries and payloads), writer (one append-only data file),
-                 scan (frames of a data file), commit (atomic, collective index commit),
+  on-disk bytes  format (headers and what differs between formats 1 and 2, index entries,
+                 frames, frame rows), geometry (block arithmetic), compression (Blosc
+                 codecs), errors
+  one volume     reader (pread of entries and payloads), index (the whole index, read in
+                 runs), writer (one append-only data file), scan (frames of a data file),
+                 commit (atomic, collective index commit),
                  generation (file names of a replacing volume), lock (one writer per volume),
                  completion (the writer record), identify (what a path is)
   the API        directory (Directory: create, write, read, NumPy face), indexing (keys),

@@ -18,43 +18,11 @@ from .commit import build_index, commit_slices, index_spans, route_rows, write_a
 from .completion import incomplete_line, is_incomplete
 from .errors import BlockfsError, FormatError
 from .format import WRITTEN
+from .index import entry_runs, read_index
 from .lock import volume_locks
 from .progress import Progress
 from .reader import BlockReader, locate_data_files, read_header
 from .scan import scan_data_file
-
-
-def read_index(path, header, span=None):
-    """Every index entry as an ENTRY array; format 1 converted (file = block % n files,
-    never-written blocks and entries past the end of the file as format 2's missing entry).
-    span=(first, end): only the entries of blocks first..end-1."""
-    start, end = span or (0, header.geometry.n_blocks)
-    index = fmt.empty_index(end - start)
-    for first, entries in index_chunks(path, header, span=span):
-        index[first - start:first - start + len(entries)] = entries
-    return index
-
-
-def index_chunks(path, header, entries=1 << 20, span=None):
-    """(first block, ENTRY array) for each run of up to `entries` index entries, in block
-    order, converted as read_index does: one pass over a huge index in bounded memory.
-    span=(first, end): only over blocks first..end-1."""
-    start, end = span or (0, header.geometry.n_blocks)
-    with open(path, "rb") as f:
-        for first in range(start, end, entries):
-            count = min(entries, end - first)
-            f.seek(header.index_offset + first * header.entry_size)
-            raw = f.read(count * header.entry_size)
-            if header.version != 1:
-                yield first, np.frombuffer(raw, fmt.ENTRY, len(raw) // fmt.ENTRY.itemsize).copy()
-                continue
-            offsets, sizes = fmt.decode_entries1(header, raw)  # short at the end of the file
-            chunk = fmt.empty_index(count)
-            written = np.flatnonzero(sizes > 0)
-            chunk["offset"][written] = offsets[written]
-            chunk["size"][written] = sizes[written]
-            chunk["file"][written] = (first + written) % len(header.data_files)
-            yield first, chunk
 
 
 def data_paths(path, header):
@@ -64,7 +32,7 @@ def data_paths(path, header):
     data file found nowhere is given where it belongs: info reports it missing, and a
     check reports each of its blocks with the places it was looked for."""
     paths, _ = locate_data_files(path, header)
-    if header.version != 1:
+    if header.has_frames:
         base = generation.stem(path, header.data_files)
         while os.path.exists(f"{base}.{len(paths)}") and f"{base}.{len(paths)}" not in paths:
             paths.append(f"{base}.{len(paths)}")
@@ -78,7 +46,7 @@ def volume_info(path):
     header = read_header(path)
     g = header.geometry
     n_present = voxels = compressed = 0
-    for first, entries in index_chunks(path, header):  # a huge index never held whole
+    for first, entries in entry_runs(path, header):  # a huge index never held whole
         present = np.flatnonzero(~fmt.is_missing(entries))
         if len(present):
             n_present += len(present)
@@ -94,7 +62,7 @@ def volume_info(path):
         "block_size": {"x": g.x_block_size, "y": g.y_block_size, "z": g.z_block_size},
         "dtype": header.dtype.name, "compression": header.compression.name,
         "compression_level": header.compression_level,
-        "shuffle": header.shuffle if header.version != 1 else "byte",
+        "shuffle": header.shuffle,
         "data_files": files, "blocks": g.n_blocks, "blocks_present": n_present,
         "blocks_missing": g.n_blocks - n_present, "compressed_bytes": compressed,
         "uncompressed_bytes": voxels * header.dtype.itemsize,
@@ -274,7 +242,7 @@ def check_share(path, rank=0, size=1, progress=None, listed=MAX_LISTED, quick=Fa
     geometry, paths = header.geometry, data_paths(path, header)
     numbers = list(range(rank, len(paths), size))
     scans = [scan_data_file(paths[number], number, geometry.n_blocks) for number in numbers
-             if header.version != 1]
+             if header.has_frames]
     seen = _IndexPass(path, header, rank, size, scans)
     if rank == 0:
         _check_directory(report, header, seen.crc, paths)
@@ -294,7 +262,7 @@ def check_share(path, rank=0, size=1, progress=None, listed=MAX_LISTED, quick=Fa
     report.files += len(numbers)
     for scan in scans:
         _check_frames(report, geometry, seen, paths, scan)
-    if header.version != 1:
+    if header.has_frames:
         _count_in_progress(report, path, header, rank, size)
     return report
 
@@ -329,8 +297,8 @@ class _IndexPass:
                                                      + [np.zeros(0, np.uint64)]))
         self.frame_entries = fmt.empty_index(len(self.frame_blocks))
         mine, sizes, starts = [], [], {s.file_number: [] for s in scans}
-        for first, entries in index_chunks(path, header):
-            if rank == 0 and header.version != 1:
+        for first, entries in entry_runs(path, header):
+            if rank == 0 and header.has_index_checksum:
                 self.crc = fmt.crc32c(entries.view(np.uint8), self.crc)
             files = entries["file"]
             owner = np.where(files < n_named, files % size, 0)
@@ -353,7 +321,7 @@ class _IndexPass:
 
 def _check_directory(report, header, index_crc, paths):
     """Problems of the directory file as a whole: index checksum, unnamed data files."""
-    if header.version != 1 and index_crc != header.index_crc32c:
+    if header.has_index_checksum and index_crc != header.index_crc32c:
         report.add(Problem("index", f"{report.path}: index checksum mismatch (the damaged "
                                     f"entries are listed as blocks)"))
     for extra in paths[len(header.data_files):]:
@@ -451,7 +419,7 @@ def repaired_header(path, repairable):
         raise FormatError(f"{path}: cannot repair: the directory file's header or metadata is "
                           f"damaged, so the volume's geometry is unknown")
     header = read_header(path)
-    if header.version == 1:
+    if not header.has_frames:
         raise FormatError(f"{path}: cannot repair a format 1 volume: it has no frames to "
                           f"rebuild the index from")
     folder = os.path.dirname(os.path.abspath(path))

@@ -218,7 +218,7 @@ class Directory:
         """The rest of resume(): find this rank's intact frames and open its data file."""
         self._reader.close()
         self._reader = None
-        if self.header.version != fmt.FORMAT2_VERSION:
+        if not self.header.has_frames:
             raise FormatError(f"{self.directory_filename}: format {self.header.version} volumes "
                               f"cannot be resumed; only format 2 keeps frames to resume from")
         self.comm = comm

@@ -11,10 +11,10 @@ import os
 
 import numpy as np
 
-from . import format as fmt
 from . import parallel
 from .commit import atomic_file
 from .errors import FormatError
+from .index import entry_runs, raw_runs
 from .lock import VolumeLock
 from .options import number_in_range, parse_command_line
 from .reader import pread_exact, read_header
@@ -40,27 +40,18 @@ Options:
 INDEX_PIECE = 16 << 20  # bytes of index held in memory at a time
 
 
-def index_pieces(fd, header, piece_bytes=INDEX_PIECE):
-    """(first block number, raw entries) of a directory file's index, piece_bytes at a time."""
-    step = max(1, piece_bytes // header.entry_size) * header.entry_size
-    start = header.index_offset
-    end = start + header.n_entries * header.entry_size
-    for position in range(start, end, step):
-        raw = pread_exact(fd, min(step, end - position), position)
-        yield (position - start) // header.entry_size, raw
+def piece_entries(header, piece_bytes):
+    """Index entries in a piece of piece_bytes bytes (at least one)."""
+    return max(1, piece_bytes // header.entry_size)
 
 
-def data_file_ends(fd, header, piece_bytes=INDEX_PIECE):
+def data_file_ends(path, header, piece_bytes=INDEX_PIECE):
     """For each data file, the byte just past the last payload the index points into it."""
     n_files = len(header.data_files)
     ends = np.zeros(n_files, np.uint64)
-    for first, raw in index_pieces(fd, header, piece_bytes):
-        if header.version == 1:
-            offsets, sizes = fmt.decode_entries1(header, raw)
-            files = np.arange(first, first + len(sizes), dtype=np.uint64) % np.uint64(n_files)
-        else:
-            entries = np.frombuffer(raw, fmt.ENTRY)
-            offsets, sizes, files = entries["offset"], entries["size"], entries["file"]
+    for _, entries in entry_runs(path, header, piece_entries(header, piece_bytes),
+                                 span=(0, header.n_entries)):
+        offsets, sizes, files = entries["offset"], entries["size"], entries["file"]
         used = sizes > 0
         if used.any() and files[used].max() >= n_files:
             raise FormatError(f"index entry names data file {files[used].max()} of {n_files} "
@@ -71,11 +62,7 @@ def data_file_ends(fd, header, piece_bytes=INDEX_PIECE):
 
 def check_data_files(path, header, data_paths, piece_bytes=INDEX_PIECE):
     """Raise unless every data file exists and holds every payload the index points into it."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        ends = data_file_ends(fd, header, piece_bytes)
-    finally:
-        os.close(fd)
+    ends = data_file_ends(path, header, piece_bytes)
     for data_path, end in zip(data_paths, ends.tolist()):
         try:
             size = os.stat(data_path).st_size
@@ -97,11 +84,9 @@ def write_directory(source, target, header, data_files, piece_bytes=INDEX_PIECE,
         if list(data_files) == list(header.data_files):
             head = pread_exact(fd, header.index_offset, 0)
         else:
-            renamed = dataclasses.replace(header, data_files=list(data_files))
-            head = (fmt.encode_header1(renamed) if header.version == 1
-                    else fmt.encode_head2(renamed, header.n_entries, header.index_crc32c))
+            head = dataclasses.replace(header, data_files=list(data_files)).encode_head()
         with atomic_file(target, durable) as out:
-            pieces = (raw for _, raw in index_pieces(fd, header, piece_bytes))
+            pieces = (raw for _, raw in raw_runs(fd, header, piece_entries(header, piece_bytes)))
             for data in itertools.chain([head], pieces):
                 view = memoryview(data)
                 while view:
@@ -113,7 +98,7 @@ def write_directory(source, target, header, data_files, piece_bytes=INDEX_PIECE,
 def rebased_names(path, header):
     """The data file names that point to the folder the directory file at path is in."""
     folder = os.path.dirname(os.path.abspath(path))
-    if header.version == 1:
+    if not header.relative_data_files:
         return [os.path.join(folder, os.path.basename(name)) for name in header.data_files]
     return [os.path.basename(name) if os.path.isabs(name) else name for name in header.data_files]
 

@@ -171,7 +171,7 @@ def make_plan(src, dest, force):
         os.mkdir(folder)
     device = os.stat(folder).st_dev
     return Plan(source, target, header, sources, targets,
-                targets if header.version == 1 else [os.path.basename(t) for t in targets],
+                [os.path.basename(t) for t in targets] if header.relative_data_files else targets,
                 [os.stat(path).st_size for path in sources],
                 all(os.stat(path).st_dev == device for path in [source, *sources]))
 
@@ -368,7 +368,7 @@ def relocate(src, dest, move, force=False, comm=None, fsync=True, threads=None, 
         if not linked:
             on_rank0(comm, lambda: prepare_targets(plan))
             on_every_rank(comm, lambda: copy_share(plan, comm, fsync, threads, silent))
-            if move and plan.header.version == 2:
+            if move and plan.header.has_frames:
                 on_every_rank(comm, lambda: verify_frames(plan, comm))
         on_rank0(comm, lambda: finish(plan, move, fsync))
     return plan.target

@@ -1,6 +1,5 @@
 """Fault injection with real processes, signals and files: killed writers, damaged bytes,
 a full disk, readers during commits. Nothing written is lost, nothing damaged reads silently."""
-import functools
 import os
 import shutil
 import signal
@@ -13,10 +12,11 @@ import numpy as np
 import pytest
 
 from blockfs_mpi import BlockfsError, Directory
-from blockfs_mpi import check as check_module
 from blockfs_mpi import format as fmt
-from blockfs_mpi.check import Report, check, check_share, fsck, index_chunks, read_index
+from blockfs_mpi import index as index_module
+from blockfs_mpi.check import Report, check, check_share, fsck
 from blockfs_mpi.commit import write_atomically
+from blockfs_mpi.index import read_index
 from blockfs_mpi.reader import read_header
 from blockfs_mpi.scan import scan_data_file
 from blockfs_mpi.synthetic import SyntheticVolume
@@ -231,7 +231,7 @@ def test_check_reads_the_index_in_runs(pristine, tmp_path, monkeypatch):
     os.truncate(f"{path}.1", os.path.getsize(f"{path}.1") // 2)
     flip(path, header.index_offset + 7 * fmt.ENTRY.itemsize + 9)  # block 7's stored size
     whole = Report.merge([check_share(path, rank, 2) for rank in (0, 1)])
-    monkeypatch.setattr(check_module, "index_chunks", functools.partial(index_chunks, entries=3))
+    monkeypatch.setattr(index_module, "RUN", 3)
     runs = Report.merge([check_share(path, rank, 2) for rank in (0, 1)])
     assert runs.lines() == whole.lines()
     assert (runs.rows == whole.rows).all() and runs.frames == whole.frames > 0

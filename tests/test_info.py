@@ -1,6 +1,5 @@
 """blockfs-info on the real format-1 volume and on format-2 volumes, as text and as JSON;
 every figure it prints is checked against the files themselves."""
-import functools
 import json
 import os
 import sys
@@ -8,9 +7,10 @@ import sys
 import numpy as np
 import pytest
 
-from blockfs_mpi import Directory, check
+from blockfs_mpi import Directory, index
 from blockfs_mpi import format as fmt
-from blockfs_mpi.check import index_chunks, read_index, volume_info
+from blockfs_mpi.check import volume_info
+from blockfs_mpi.index import entry_runs, read_index
 from blockfs_mpi.reader import read_header
 from conftest import microscopy_volume, run_checked, write_array
 
@@ -82,11 +82,11 @@ def test_index_read_in_chunks(format1_copy, tmp_path, monkeypatch, entries):
     second = write_array(tmp_path / "v.blockfs", microscopy_volume((40, 50, 70)), block=16)
     for path in (format1_copy / "fixture.blockfs", second):
         header = read_header(path)
-        runs = list(index_chunks(path, header, entries))
+        runs = list(entry_runs(path, header, entries))
         assert [first for first, _ in runs] == list(range(0, header.geometry.n_blocks, entries))
         joined = np.concatenate([chunk for _, chunk in runs])
         assert (joined == read_index(path, header)).all()
         whole = volume_info(path)
         with monkeypatch.context() as patch:
-            patch.setattr(check, "index_chunks", functools.partial(index_chunks, entries=entries))
+            patch.setattr(index, "RUN", entries)
             assert volume_info(path) == whole
