@@ -17,6 +17,7 @@ from .commit import write_atomically
 from .convert import my_share
 from .directory import Directory
 from .errors import BlockfsError
+from .geometry import Geometry
 from .lock import LockedError, check_unlocked
 from .progress import Progress
 from .reader import read_header
@@ -26,6 +27,7 @@ log = logging.getLogger("blockfs_mpi")
 
 DIRECTORY_NAME = "precomputed.blockfs"
 METHODS = ("mean", "mode")
+MIN_BLOCKS_PER_RANK = 64  # a level with fewer blocks a rank is written by fewer ranks
 
 
 def scale_key(level):
@@ -210,12 +212,51 @@ def started_alike(path: str, header) -> bool:
     return alike
 
 
+def level_writers(comm, n_blocks: int) -> int:
+    """How many ranks write a level of n_blocks: every rank, or as many as have
+    MIN_BLOCKS_PER_RANK blocks each (one at least), so that the small top levels of a big
+    job make a few data files, not one per rank."""
+    return max(1, min(parallel.size_of(comm), n_blocks // MIN_BLOCKS_PER_RANK))
+
+
 def make_level(source_path, dest_path, method, comm, silent=False, **volume_options):
     """Write the volume at dest_path, source reduced 2x2x2 (collective).
 
-    The new level's blocks are dealt out in runs, round-robin (convert.my_share); a
-    rank reads, for each, only the (at most) 2x2x2 blocks of the level below that cover it.
+    The first level_writers ranks write it, on a communicator of their own if that is not
+    all of them; the others wait (asleep), and raise what the writers agreed on failing.
     """
+    below = read_header(source_path).geometry
+    level = Geometry(*((n + 1) // 2 for n in (below.x_extent, below.y_extent, below.z_extent)),
+                     *below.block_size[::-1])
+    writers = level_writers(comm, level.block_count)
+    if writers == parallel.size_of(comm):
+        write_level(source_path, dest_path, method, comm, silent, **volume_options)
+        return
+    from mpi4py import MPI
+    rank = comm.Get_rank()
+    sub = comm.Split(0 if rank < writers else MPI.UNDEFINED, rank)
+    error = None
+    if sub != MPI.COMM_NULL:
+        try:
+            write_level(source_path, dest_path, method, sub, silent, **volume_options)
+        except Exception as e:
+            if not getattr(e, "raised_by_every_rank", False):
+                raise  # a rank's own failure ends the job (parallel.program)
+            error = e  # the writers agreed on it; so must the ranks left out
+        finally:
+            sub.Free()
+    parallel.idle_barrier(comm)
+    message = comm.bcast(None if error is None else str(error), root=0)  # rank 0 writes
+    if error is not None:
+        raise error
+    if message is not None:
+        raise parallel.everywhere(BlockfsError(message))
+
+
+def write_level(source_path, dest_path, method, comm, silent=False, **volume_options):
+    """make_level on the ranks of comm, all of which write. The new level's blocks are dealt
+    out in runs, round-robin (convert.my_share); a rank reads, for each, only the (at most)
+    2x2x2 blocks of the level below that cover it."""
     source = Directory.open(source_path)
     os.makedirs(os.path.dirname(dest_path), exist_ok=True)
     target = reduced_volume(source, dest_path, comm, **volume_options)

@@ -223,3 +223,37 @@ def test_output_refusals_move_nothing(tmp_path):
     result = run_checked([sys.executable, "-m", "blockfs_mpi.downsample", level1, "--levels=2",
                           "--move"], expect_failure=True)
     assert "--move needs --output <pyramid folder>" in result.stderr
+
+
+@pytest.mark.mpi
+def test_small_levels_are_written_by_fewer_ranks(tmp_path):
+    """A level is written by as many ranks as have MIN_BLOCKS_PER_RANK blocks each, so the
+    small top levels of a big job make a few data files, not one per rank: on 3 ranks, level 2
+    (128 blocks) by 2, levels 3 and 4 (16 and 2 blocks) by 1; every voxel still right."""
+    assert pyramid.MIN_BLOCKS_PER_RANK == 64
+    voxels = microscopy_volume((128, 128, 256))
+    path = write_level1(tmp_path / "vol", voxels)
+    run_checked([mpiexec(), "-n", "3", sys.executable, "-m", "blockfs_mpi.downsample",
+                 path, "--levels=4", "--silent"], timeout=240)
+    check_pyramid(tmp_path / "vol", voxels, 4, reference_mean)
+    files = [len(read_header(pyramid.level_path(str(tmp_path / "vol"), level)).data_files)
+             for level in (2, 3, 4)]
+    assert files == [2, 1, 1]
+
+
+@pytest.mark.mpi
+def test_a_writer_rank_failing_on_a_small_level_ends_the_job(tmp_path):
+    """A damaged block of level 1 fails the one rank that writes level 2 (8 blocks; the
+    others wait outside its communicator): the job ends with its message naming the block."""
+    voxels = microscopy_volume((64, 64, 64))
+    path = write_level1(tmp_path / "vol", voxels)
+    reader = BlockReader(path)
+    file_number, offset, size = reader.entry(0)
+    with open(reader.data_paths[file_number], "r+b") as f:
+        f.seek(offset + size // 2)
+        byte = f.read(1)
+        f.seek(offset + size // 2)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    result = run_checked([mpiexec(), "-n", "3", sys.executable, "-m", "blockfs_mpi.downsample",
+                          path, "--levels=2", "--silent"], expect_failure=True, timeout=60)
+    assert "[rank 0] error:" in result.stderr and "block 0" in result.stderr, result.stderr
