@@ -14,7 +14,8 @@ main(argv) over the library; `python -m blockfs_mpi.<program>` or its console sc
                  runs), writer (one append-only data file), scan (frames of a data file),
                  commit (atomic, collective index commit),
                  generation (file names of a replacing volume), lock (one writer per volume),
-                 completion (the writer record), identify (what a path is)
+                 completion (the writer record), identify (what a path is),
+                 open_files (a bounded cache of open files)
   the API        directory (Directory: create, write, read, NumPy face), indexing (keys),
                  local_writers, writer_process, writer_registry (writers without MPI)
   MPI            parallel (world, rank-0 output, agreement, aborts), dealer (work on demand),
