@@ -1,8 +1,11 @@
 """Reading blocks with POSIX pread: one read for the index entry, one for the payload.
 
-File descriptors are opened lazily and per process, so a reader that crossed
-a fork (multiprocessing) opens its own and never shares a file offset.
+File descriptors are opened per process, so a reader that crossed a fork
+(multiprocessing) opens its own and never shares a file offset. A reader keeps at
+most data_file_limit() data files open (an LRU), so that a volume of thousands of
+data files, or a server of hundreds of volumes, stays within RLIMIT_NOFILE.
 """
+import contextlib
 import math
 import os
 import stat
@@ -15,10 +18,30 @@ from . import format as fmt
 from .compression import blosc_sizes, make_codec
 from .errors import CorruptBlockError, DataFileNotFoundError, FormatError
 from .identify import VOLUME_MAGICS, not_a_volume
+from .open_files import OpenFiles, descriptor_budget
 
-# Data files a reader opens with its directory file (the rest on first use): enough for the
-# volumes of any job of up to this many ranks, few enough for blockfs-serve's cache of volumes.
+# Data files a reader opens with its directory file (the rest on first use), when its bound
+# allows: enough for the volumes of any job of up to this many ranks, few enough for
+# blockfs-serve's cache of volumes.
 EAGER_DATA_FILES = 256
+# The environment variable that sets how many data files a reader keeps open at once.
+OPEN_DATA_FILES = "BLOCKFS_OPEN_DATA_FILES"
+
+
+def data_file_limit() -> int:
+    """How many data files a reader keeps open at once: $BLOCKFS_OPEN_DATA_FILES if set, else
+    a quarter of the descriptors this process may open (256 under the usual limit of 1024)."""
+    value = os.environ.get(OPEN_DATA_FILES)
+    if not value:
+        return descriptor_budget()
+    try:
+        limit = int(value)
+    except ValueError:
+        limit = 0
+    if limit < 1:
+        raise ValueError(f"{OPEN_DATA_FILES}={value!r}: expected a whole number of files, "
+                         f"at least 1")
+    return limit
 
 
 def pread_exact(fd, size, offset):
@@ -142,96 +165,133 @@ def locate_data_files(directory_path: str,
 
 class Descriptors:
     """The open descriptors of one BlockReader: its directory file (shared across fork: pread
-    has no offset) and its data files (this process's, by number). Closed by close(), and
-    when the reader is garbage-collected, so that readers nobody closed leak nothing."""
+    has no offset) and this process's data files, at most `limit` of them (an OpenFiles LRU;
+    key None is the directory file reopened, for a reader given its header). An evicted data
+    file is reopened by path, and refused unless it is still the file first opened: format 2
+    data files only grow within a version, so it still holds the frames the index names,
+    while one that a replacement or a move removed (or put another file in place of) is a
+    DataFileNotFoundError naming it, never another file's bytes. Closed by close(), and when
+    the reader is garbage-collected, so that readers nobody closed leak nothing."""
 
-    def __init__(self) -> None:
+    def __init__(self, path: str, data_paths: list[str], missing: dict[int, str],
+                 limit: int) -> None:
+        self.path, self.data_paths, self.missing = path, data_paths, missing
         self.directory: int | None = None
-        self.data: dict[int | None, int] = {}  # None: the directory file, when reopened
-        self.pid: int | None = None  # the process data's descriptors were opened in
+        self.identity: dict[int, tuple[int, int]] = {}  # (device, inode) of each file opened
+        self.files: OpenFiles[int] = OpenFiles(limit, self._open_file, os.close)
+
+    def _open_file(self, key: object) -> int:
+        if key is None:
+            return os.open(self.path, os.O_RDONLY)
+        assert isinstance(key, int)
+        path = self.data_paths[key]
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            if key in self.identity:
+                raise self._gone(key, "was removed") from None
+            error = DataFileNotFoundError(self.missing.get(key) or (
+                f"{path}: data file of volume {self.path} is missing"))
+            error.path = path
+            raise error from None
+        status = os.fstat(fd)
+        if self.identity.setdefault(key, (status.st_dev, status.st_ino)) != (
+                status.st_dev, status.st_ino):
+            os.close(fd)
+            raise self._gone(key, "was replaced by another file")
+        return fd
+
+    def _gone(self, key: int, what: str) -> DataFileNotFoundError:
+        path = self.data_paths[key]
+        error = DataFileNotFoundError(
+            f"{path}: data file of volume {self.path} {what} since this reader opened the "
+            f"volume (a replacement or a move; the reader keeps {self.files.limit} of its "
+            f"{len(self.data_paths)} data files open, and this one was closed): open the "
+            f"volume again")
+        error.path = path
+        return error
 
     def close(self) -> None:
-        if self.pid == os.getpid():
-            for fd in self.data.values():
-                os.close(fd)
-        self.data = {}
+        self.files.close()
         if self.directory is not None:
             os.close(self.directory)
             self.directory = None
 
 
 class BlockReader:
-    """Payloads of a committed volume, verified and decoded; missing blocks are None."""
+    """Payloads of a committed volume, verified and decoded; missing blocks are None.
 
-    def __init__(self, path, header=None):
+    data_paths: where its data files are, if not where the directory file says (a copy's);
+    open_files: how many data files it keeps open at once (None: data_file_limit())."""
+
+    def __init__(self, path, header=None, data_paths=None, open_files=None):
         self.path = os.path.abspath(path)
         # Without a header, the index is read from the very file the header came from, so a
         # commit that replaces the directory file meanwhile cannot mix two versions. pread
         # has no file offset, so this descriptor is safe to share across fork.
-        self._open = Descriptors()
-        weakref.finalize(self, self._open.close)
+        directory = None
         if header is None:
-            self._open.directory, header = open_directory_file(self.path)
+            directory, header = open_directory_file(self.path)
         self.header = header
-        self.data_paths, self._missing = locate_data_files(self.path, self.header)
+        if data_paths is None:
+            self.data_paths, self._missing = locate_data_files(self.path, self.header)
+        else:
+            self.data_paths, self._missing = list(data_paths), {}
+        self._open = Descriptors(self.path, self.data_paths, self._missing,
+                                 open_files or data_file_limit())
+        self._open.directory = directory
+        weakref.finalize(self, self._open.close)
         self.codec = make_codec(self.header.compression, self.header.compression_level,
                                 self.header.shuffle)
-        self._lock = threading.Lock()
         self._local = threading.local()  # each thread's read buffer
-        if self._open.directory is not None:
+        if directory is not None:
             self._open_data_files()
 
     def _open_data_files(self):
-        """Open the data files of the version just read (the first EAGER_DATA_FILES): a
-        replacement removes the old version's data files once the new one is committed, and
-        this reader goes on reading the version it opened through these descriptors."""
-        for number in range(min(len(self.data_paths), EAGER_DATA_FILES)):
+        """Open the data files of the version just read (the first EAGER_DATA_FILES, as many
+        as the bound allows): a replacement removes the old version's data files once the new
+        one is committed, and this reader goes on reading the version it opened through these
+        descriptors as long as it need not close them for others."""
+        files = self._open.files
+        for number in range(min(len(self.data_paths), EAGER_DATA_FILES, files.limit)):
             if number not in self._missing:
                 try:
-                    self._fd(number)
+                    files.get(number)
                 except OSError:  # reported when one of its blocks is read
                     pass
 
-    def _fd(self, key):
-        """The descriptor for key (None = directory file, else a data file number)."""
+    @contextlib.contextmanager
+    def _descriptor(self, key):
+        """The descriptor for key (None = directory file, else a data file number), kept open
+        while in use."""
         opened = self._open
         if key is None and opened.directory is not None:
-            return opened.directory
-        fds = opened.data
-        if opened.pid != os.getpid():
-            with self._lock:
-                if opened.pid != os.getpid():
-                    opened.data = fds = {}
-                    opened.pid = os.getpid()
-        fd = fds.get(key)
-        if fd is None:
-            with self._lock:
-                fd = fds.get(key)
-                if fd is None:
-                    path = self.path if key is None else self.data_paths[key]
-                    try:
-                        fd = fds[key] = os.open(path, os.O_RDONLY)
-                    except FileNotFoundError:
-                        if key is None:
-                            raise
-                        raise DataFileNotFoundError(self._missing.get(key) or (
-                            f"{path}: data file of volume {self.path} is missing")) from None
-        return fd
+            yield opened.directory
+            return
+        fd = opened.files.acquire(key)
+        try:
+            yield fd
+        finally:
+            opened.files.release(key)
 
     def close(self):
         """Close this process's descriptors."""
-        with self._lock:
-            self._open.close()
+        self._open.close()
 
     def entry(self, block_number):
         """(file number, payload offset, payload size) of a block, or None if never written."""
         header = self.header
-        raw = pread_exact(self._fd(None), header.entry_size, header.entry_position(block_number))
+        with self._descriptor(None) as fd:
+            raw = pread_exact(fd, header.entry_size, header.entry_position(block_number))
         entry = header.decode_entry(raw, block_number, self.path)
         if entry is None:
             return None
         offset, size, file_number = entry
-        if size == 0 or file_number >= len(self.data_paths) or offset < header.frame_size:
+        return self._checked(block_number, file_number, offset, size)
+
+    def _checked(self, block_number, file_number, offset, size):
+        """(file number, offset, size) of a written block's index entry, if it can be one."""
+        if size == 0 or file_number >= len(self.data_paths) or offset < self.header.frame_size:
             raise CorruptBlockError(f"{self.path}: damaged index entry of block {block_number} "
                                     f"(file {file_number}, offset {offset}, size {size})")
         return file_number, offset, size
@@ -241,13 +301,20 @@ class BlockReader:
         it was never written. With reuse, they are read into this thread's buffer (valid
         until its next read), so that reading many blocks allocates no large temporaries."""
         entry = self.entry(block_number)
-        if entry is None:
-            return None
-        file_number, offset, size = entry
+        return None if entry is None else self._payload(block_number, *entry, reuse)
+
+    def payload_at(self, block_number, file_number, offset, size, reuse=False):
+        """The verified compressed bytes of a written block whose index entry is known (read
+        with index.entry_runs, say), as payload gives them."""
+        return self._payload(block_number, *self._checked(block_number, file_number, offset,
+                                                          size), reuse)
+
+    def _payload(self, block_number, file_number, offset, size, reuse):
         where = f"{self.data_paths[file_number]}: block {block_number} at offset {offset}"
         head = self.header.frame_size
         raw = memoryview(self._buffer(head + size, reuse))[:head + size]
-        got = pread_into(self._fd(file_number), raw, offset - head)
+        with self._descriptor(file_number) as fd:
+            got = pread_into(fd, raw, offset - head)
         if got < head + size:
             raise CorruptBlockError(f"{where}: index entry points past the end of the data "
                                     f"file ({head + size} bytes wanted, {got} there)")

@@ -51,3 +51,31 @@ def test_room_for_one_at_least():
     with pytest.raises(ValueError, match="room for one"):
         OpenFiles(0, str, print)
     assert descriptor_budget() >= 8
+
+
+def test_what_is_in_use_stays_open_and_is_closed_when_released():
+    log, open_, close = opened_log()
+    cache = OpenFiles(1, open_, close)
+    assert cache.acquire("a") == "a" and cache.acquire("b") == "b"  # both in use: both open
+    assert log["closed"] == [] and len(cache) == 2
+    assert cache.get("a") == "a" and log["open"] == ["a", "b"]
+    cache.release("a")
+    assert log["closed"] == ["a"] and len(cache) == 1  # back within the limit
+    cache.release("b")
+    assert cache.get("c") == "c" and log["closed"] == ["a", "b"]
+
+
+def test_a_forked_child_opens_its_own_and_closes_none_of_its_parents(tmp_path):
+    path = tmp_path / "f"
+    path.write_bytes(b"x")
+    cache = OpenFiles(4, lambda key: os.open(path, os.O_RDONLY), os.close)
+    parent = cache.get("f")
+    pid = os.fork()
+    if pid == 0:  # the child: a descriptor of its own, the parent's left alone
+        ok = cache.get("f") != parent and cache.opens == 2
+        cache.close()
+        os._exit(0 if ok and os.fstat(parent) else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert cache.get("f") == parent and os.fstat(parent).st_size == 1
+    cache.close()
