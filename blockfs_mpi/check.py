@@ -2,8 +2,11 @@
 
 A check is split by data file (worker r of n takes files r, r + n, ...): each
 worker reads and verifies the committed blocks stored in its files and scans
-their frames; the shares are merged on rank 0. Repair rebuilds the index
-from the frames and commits it atomically; it never deletes data.
+their frames; the shares are merged on rank 0. Under MPI each rank reads only
+its slice of the index and routes the entries to the ranks checking their data
+files, and the shares are merged up a tree, each merge keeping the lowest
+blocks of each kind. Repair rebuilds the index from the frames and commits it
+atomically; it never deletes data.
 """
 import contextlib
 import os
@@ -18,7 +21,7 @@ from .commit import build_index, commit_slices, index_spans, route_rows, write_a
 from .completion import incomplete_line, is_incomplete
 from .errors import BlockfsError, FormatError
 from .format import WRITTEN
-from .index import entry_runs, read_index
+from .index import entry_runs, read_index, slice_rounds
 from .lock import volume_locks
 from .progress import Progress
 from .reader import BlockReader, locate_data_files, read_header
@@ -223,27 +226,39 @@ def _where(geometry, block):
     return f"block {block} at (x={x}, y={y}, z={z})"
 
 
-def check_share(path, rank=0, size=1, progress=None, listed=MAX_LISTED, quick=False):
+def check_share(path, rank=0, size=1, progress=None, listed=MAX_LISTED, quick=False,
+                comm=None):
     """Check the committed blocks stored in data files rank, rank + size, ... and scan their
     frames; rank 0 also checks the directory file itself. Returns a Report. quick: blocks
     are verified (frame, checksum, sizes) but not decompressed.
 
-    The index is read once, a run of entries at a time, keeping only what this share
-    needs: its own committed blocks and the entries of the blocks its frames hold.
+    Without comm the index is read once, a run of entries at a time, keeping only what this
+    share needs: its own committed blocks and the entries of the blocks its frames hold.
+    With comm (rank and size its own; collective) each rank reads only its slice of the
+    index and the entries and frames travel to the ranks that need them (_SlicedPass).
     """
     report = Report(os.path.abspath(path), listed, decompressed=not quick)
+    error = None
     try:
         header = read_header(path)
     except FormatError as e:
+        error = f"directory file: {e}"
+    errors = parallel.agree(comm, error)  # every rank returns here, or none
+    if errors:
         report.repairable = False
         if rank == 0:
-            report.add(Problem("damaged", f"directory file: {e}"))
+            report.add(Problem("damaged", errors[0]))
         return report
     geometry, paths = header.geometry, data_paths(path, header)
     numbers = list(range(rank, len(paths), size))
     scans = [scan_data_file(paths[number], number, geometry.n_blocks) for number in numbers
              if header.has_frames]
-    seen = _IndexPass(path, header, rank, size, scans)
+    if comm is None:
+        seen = _IndexPass(path, header, rank, size, scans)
+        frames = [(s.rows, seen.committed(s.rows["block"])) for s in scans]
+    else:
+        seen = _SlicedPass(comm, path, header, paths, scans)
+        frames = [(seen.frames, seen.frames_committed)]
     if rank == 0:
         _check_directory(report, header, seen.crc, paths)
     reader = BlockReader(path, header)
@@ -261,7 +276,9 @@ def check_share(path, rank=0, size=1, progress=None, listed=MAX_LISTED, quick=Fa
         reader.close()
     report.files += len(numbers)
     for scan in scans:
-        _check_frames(report, geometry, seen, paths, scan)
+        _check_scan(report, scan, seen.starts[scan.file_number])
+    for rows, committed in frames:
+        _check_frames(report, geometry, paths, rows, committed)
     if header.has_frames:
         _count_in_progress(report, path, header, rank, size)
     return report
@@ -319,6 +336,68 @@ class _IndexPass:
         return self.frame_entries[np.searchsorted(self.frame_blocks, blocks)]
 
 
+class _SlicedPass:
+    """_IndexPass under MPI, collective: each rank reads only its slice of the index
+    (commit.index_spans), in the same number of runs on every rank. The committed entries of
+    each run go to the ranks checking their data files (`mine`, `starts`); the newest frames
+    of every rank's data files go to the ranks whose slices hold their blocks, which compare
+    them with the committed entries there (`frames`, `frames_committed`). Rank 0 gets the
+    index checksum, combined from the slices' (crc)."""
+
+    def __init__(self, comm, path, header, paths, scans):
+        size, n_blocks = comm.Get_size(), header.geometry.n_blocks
+        spans = index_spans(n_blocks, size)
+        span = int(spans[comm.Get_rank()]), int(spans[comm.Get_rank() + 1])
+        frames = route_rows(comm, np.concatenate([s.rows for s in scans]
+                                                 + [np.zeros(0, WRITTEN)]), spans)
+        self.frames = frames[np.lexsort((frames["file"], frames["block"]))]
+        self.frames_committed = fmt.empty_index(len(self.frames))
+        crc, length, received = 0, 0, []
+        runs = entry_runs(path, header, span=span)
+        for _ in range(slice_rounds(spans)):
+            first, entries = next(runs, (span[1], fmt.empty_index(0)))
+            if header.has_index_checksum:
+                crc, length = fmt.crc32c(entries.view(np.uint8), crc), length + entries.nbytes
+            low, high = np.searchsorted(self.frames["block"], [first, first + len(entries)])
+            self.frames_committed[low:high] = entries[self.frames["block"][low:high] - first]
+            committed = np.flatnonzero(~fmt.is_missing(entries))
+            rows = np.zeros(len(committed), WRITTEN)
+            rows["block"] = first + committed
+            for name in ("offset", "size", "file"):
+                rows[name] = entries[name][committed]
+            owners = np.where(rows["file"] < len(paths), rows["file"] % size, 0)
+            received.append(_route_to_ranks(comm, rows, owners, n_blocks))
+        mine = np.concatenate(received + [np.zeros(0, WRITTEN)])
+        mine = mine[np.argsort(mine["block"], kind="stable")]
+        self.mine, self.mine_sizes = mine["block"].astype(np.int64), mine["size"]
+        self.starts = {s.file_number: set((mine["offset"][mine["file"] == s.file_number]
+                                           - fmt.FRAME_SIZE).tolist()) for s in scans}
+        self.crc = _combined_checksum(comm, crc, length)
+
+
+def _route_to_ranks(comm, rows, ranks, n_blocks):
+    """WRITTEN rows sent to the given ranks (one per row) by commit.route_rows, which sends a
+    row to the rank whose slice holds its block: each row travels as a block of its rank's
+    own copy of the volume's block numbers (rank r's slice of size * n_blocks blocks is
+    r * n_blocks ... (r + 1) * n_blocks - 1). Returns the rows this rank receives."""
+    size = comm.Get_size()
+    rows = rows.copy()
+    rows["block"] += np.asarray(ranks, np.uint64) * np.uint64(n_blocks)
+    received = route_rows(comm, rows, index_spans(size * n_blocks, size))
+    received["block"] -= np.uint64(comm.Get_rank() * n_blocks)
+    return received
+
+
+def _combined_checksum(comm, crc, length):
+    """On rank 0, the CRC-32C of the whole index from each rank's CRC-32C of its slice and
+    the slice's length in bytes, combined in rank order (one gather); 0 elsewhere."""
+    slices = comm.gather((crc, length), root=0)
+    whole = 0
+    for slice_crc, slice_length in slices or []:
+        whole = fmt.crc32c_combine(whole, slice_crc, slice_length)
+    return whole
+
+
 def _check_directory(report, header, index_crc, paths):
     """Problems of the directory file as a whole: index checksum, unnamed data files."""
     if header.has_index_checksum and index_crc != header.index_crc32c:
@@ -333,29 +412,33 @@ NOT_COMMITTED = "is not in the index (a job that did not commit; --repair adds i
 NEWER = "is newer than the committed one (a job that did not commit)"
 
 
-def _check_frames(report, geometry, seen, paths, scan):
-    """Compare the newest intact frames of one data file with the index: a frame of a block
-    the index does not have, or newer than the committed one, is an uncommitted block."""
+def _check_scan(report, scan, starts):
+    """Count one data file's frames and keep its newest rows; warn of damaged stretches that
+    are not committed frames (starts: where this file's committed frames start)."""
     report.frames += scan.frames
     report.rows = np.concatenate([report.rows, scan.rows])
-    rows = scan.rows
-    committed = seen.committed(rows["block"])
-    other = (committed["file"] != scan.file_number) | (committed["offset"] != rows["offset"])
+    for offset, reason in scan.damaged:
+        if offset not in starts:  # damage in a committed frame is reported as its block
+            report.warnings.append(Problem("warning", f"{reason} (no committed block there)"))
+
+
+def _check_frames(report, geometry, paths, rows, committed):
+    """Compare newest intact frames (WRITTEN rows, of any data files) with their blocks'
+    committed entries: a frame of a block the index does not have, or newer than the
+    committed one, is an uncommitted block. Listed by block, then data file."""
+    other = (committed["file"] != rows["file"]) | (committed["offset"] != rows["offset"])
     missing = other & fmt.is_missing(committed)
     newer = np.zeros(len(rows), bool)
     rewritten = np.flatnonzero(other & ~missing)  # which frame of these blocks is newer?
     newer[rewritten] = rows["sequence"][rewritten] > _sequences(paths, committed[rewritten])
     found = np.flatnonzero(missing | newer)
-    listed = found[np.argsort(rows["block"][found], kind="stable")[:report.listed]]
+    order = np.lexsort((rows["file"][found], rows["block"][found]))
+    listed = found[order[:report.listed]]
     report.add_found("uncommitted", len(found), [
         Problem("uncommitted", f"{_where(geometry, int(rows['block'][i]))}: intact frame in "
-                               f"{scan.path} at offset {rows['offset'][i]} "
+                               f"{paths[rows['file'][i]]} at offset {rows['offset'][i]} "
                                f"{NOT_COMMITTED if missing[i] else NEWER}", int(rows["block"][i]))
         for i in listed])
-    starts = seen.starts[scan.file_number]
-    for offset, reason in scan.damaged:
-        if offset not in starts:  # damage in a committed frame is reported as its block
-            report.warnings.append(Problem("warning", f"{reason} (no committed block there)"))
 
 
 def _sequences(paths, entries):
@@ -402,14 +485,31 @@ def checked_shares(path, comm=None, n_workers=1, silent=True, listed=MAX_LISTED,
         return report, report.rows
     progress = Progress(comm, None, "fsck", disable=silent)
     share = check_share(path, parallel.rank_of(comm), parallel.size_of(comm), progress, listed,
-                        quick)
+                        quick, comm)
     progress.close()
     share.trim()
     if comm is None:
         return share, share.rows
     rows, share.rows = share.rows, share.rows[:0]  # kept here, for a collective repair
-    shares = comm.gather(share, root=0)
-    return (Report.merge(shares) if shares is not None else None), rows
+    return _merged_on_rank0(comm, share), rows
+
+
+MERGE_TAG = 7002  # the shares' reports, sent up the merge tree
+
+
+def _merged_on_rank0(comm, share):
+    """Every rank's Report merged on rank 0 (None elsewhere) up a binomial tree, in rank
+    order: each merge keeps the `listed` lowest blocks of each kind, so no rank receives
+    more than that from another, and rank 0 at most log2(ranks) such reports."""
+    rank, size, step = comm.Get_rank(), comm.Get_size(), 1
+    while step < size:
+        if rank % (2 * step):  # this rank's merged reports [rank, rank + step) go down
+            comm.send(share, dest=rank - step, tag=MERGE_TAG)
+            return None
+        if rank + step < size:
+            share = Report.merge([share, comm.recv(source=rank + step, tag=MERGE_TAG)])
+        step *= 2
+    return share
 
 
 def repaired_header(path, repairable):

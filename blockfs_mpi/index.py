@@ -42,6 +42,13 @@ def entry_runs(path: str | os.PathLike, header: fmt.Header, entries: int | None 
         os.close(fd)
 
 
+def slice_rounds(spans: np.ndarray, entries: int | None = None) -> int:
+    """Runs of up to `entries` (None: RUN) that the longest of the slices spans[r]..spans[r + 1]
+    takes: the rounds every rank makes in a collective pass over the index in slices."""
+    longest = int(np.diff(np.asarray(spans, np.int64)).max(initial=0))
+    return -(-longest // (entries or RUN))
+
+
 def read_index(path: str | os.PathLike, header: fmt.Header,
                span: tuple[int, int] | None = None) -> np.ndarray:
     """Every index entry as an ENTRY array, decoded as entry_runs does. span=(first, end):
