@@ -40,7 +40,10 @@ def damaged_volume(folder):
     return path, index
 
 
-def test_fsck_reads_its_slice_of_the_index_and_lists_the_lowest_blocks(tmp_path):
+@pytest.mark.parametrize("run", [None, 100])
+def test_fsck_reads_its_slice_of_the_index_and_lists_the_lowest_blocks(tmp_path, run):
+    """4 ranks; the index read in one run a slice, or in runs of 100 entries (6 rounds of
+    routing, the last one short)."""
     path, index = damaged_volume(tmp_path)
     n_blocks = len(index)
     serial = []
@@ -48,7 +51,7 @@ def test_fsck_reads_its_slice_of_the_index_and_lists_the_lowest_blocks(tmp_path)
     command = [mpiexec(), "-n", str(RANKS), sys.executable, "-m", "mpi4py",
                str(HERE / "mpi" / "index_reads.py"), path, "fsck", path, "--silent",
                "--max-listed", str(LISTED)]
-    result = run_checked(command)
+    result = run_checked(command, env={"INDEX_RUN": str(run)} if run else None)
     lines = result.stdout.splitlines()
     counts = {c["rank"]: c for c in map(json.loads, (x for x in lines if x.startswith('{"rank"')))}
     printed = [x for x in lines if not x.startswith('{"rank"')]

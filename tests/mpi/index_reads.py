@@ -3,6 +3,8 @@ as one JSON line after whatever the program printed.
 
     index_reads.py <directory file> <module> <args>...   (e.g. ... v.blockfs fsck v.blockfs)
 
+$INDEX_RUN, if set, is the number of index entries read at a time (blockfs_mpi.index.RUN).
+
 Printed: {"rank", "status" (the program's exit status), "run_bytes" (index bytes read by
 preads of more than one entry: passes over the index), "entry_bytes" (index bytes read one
 entry at a time: a block's entry looked up)}. Every pread of the directory file is counted
@@ -13,6 +15,7 @@ import json
 import os
 import sys
 
+from blockfs_mpi import index
 from blockfs_mpi.reader import read_header
 
 target = os.path.realpath(sys.argv[1])
@@ -44,6 +47,8 @@ def counting_pread(fd, length, offset):
     return data
 
 
+if os.environ.get("INDEX_RUN"):
+    index.RUN = int(os.environ["INDEX_RUN"])
 os.open, os.close, os.pread = counting_open, counting_close, counting_pread
 
 rank = 0
