@@ -8,6 +8,7 @@ the whole job's entries.
 """
 import contextlib
 import os
+import secrets
 import tempfile
 
 import numpy as np
@@ -20,11 +21,24 @@ from .parallel import agree, everywhere, idle_barrier
 DUPLICATES_NAMED = 10  # blocks a DuplicateBlockError names; it counts all of them
 
 
+def _temporary_parts(path):
+    """(folder, prefix, suffix) of the names of path's next versions: `.<name>.<random>.commit`
+    beside it."""
+    return os.path.dirname(os.path.abspath(path)), f".{os.path.basename(path)}.", ".commit"
+
+
+def temporary_name(path):
+    """A name for the next version of path, as temporary_beside makes them, that no file is
+    likely to have (the caller creates it exclusively)."""
+    folder, prefix, suffix = _temporary_parts(path)
+    return os.path.join(folder, f"{prefix}{secrets.token_hex(4)}{suffix}")
+
+
 def temporary_beside(path):
     """(descriptor, name) of a new, empty file in path's folder, readable by all, whose name
     no other commit uses: where the next version of path is written."""
-    fd, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".commit",
-                                     dir=os.path.dirname(os.path.abspath(path)))
+    folder, prefix, suffix = _temporary_parts(path)
+    fd, temporary = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=folder)
     os.fchmod(fd, 0o644)
     return fd, temporary
 
@@ -145,6 +159,11 @@ def recovered_index(geometry, recovered):
 
 # ------------------------------------------------------------ under MPI --
 
+CREATE_ATTEMPTS = 8  # names tried for a commit's temporary file before giving up
+PIECE_BYTES = 1 << 30  # most bytes of a slice in one collective write (MPI counts are ints)
+EMPTY_CHUNK = 1 << 16  # entries of the chunk an empty slice repeats (1 MiB, as format's)
+
+
 def index_spans(n_blocks, size):
     """Where each rank's slice of the index starts: rank r builds and writes entries
     spans[r] to spans[r + 1] - 1 in a distributed commit."""
@@ -178,58 +197,112 @@ def _starts(counts):
     return np.concatenate(([0], np.cumsum(counts)[:-1]))
 
 
-def _index_checksum(comm, index_bytes):
-    """CRC-32C of the whole index: each rank checksums its slice, and every rank combines the
-    slices' checksums in rank order (one allgather; nobody reads another's slice)."""
+def _index_checksum(comm, pieces):
+    """CRC-32C of the whole index: each rank checksums its slice (its pieces, in order), and
+    every rank combines the slices' checksums in rank order (one allgather; nobody reads
+    another's slice)."""
+    mine, length = 0, 0
+    for piece in pieces:
+        mine, length = fmt.crc32c(piece, mine), length + len(piece)
     crc = 0
-    for slice_crc, length in comm.allgather((fmt.crc32c(index_bytes), len(index_bytes))):
-        crc = fmt.crc32c_combine(crc, slice_crc, length)
+    for slice_crc, slice_length in comm.allgather((mine, length)):
+        crc = fmt.crc32c_combine(crc, slice_crc, slice_length)
     return crc
 
 
-def _write_slices(comm, path, head, first, index_bytes):
-    """Write a directory file collectively with MPI-IO: rank 0 its head, every rank its slice
-    of the index in place. Returns the temporary file's name (rank 0 made it), fsynced and
-    closed, or raises on every rank with every rank's error."""
+def _create_beside(comm, path, hints):
+    """(MPI file handle, name) of a new file beside path, readable by all, created and opened
+    for writing by every rank of comm at once with the striping hints (Lustre applies them
+    only at creation). Rank 0 names it like temporary_beside; MODE_EXCL keeps it from being
+    another commit's, and a name that is taken is replaced by another, by every rank. Raises
+    on every rank, naming the file and the ranks, if it cannot be made; then none is left."""
     from mpi4py import MPI
-    rank, temporary, error = comm.Get_rank(), None, None
-    if rank == 0:
+    rank = comm.Get_rank()
+    info = MPI.Info.Create()
+    info.Set("romio_ds_write", "disable")  # nothing read back; hints from the volume as given
+    for key, value in (hints or {}).items():
+        info.Set(key, str(value))
+    try:
+        for _ in range(CREATE_ATTEMPTS):
+            temporary = comm.bcast(temporary_name(path) if rank == 0 else None, root=0)
+            handle, error, taken = None, None, False
+            try:
+                handle = MPI.File.Open(comm, temporary,
+                                       MPI.MODE_WRONLY | MPI.MODE_CREATE | MPI.MODE_EXCL, info)
+            except MPI.Exception as e:
+                taken = e.Get_error_class() == MPI.ERR_FILE_EXISTS
+                error = f"rank {rank}: cannot create {temporary}: {brief(e)}"
+            outcomes = comm.allgather((error, taken))
+            taken = any(taken for _, taken in outcomes)  # said by the rank that creates it
+            if taken and all(error for error, _ in outcomes):
+                continue  # another file has that name: try another
+            if handle is not None and rank == 0:
+                try:
+                    os.chmod(temporary, 0o644)  # as mkstemp's files are made by temporary_beside
+                except OSError as e:
+                    error = f"rank 0: cannot make {temporary} readable: {e}"
+            errors = agree(comm, error)
+            if not errors:
+                return handle, temporary
+            if all(error is None for error, _ in outcomes):  # opened everywhere: close it
+                handle.Close()
+            if rank == 0 and not taken:  # then it is none or this commit's
+                with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+                    os.unlink(temporary)
+            raise everywhere(WriterError(f"{path} not committed, " + "; ".join(errors)))
+    finally:
+        info.Free()
+    raise everywhere(WriterError(
+        f"{path} not committed, rank 0: cannot create a file beside it: {CREATE_ATTEMPTS} "
+        f"names were taken, the last {temporary}"))
+
+
+def _write_rounds(comm, handle, pieces):
+    """Write this rank's (offset, bytes) pieces with Write_at_all, one a round, in as many
+    rounds as the rank with the most pieces has (a rank out of pieces writes nothing): ROMIO
+    gathers each round's pieces into large writes of contiguous file domains, aligned to
+    stripes by its Lustre driver. The first MPI error met, after every round, else None."""
+    from mpi4py import MPI
+    rounds = comm.allreduce(len(pieces), op=MPI.MAX)
+    nothing = np.zeros(0, np.uint8)
+    error = None
+    for k in range(rounds):
+        offset, data = pieces[k] if k < len(pieces) else (0, nothing)
         try:
-            fd, temporary = temporary_beside(path)
-            os.close(fd)
-        except OSError as e:
-            error = f"rank 0: cannot create a file beside {path}: {e}"
-    temporary, error = comm.bcast((temporary, error), root=0)
-    if error:
-        raise everywhere(WriterError(f"{path} not committed, {error}"))
-    handle = None
+            handle.Write_at_all(offset, [data, MPI.BYTE])
+        except MPI.Exception as e:
+            error = error or e
+    return error
 
-    def open_file():
-        nonlocal handle
-        info = MPI.Info.Create()
-        info.Set("romio_ds_write", "disable")
-        try:
-            handle = MPI.File.Open(comm, temporary, MPI.MODE_WRONLY | MPI.MODE_CREATE, info)
-        finally:
-            info.Free()
 
-    def write():
-        if rank == 0:
-            handle.Write_at(0, [head, MPI.BYTE])
-        handle.Write_at(len(head) + first * fmt.ENTRY.itemsize, [index_bytes, MPI.BYTE])
-
+def _write_slices(comm, path, head, first, pieces, hints=None):
+    """Write a directory file collectively with MPI-IO into a new file beside path: every rank
+    its slice of the index (its pieces, entries first, first + 1, ...) in place, rank 0 also
+    the head. Returns the file's name, fsynced and closed, or raises on every rank with every
+    rank's error; nothing is left behind then."""
+    from mpi4py import MPI
+    rank = comm.Get_rank()
+    handle, temporary = _create_beside(comm, path, hints)
+    placed, offset = [], len(head) + first * fmt.ENTRY.itemsize
+    for piece in pieces:
+        placed.append((offset, piece))
+        offset += len(piece)
+    if rank == 0:  # last: the first round then covers the index from its start, unbroken
+        placed.append((0, np.frombuffer(head, np.uint8)))
     errors = []
-    for action, what in ((open_file, "open"), (write, "write"), (lambda: handle.Sync(), "fsync")):
+    for action, what in ((lambda: _write_rounds(comm, handle, placed), "write"),
+                         (lambda: handle.Sync(), "fsync")):
         error = None
         try:
-            action()
+            failure = action()
+            if failure is not None:
+                raise failure
         except MPI.Exception as e:
             error = f"rank {rank}: cannot {what} {temporary}: {brief(e)}"
         errors = agree(comm, error)
         if errors:
             break
-    if handle is not None:
-        handle.Close()
+    handle.Close()
     if errors:
         if rank == 0:
             os.unlink(temporary)
@@ -251,7 +324,7 @@ def _put_in_place(comm, temporary, path):
         raise everywhere(WriterError(error))
 
 
-def collective_commit(comm, path, header, rows, local_error=None, recovered=None):
+def collective_commit(comm, path, header, rows, local_error=None, recovered=None, hints=None):
     """close() under MPI: the index is built and written by every rank, a slice each, and
     committed atomically; all ranks agree on the outcome.
 
@@ -262,7 +335,8 @@ def collective_commit(comm, path, header, rows, local_error=None, recovered=None
     this exactly once, whatever happened to it before, so no rank can be left
     waiting: a rank's own failure travels as local_error and makes every rank
     raise the same WriterError, naming the ranks at fault. Ranks that wait for the
-    others sleep instead of spinning (idle_barrier).
+    others sleep instead of spinning (idle_barrier). `hints`: MPI-IO hints (striping)
+    for the new directory file, as for the data files.
     """
     rank = comm.Get_rank()
     idle_barrier(comm)
@@ -292,13 +366,36 @@ def collective_commit(comm, path, header, rows, local_error=None, recovered=None
         raise everywhere(DuplicateBlockError(f"{path} not committed: {found}"))
     if errors:
         raise everywhere(WriterError(f"{path} not committed, " + "; ".join(errors)))
-    commit_slices(comm, path, header, span[0], index)
+    commit_slices(comm, path, header, span[0], index, hints)
 
 
-def commit_slices(comm, path, header, first, index):
+def commit_slices(comm, path, header, first, index, hints=None):
     """Replace the directory file at path atomically by header and the index of which each
-    rank holds a slice (its entries of blocks first, first + 1, ...), written in place."""
+    rank holds a slice (its entries of blocks first, first + 1, ...), written in place
+    collectively into a new file made with the MPI-IO hints."""
     index_bytes = index.view(np.uint8)
-    head = fmt.encode_head2(header, header.geometry.n_blocks, _index_checksum(comm, index_bytes))
-    temporary = _write_slices(comm, path, head, first, index_bytes)
+    _commit_pieces(comm, path, header, first,
+                   [index_bytes[start:start + PIECE_BYTES]
+                    for start in range(0, len(index_bytes), PIECE_BYTES)], hints)
+
+
+def commit_empty_slices(comm, path, header, hints=None):
+    """create() under MPI: commit at path a directory file in which no block is written yet,
+    every rank writing its slice of the index (index_spans) as commit_slices does. A slice is
+    written as one shared chunk of missing entries, again and again: no rank holds more."""
+    rank = comm.Get_rank()
+    spans = index_spans(header.geometry.n_blocks, comm.Get_size())
+    first, end = int(spans[rank]), int(spans[rank + 1])
+    chunk = EMPTY_CHUNK
+    missing = fmt.empty_index(min(end - first, chunk)).view(np.uint8)
+    pieces = [missing[:min(chunk, end - start) * fmt.ENTRY.itemsize]
+              for start in range(first, end, chunk)]
+    _commit_pieces(comm, path, header, first, pieces, hints)
+
+
+def _commit_pieces(comm, path, header, first, pieces, hints):
+    """Replace the directory file at path atomically by header and the index of which each
+    rank holds a slice from entry first on, as consecutive byte pieces."""
+    head = fmt.encode_head2(header, header.geometry.n_blocks, _index_checksum(comm, pieces))
+    temporary = _write_slices(comm, path, head, first, pieces, hints)
     _put_in_place(comm, temporary, path)

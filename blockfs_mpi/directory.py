@@ -17,7 +17,13 @@ import numpy as np
 
 from . import format as fmt
 from . import generation, indexing, parallel
-from .commit import collective_commit, commit, recovered_index, write_atomically
+from .commit import (
+    collective_commit,
+    commit,
+    commit_empty_slices,
+    recovered_index,
+    write_atomically,
+)
 from .completion import warn_if_incomplete
 from .compression import Compression, make_codec, single_threaded
 from .errors import (
@@ -392,7 +398,8 @@ class Directory:
         write_atomically(path, *fmt.empty_directory2_parts(self.header))
 
     def _open_rank_writer(self, truncate, commit_empty=False):
-        """Open this rank's data file (collective); then rank 0 commits an empty volume if asked.
+        """Open this rank's data file (collective); then commit an empty volume if asked, every
+        rank writing its slice of the index, collectively (commit.commit_empty_slices).
 
         A rank that fails makes every rank raise the same error, naming it.
         """
@@ -407,12 +414,12 @@ class Directory:
         except Exception as e:
             error = f"rank {rank}: cannot create {self.block_filenames[rank]}: {brief(e)}"
         errors = parallel.agree(self.comm, error)
-        if not errors and rank == 0 and commit_empty:
+        if not errors and commit_empty:
             try:
-                self._commit_empty(self._in_progress or self.directory_filename)
-            except Exception as e:
-                errors = [f"rank 0: cannot write {self.directory_filename}: {e}"]
-        errors = self.comm.bcast(errors, root=0)
+                commit_empty_slices(self.comm, self._in_progress or self.directory_filename,
+                                    self.header, self.hints)
+            except WriterError as e:  # raised by every rank alike
+                errors = [str(e)]
         if errors:
             if self._writer is not None:
                 self._writer.file.close()
@@ -551,7 +558,8 @@ class Directory:
             self._writer = None
             self._state = READING
             collective_commit(self.comm, self.directory_filename, self.header,
-                              rows if rows is not None else [], error, self._recovered)
+                              rows if rows is not None else [], error, self._recovered,
+                              self.hints)
         elif self._stand_in:  # the parent commits what its writers wrote
             self._state = READING
         elif self._processes is not None or len(self._recovered):
