@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # What the test suite uses beyond scripts/setup.sh. Into the environment: the
-# real Neuroglancer clients (TensorStore, cloud-volume, neuroglancer + selenium,
-# the neuroglancer-test extra). System packages, installed with apt-get when
-# running as root on Debian and missing:
+# real Neuroglancer and OME-Zarr clients (TensorStore, cloud-volume, neuroglancer
+# + selenium, ome-zarr-py: the neuroglancer-test extra, in one pip call so that
+# pip resolves cloud-volume's boto3 and ome-zarr's s3fs together). System
+# packages, installed with apt-get when running as root on Debian and missing:
 #   slurmctld slurmd slurm-client munge  a local SLURM cluster for tests/test_slurm.py
 #   (package) shellcheck                 linting the sbatch templates
 #   hdf5-tools                           h5dump / h5ls to read exported HDF5 back

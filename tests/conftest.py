@@ -1,6 +1,7 @@
 """Shared test helpers: real mpiexec jobs with a time limit, the format-1 fixture."""
 import contextlib
 import glob
+import importlib
 import os
 import re
 import shutil
@@ -109,6 +110,19 @@ def glymur():
         return require_glymur()
     except RuntimeError as e:
         pytest.fail(str(e))
+
+
+def import_peer(name, python=(3, 10)):
+    """pytest.importorskip(name), except under CI (CI=true, as CI services set it) on a Python
+    the peer installs on (python and later), where the test environment scripts/test.sh sets
+    up is meant to be complete: there a missing peer fails the test instead of skipping."""
+    if os.environ.get("CI", "").lower() not in ("1", "true", "yes") \
+            or sys.version_info < python:
+        return pytest.importorskip(name)
+    try:
+        return importlib.import_module(name)
+    except ImportError as e:
+        pytest.fail(f"{name} is missing with CI set (scripts/test.sh installs it): {e}")
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
 """blockfs-serve, started for real on a free loopback port: the precomputed protocol, its
-refusals, and real clients (TensorStore, cloud-volume, Neuroglancer in headless Chromium)."""
+refusals, and real clients (TensorStore, cloud-volume, Neuroglancer in headless Chromium),
+and the zarr v3 / OME-Zarr view (zarr-python, TensorStore, ome-zarr-py)."""
 import gzip
 import http.client
 import json
@@ -19,7 +20,7 @@ from blockfs_mpi import Directory, pyramid
 from blockfs_mpi import format as fmt
 from blockfs_mpi.compression import numcodecs_blosc
 from blockfs_mpi.reader import read_header
-from conftest import FORMAT1_FIXTURE, microscopy_volume, write_array
+from conftest import FORMAT1_FIXTURE, import_peer, microscopy_volume, write_array
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -504,6 +505,17 @@ def test_zarr_python_over_http(server, volumes):
                                                             read_only=True), mode="r")
     np.testing.assert_array_equal(tif["0"][...],
                                   np.load(FORMAT1_FIXTURE / "fixture-voxels.npz")["voxels"])
+
+
+def test_ome_zarr_py_over_http(server, volumes):
+    reader = import_peer("ome_zarr.reader", python=(3, 11))
+    io = import_peer("ome_zarr.io", python=(3, 11))
+    root, _ = volumes
+    node = next(iter(reader.Reader(io.parse_url(f"{server.url}/lab/brain.ome.zarr"))()))
+    levels = [scale_volume(root, "lab/brain", level) for level in (1, 2, 3)]
+    assert [tuple(level.shape) for level in node.data] == [d.shape for d in levels]
+    for array, d in zip(node.data, levels):
+        np.testing.assert_array_equal(np.asarray(array), d[...])
 
 
 def test_tensorstore_zarr3_over_http(server, volumes):
