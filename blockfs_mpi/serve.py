@@ -13,8 +13,8 @@ Options:
   --quiet            The old name of --silent.
   -h --help          Show this text.
 
-GET / lists the volumes served, each with its Neuroglancer source and a viewer link
-(also printed at start). GET /<volume>/info gives the precomputed info; GET /<volume>/<key>/<x0>-<x1>_<y0>-<y1>_<z0>-<z1>
+GET / lists the volumes served, each with its Neuroglancer source (also printed at start),
+a viewer link and its zarr URL. GET /<volume>/info gives the precomputed info; GET /<volume>/<key>/<x0>-<x1>_<y0>-<y1>_<z0>-<z1>
 a chunk in raw encoding (little-endian, x fastest). <volume> is a pyramid folder
 (precomputed-tif's layout, blockfs format 1 or 2) or a single .blockfs file,
 relative to <folder>. In Neuroglancer: precomputed://http://127.0.0.1:8000/<volume>
@@ -226,6 +226,11 @@ def neuroglancer_source(url, volume):
     return f"precomputed://{url}/{quote(volume)}"
 
 
+def zarr_url(url, volume):
+    """The URL of a served volume's zarr v3 array (a pyramid's OME-Zarr 0.5 image)."""
+    return f"{url}/{quote(volume)}{ZARR_SUFFIX}/"
+
+
 def viewer_link(url, volume):
     """A Neuroglancer viewer URL showing a served volume as an image layer."""
     state = {"layers": [{"type": "image", "name": volume,
@@ -234,9 +239,11 @@ def viewer_link(url, volume):
 
 
 def listing_page(volumes, url):
-    """GET /: an HTML list of the served volumes, each with its source and a viewer link."""
+    """GET /: an HTML list of the served volumes, each with its Neuroglancer source, a viewer
+    link and its zarr v3 / OME-Zarr URL."""
     items = "".join(f'<li><a href="{html.escape(viewer_link(url, v))}">{html.escape(v)}</a> '
-                    f"<code>{html.escape(neuroglancer_source(url, v))}</code></li>\n"
+                    f"<code>{html.escape(neuroglancer_source(url, v))}</code> "
+                    f"zarr <code>{html.escape(zarr_url(url, v))}</code></li>\n"
                     for v in volumes)
     return (f"<!doctype html>\n<title>blockfs-serve</title>\n<h1>Volumes served at "
             f"{html.escape(url)}</h1>\n<ul>\n{items or '<li>none</li>'}</ul>\n")

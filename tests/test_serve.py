@@ -518,6 +518,28 @@ def test_ome_zarr_py_over_http(server, volumes):
         np.testing.assert_array_equal(np.asarray(array), d[...])
 
 
+def test_root_lists_each_volumes_zarr_url(tmp_path):
+    """GET / lists /<volume>.ome.zarr/ for a pyramid and a single file, and each listed URL
+    answers zarr.json: an OME-Zarr group for the pyramid, an array for the file."""
+    root = tmp_path / "served"
+    make_pyramid(root / "lab" / "brain", microscopy_volume((9, 10, 11)), levels=2)
+    write_array(str(root / "single.blockfs"), microscopy_volume((6, 7, 8)), 4)
+    served = Served(root, tmp_path / "serve.log", "--silent")
+    try:
+        page = served.get("/")[2].decode()
+        listed = re.findall(r"zarr <code>([^<]+)</code>", page)
+        assert listed == [f"{served.url}/lab/brain.ome.zarr/",
+                          f"{served.url}/single.blockfs.ome.zarr/"], page
+        kinds = []
+        for url in listed:
+            status, headers, body = served.get(url[len(served.url):] + "zarr.json")
+            assert status == 200 and headers["Content-Type"] == "application/json", body
+            kinds.append(json.loads(body)["node_type"])
+        assert kinds == ["group", "array"]
+    finally:
+        served.stop()
+
+
 def test_tensorstore_zarr3_over_http(server, volumes):
     ts = pytest.importorskip("tensorstore")
     root, _ = volumes
