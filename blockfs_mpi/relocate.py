@@ -12,7 +12,10 @@ import os
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 
-from . import parallel
+import numpy as np
+
+from . import format as fmt
+from . import index, parallel
 from .errors import BlockfsError
 from .lock import volume_locks
 from .options import number_in_range, parse_command_line
@@ -80,6 +83,8 @@ Options:
 
 PIECE = 64 << 20  # bytes: the unit of work split across ranks
 MAX_COPY_THREADS = 4  # copy streams per rank; more rarely helps one client
+# A written block to verify: its index entry, sent to the rank whose share of the data holds it.
+TO_VERIFY = np.dtype([("block", "<u8"), ("offset", "<u8"), ("size", "<u4"), ("file", "<u4")])
 # copy_file_range / sendfile cannot do this pair of files: try the next way.
 NOT_SUPPORTED = {errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL, errno.ENOTSUP}
 
@@ -242,6 +247,16 @@ def shares(sizes, n_ranks):
     return pieces
 
 
+def share_owners(sizes, n_ranks, files, offsets):
+    """The rank whose share (as shares deals them) holds byte offsets[i] of data file files[i]
+    (arrays; a file number past the volume's is rank 0's)."""
+    starts = np.concatenate(([0], np.cumsum(sizes, dtype=np.int64)))
+    known = files < len(sizes)
+    offsets = offsets.astype(np.int64)
+    done = np.where(known, starts[np.where(known, files, 0)] + offsets - offsets % PIECE, 0)
+    return np.minimum(n_ranks - 1, done * n_ranks // max(1, sum(sizes)))
+
+
 def link_files(plan):
     """Hard-link the data files into the destination; False if this filesystem cannot."""
     for source, target in zip(plan.sources, plan.targets):
@@ -324,13 +339,60 @@ def copy_share(plan, comm, fsync=True, threads=None, silent=False):
         progress.close()
 
 
-def verify_frames(plan, comm):
-    """Read every block of the copy back and check its format 2 frame and checksum."""
-    reader = BlockReader(plan.source, plan.header)
-    reader.data_paths = list(plan.targets)
+def index_share(plan, comm):
+    """The written blocks (TO_VERIFY rows) of this rank's slice of the index, read in runs."""
+    rank, size, n_blocks = parallel.rank_of(comm), parallel.size_of(comm), plan.header.n_entries
+    found = [np.empty(0, TO_VERIFY)]
+    span = (n_blocks * rank // size, n_blocks * (rank + 1) // size)
+    for first, entries in index.entry_runs(plan.source, plan.header, span=span):
+        written = np.flatnonzero(~fmt.is_missing(entries))
+        rows = np.empty(len(written), TO_VERIFY)
+        rows["block"] = first + written
+        for field in ("offset", "size", "file"):
+            rows[field] = entries[field][written]
+        found.append(rows)
+    return np.concatenate(found)
+
+
+def route(comm, rows, owners):
+    """Send rows[i] to rank owners[i] (rows of a numpy structured dtype); the rows this rank
+    receives. Counted in rows, not bytes, so 2^31 rows fit in one exchange."""
+    if comm is None or comm.Get_size() == 1:
+        return rows
+    from mpi4py import MPI
+    order = np.argsort(owners, kind="stable")
+    send_counts = np.bincount(owners, minlength=comm.Get_size()).astype(np.int64)
+    receive_counts = np.empty_like(send_counts)
+    comm.Alltoall(send_counts, receive_counts)
+    received = np.empty(int(receive_counts.sum()), rows.dtype)
+    row_type = MPI.BYTE.Create_contiguous(rows.dtype.itemsize).Commit()
     try:
-        for block in range(parallel.rank_of(comm), plan.header.n_entries, parallel.size_of(comm)):
-            reader.payload(block)
+        comm.Alltoallv([rows[order], (send_counts, np.cumsum(send_counts) - send_counts),
+                        row_type],
+                       [received, (receive_counts, np.cumsum(receive_counts) - receive_counts),
+                        row_type])
+    finally:
+        row_type.Free()
+    return received
+
+
+def verify_frames(plan, comm, rows=None):
+    """Read every block of the copy back and check its format 2 frame and checksum.
+
+    Collective. Each rank checks the frames that start in its share of the data (shares), in
+    file order, so it opens only the data files of its share, not all of them: it reads its
+    slice of the index (rows: index_share's, read beforehand so that a rank failing to read it
+    fails before the exchange) and sends each entry to the rank that checks it."""
+    if rows is None:
+        rows = index_share(plan, comm)
+    frames = rows["offset"].astype(np.int64) - plan.header.frame_size
+    rows = route(comm, rows, share_owners(plan.sizes, parallel.size_of(comm), rows["file"],
+                                          np.maximum(frames, 0)))
+    rows.sort(order=["file", "offset"])
+    reader = BlockReader(plan.source, plan.header, plan.targets)
+    try:
+        for block, offset, size, file_number in rows.tolist():
+            reader.payload_at(block, file_number, offset, size, reuse=True)
     finally:
         reader.close()
 
@@ -369,7 +431,9 @@ def relocate(src, dest, move, force=False, comm=None, fsync=True, threads=None, 
             on_rank0(comm, lambda: prepare_targets(plan))
             on_every_rank(comm, lambda: copy_share(plan, comm, fsync, threads, silent))
             if move and plan.header.has_frames:
-                on_every_rank(comm, lambda: verify_frames(plan, comm))
+                rows = []
+                on_every_rank(comm, lambda: rows.append(index_share(plan, comm)))
+                on_every_rank(comm, lambda: verify_frames(plan, comm, rows[0]))
         on_rank0(comm, lambda: finish(plan, move, fsync))
     return plan.target
 
