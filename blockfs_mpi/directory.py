@@ -96,10 +96,11 @@ class Directory:
         rank of `comm` (default: MPI.COMM_WORLD when launched by mpiexec or
         srun, else no MPI at all) and `n_filenames` is not used; without MPI,
         `n_filenames` writer processes (default: one per core) share the work.
-        `hints` are MPI-IO hints for creating data files, e.g. Lustre's
-        {"striping_factor": 8, "striping_unit": 4 << 20}. `writer` adds to
-        what the volume records of who writes it (see docs/FORMAT.md): the
-        program's name by default, and whether it finished. create() takes the
+        `hints` are MPI-IO hints for creating data files and, under MPI, the
+        directory file, e.g. Lustre's {"striping_factor": 8, "striping_unit":
+        4 << 20}. `writer` adds to what the volume records of who writes it
+        (see docs/FORMAT.md): the program's name by default, and whether it
+        finished. create() takes the
         volume's lock (see lock.py); `break_lock` takes over one that another
         host's job left, as blockfs-write --break-lock does.
         """
