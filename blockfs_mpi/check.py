@@ -263,15 +263,18 @@ def check_share(path, rank=0, size=1, progress=None, listed=MAX_LISTED, quick=Fa
         _check_directory(report, header, seen.crc, paths)
     reader = BlockReader(path, header)
     try:
-        for block, shape, stored in zip(seen.mine, geometry.block_shapes(seen.mine),
-                                        seen.mine_sizes):
-            try:
-                reader.verify(int(block), tuple(shape), decode=not quick)
+        shapes = geometry.block_shapes(seen.mine["block"].astype(np.int64))
+        for entry, shape in zip(seen.mine, shapes):
+            block = int(entry["block"])
+            try:  # reader.verify, from the entry in hand rather than read again
+                payload = reader.payload_at(block, int(entry["file"]), int(entry["offset"]),
+                                            int(entry["size"]), reuse=True)
+                (reader.check_sizes if quick else reader.decode)(payload, tuple(shape), block)
             except (BlockfsError, OSError) as e:
-                report.add(Problem("damaged", f"{_where(geometry, block)}: {e}", int(block)))
+                report.add(Problem("damaged", f"{_where(geometry, block)}: {e}", block))
             report.entries += 1
             if progress is not None:
-                progress.update(1, int(stored))
+                progress.update(1, int(entry["size"]))
     finally:
         reader.close()
     report.files += len(numbers)
@@ -303,9 +306,9 @@ def _count_in_progress(report, path, header, rank, size):
 
 class _IndexPass:
     """What one share of a check needs from the index, gathered in one pass over it in runs:
-    the index checksum (rank 0), the committed blocks this share verifies (with their stored
-    sizes), the committed entries of the blocks its data files hold frames of, and where
-    committed frames start in its data files."""
+    the index checksum (rank 0), the committed blocks this share verifies (`mine`: WRITTEN
+    rows of their entries, by block), the committed entries of the blocks its data files
+    hold frames of, and where committed frames start in its data files."""
 
     def __init__(self, path, header, rank, size, scans):
         n_named = len(header.data_files)
@@ -313,21 +316,19 @@ class _IndexPass:
         self.frame_blocks = np.unique(np.concatenate([s.rows["block"] for s in scans]
                                                      + [np.zeros(0, np.uint64)]))
         self.frame_entries = fmt.empty_index(len(self.frame_blocks))
-        mine, sizes, starts = [], [], {s.file_number: [] for s in scans}
+        mine, starts = [], {s.file_number: [] for s in scans}
         for first, entries in entry_runs(path, header):
             if rank == 0 and header.has_index_checksum:
                 self.crc = fmt.crc32c(entries.view(np.uint8), self.crc)
             files = entries["file"]
             owner = np.where(files < n_named, files % size, 0)
-            here = np.flatnonzero(~fmt.is_missing(entries) & (owner == rank))
-            mine.append(first + here)
-            sizes.append(entries["size"][here])
+            mine.append(_entry_rows(first, entries,
+                                    np.flatnonzero(~fmt.is_missing(entries) & (owner == rank))))
             low, high = np.searchsorted(self.frame_blocks, [first, first + len(entries)])
             self.frame_entries[low:high] = entries[self.frame_blocks[low:high] - first]
             for number, offsets in starts.items():
                 offsets.append(entries["offset"][files == number] - fmt.FRAME_SIZE)
-        self.mine = np.concatenate(mine + [np.zeros(0, np.int64)])
-        self.mine_sizes = np.concatenate(sizes + [np.zeros(0, np.uint32)])
+        self.mine = np.concatenate(mine + [np.zeros(0, WRITTEN)])
         self.starts = {number: set(np.concatenate(offsets + [np.zeros(0, np.uint64)]).tolist())
                        for number, offsets in starts.items()}
 
@@ -360,19 +361,24 @@ class _SlicedPass:
                 crc, length = fmt.crc32c(entries.view(np.uint8), crc), length + entries.nbytes
             low, high = np.searchsorted(self.frames["block"], [first, first + len(entries)])
             self.frames_committed[low:high] = entries[self.frames["block"][low:high] - first]
-            committed = np.flatnonzero(~fmt.is_missing(entries))
-            rows = np.zeros(len(committed), WRITTEN)
-            rows["block"] = first + committed
-            for name in ("offset", "size", "file"):
-                rows[name] = entries[name][committed]
+            rows = _entry_rows(first, entries, np.flatnonzero(~fmt.is_missing(entries)))
             owners = np.where(rows["file"] < len(paths), rows["file"] % size, 0)
             received.append(_route_to_ranks(comm, rows, owners, n_blocks))
         mine = np.concatenate(received + [np.zeros(0, WRITTEN)])
-        mine = mine[np.argsort(mine["block"], kind="stable")]
-        self.mine, self.mine_sizes = mine["block"].astype(np.int64), mine["size"]
+        self.mine = mine = mine[np.argsort(mine["block"], kind="stable")]
         self.starts = {s.file_number: set((mine["offset"][mine["file"] == s.file_number]
                                            - fmt.FRAME_SIZE).tolist()) for s in scans}
         self.crc = _combined_checksum(comm, crc, length)
+
+
+def _entry_rows(first, entries, which):
+    """WRITTEN rows (block, offset, size, file) of the entries at positions `which` of a run
+    of index entries of blocks first, first + 1, ..."""
+    rows = np.zeros(len(which), WRITTEN)
+    rows["block"] = first + which
+    for name in ("offset", "size", "file"):
+        rows[name] = entries[name][which]
+    return rows
 
 
 def _route_to_ranks(comm, rows, ranks, n_blocks):
