@@ -4,8 +4,12 @@ import functools
 import operator
 import struct
 import warnings
+from typing import TYPE_CHECKING, Any, SupportsIndex
 
 from .errors import OptionError
+
+if TYPE_CHECKING:
+    from numcodecs.abc import Codec
 
 
 class Compression(enum.Enum):
@@ -18,7 +22,7 @@ class Compression(enum.Enum):
     zlib = 5
 
     @classmethod
-    def parse(cls, value):
+    def parse(cls, value: "Compression | str") -> "Compression":
         """A Compression from an enum member or its name; OptionError otherwise."""
         if isinstance(value, cls):
             return value
@@ -40,7 +44,7 @@ ZSTD_BLOSC_BLOCKSIZE = 256 << 10
 
 
 @functools.cache
-def numcodecs_blosc():
+def numcodecs_blosc() -> Any:  # the numcodecs.blosc module, which ships no type hints
     """numcodecs.blosc, imported on first use: programs that only move bytes (blockfs-cp,
     blockfs-mv, blockfs-info) start a tenth of a second sooner without it.
 
@@ -58,7 +62,8 @@ def numcodecs_blosc():
     return blosc
 
 
-def check_codec(compression, level, shuffle="byte"):
+def check_codec(compression: Compression | str, level: SupportsIndex,
+                shuffle: str = "byte") -> tuple[Compression, int]:
     """(Compression, level) for a compression, level 0-9 and shuffle name, or OptionError."""
     compression = Compression.parse(compression)
     try:
@@ -72,7 +77,8 @@ def check_codec(compression, level, shuffle="byte"):
     return compression, number
 
 
-def make_codec(compression, level, shuffle="byte"):
+def make_codec(compression: Compression | str, level: SupportsIndex,
+               shuffle: str = "byte") -> "Codec":
     """The numcodecs Blosc codec for a compression, level 0-9 and shuffle name."""
     compression, level = check_codec(compression, level, shuffle)
     blocksize = ZSTD_BLOSC_BLOCKSIZE if compression is Compression.zstd and 0 < level < 5 else 0
@@ -80,7 +86,7 @@ def make_codec(compression, level, shuffle="byte"):
                                    blocksize=blocksize)
 
 
-def single_threaded():
+def single_threaded() -> None:
     """Make Blosc use one thread in this process: one writer per core is our parallelism."""
     blosc = numcodecs_blosc()
     blosc.use_threads = False
@@ -90,7 +96,7 @@ def single_threaded():
 BLOSC_HEADER = struct.Struct("<4xIII")  # version, flags, typesize; nbytes, blocksize, cbytes
 
 
-def blosc_sizes(payload):
+def blosc_sizes(payload: bytes | bytearray | memoryview) -> tuple[int, int] | tuple[None, None]:
     """(uncompressed, compressed) sizes a Blosc buffer announces in its 16-byte header.
 
     Checked before decoding so that a damaged buffer can never make Blosc

@@ -1,11 +1,12 @@
 """The exceptions blockfs_mpi raises; every one names the file, block or rank at fault."""
 import re
+from collections.abc import Iterable
 
 # A line of MPICH's error stack: "FUNCTION(line)....: message".
 MPICH_STACK_LINE = re.compile(r"^\w+\(\d+\)\.*: ")
 
 
-def brief(error):
+def brief(error: BaseException) -> str:
     """An exception's message on one line. MPICH's MPI errors carry their whole call stack;
     of those only the innermost message is kept ("Other I/O error No space left on device")."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
@@ -58,7 +59,7 @@ class DuplicateBlockError(BlockfsError):
     distributed commit merge what each of them found into one message.
     """
 
-    def __init__(self, message, count=0, problems=()):
+    def __init__(self, message: str, count: int = 0, problems: Iterable[str] = ()) -> None:
         super().__init__(message)
         self.count, self.problems = count, list(problems)
 

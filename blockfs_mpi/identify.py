@@ -9,9 +9,13 @@ volume or dataset is expected is told what it got and what to pass instead.
 import glob
 import os
 import re
+from typing import TYPE_CHECKING
 
 from . import format as fmt
 from .errors import BlockfsError, FormatError
+
+if TYPE_CHECKING:
+    import h5py
 
 PYRAMID_LEVEL1 = os.path.join("1_1_1", "precomputed.blockfs")
 
@@ -110,11 +114,11 @@ def not_a_volume(path: str) -> str:
     return f"{path} is {describe(path)}, not a blockfs directory file: {advice}"
 
 
-def datasets_in(group, most: int = 10) -> list[str]:
+def datasets_in(group: "h5py.Group", most: int = 10) -> list[str]:
     """The full names of the datasets in an h5py group and its subgroups (at most `most`)."""
-    found = []
+    found: list[str] = []
 
-    def visit(_, item):
+    def visit(_: str, item: "h5py.Group | h5py.Dataset") -> bool | None:
         if hasattr(item, "shape"):  # an h5py Dataset; groups have none
             found.append(item.name)
         return True if len(found) >= most else None  # anything but None stops the visit
@@ -123,7 +127,7 @@ def datasets_in(group, most: int = 10) -> list[str]:
     return found
 
 
-def not_a_dataset(where: str, group) -> str:
+def not_a_dataset(where: str, group: "h5py.Group") -> str:
     """One line saying that an HDF5 group was given where a dataset is expected (where: the
     file and name as the user wrote them), with the datasets it holds."""
     names = datasets_in(group)

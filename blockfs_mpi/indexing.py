@@ -7,14 +7,16 @@ the numpy array it gives.
 """
 import operator
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
 Piece = tuple[int, slice, slice]  # (block origin, where in the output, where in the block)
 
 
-def _expand(key, ndim: int) -> tuple:
-    """key as a tuple of exactly ndim integers or slices (Ellipsis and missing axes filled)."""
+def _expand(key: object, ndim: int) -> tuple[Any, ...]:
+    """key as a tuple of exactly ndim integers or slices (Ellipsis and missing axes filled);
+    its parts are as the caller gave them (Any), checked one by one by selection()."""
     key = key if isinstance(key, tuple) else (key,)
     ellipses = sum(k is Ellipsis for k in key)
     if ellipses > 1:
@@ -27,7 +29,7 @@ def _expand(key, ndim: int) -> tuple:
     return key + (slice(None),) * (ndim - len(key))
 
 
-def selection(key, shape: tuple[int, ...]) -> tuple[list[range], tuple[int, ...]]:
+def selection(key: object, shape: tuple[int, ...]) -> tuple[list[range], tuple[int, ...]]:
     """(picked, squeeze): the voxel indices key picks along each axis, as ranges in the order
     of the result (a negative step runs backwards), and the axes an integer removes."""
     picked, squeeze = [], []

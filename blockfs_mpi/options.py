@@ -4,6 +4,8 @@ import difflib
 import os
 import re
 import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 # Beside docopt() itself, docopt-ng's own argv parser (pinned in setup.cfg) tells why a command
 # line did not fit.
@@ -21,10 +23,15 @@ from docopt import (
 from . import parallel
 from .errors import OptionError
 
+if TYPE_CHECKING:
+    from .voxel_size import VoxelSize
+
+Number = TypeVar("Number", int, float)
+
 USAGE_ERROR = 2  # exit status of a command line that does not fit the usage, as in getopt tools
 
 
-def parse_command_line(usage, argv=None):
+def parse_command_line(usage: str, argv: list[str] | None = None) -> dict[str, Any]:
     """The options of argv as docopt reads them against usage; --help prints the usage and
     --version blockfs_mpi's version, and both exit. A command line that does not fit ends
     the program with one line saying why (rank 0 only) and exit status 2."""
@@ -41,7 +48,7 @@ def parse_command_line(usage, argv=None):
         sys.exit(USAGE_ERROR)
 
 
-def misfit(usage, line, argv):
+def misfit(usage: str, line: str, argv: list[str]) -> str | None:
     """Why argv does not fit usage, in one line: an unknown option with the nearest known
     one, a glob the shell expanded, arguments too many, or what is missing (None if none
     of these)."""
@@ -52,7 +59,9 @@ def misfit(usage, line, argv):
         given = parse_argv(Tokens(argv), list(known), False)
     except DocoptExit as e:  # e.g. "--level requires argument"
         return str(e).splitlines()[0]
-    options = [p.name for p in given if isinstance(p, Option)]
+    # parse_argv gives every Option its name and every Argument an argv token (docopt types
+    # both as optional)
+    options = [cast(str, p.name) for p in given if isinstance(p, Option)]
     for name in options:
         if name not in names:
             near = difflib.get_close_matches(name, names, n=1)
@@ -61,7 +70,7 @@ def misfit(usage, line, argv):
     for name in options:
         if options.count(name) > 1 and name not in repeatable:
             return f"option {name} given more than once"
-    values = [p.value for p in given if isinstance(p, Argument)]
+    values = [cast(str, p.value) for p in given if isinstance(p, Argument)]
     positionals = [name for name in required(line) if name.startswith("<")]
     if len(values) > len(positionals):
         expanded = expanded_glob(values)
@@ -78,10 +87,11 @@ def misfit(usage, line, argv):
     return None
 
 
-def expanded_glob(values):
+def expanded_glob(values: list[str]) -> list[str]:
     """The longest run of values that looks like one glob's matches: two or more existing
     files of one folder and extension (empty if none)."""
-    best, run = [], []
+    best: list[str] = []
+    run: list[str] = []
     for value in values:
         same = run and (os.path.dirname(value), os.path.splitext(value)[1]) == \
             (os.path.dirname(run[0]), os.path.splitext(run[0])[1])
@@ -91,13 +101,13 @@ def expanded_glob(values):
     return best if len(best) > 1 else []
 
 
-def expanded_pattern(files):
+def expanded_pattern(files: list[str]) -> str:
     """A quoted glob that matches files: their folder, common name prefix and extension."""
     stem = os.path.commonprefix([os.path.basename(f) for f in files])
     return os.path.join(os.path.dirname(files[0]), f"{stem}*{os.path.splitext(files[0])[1]}")
 
 
-def required(line):
+def required(line: str) -> list[str]:
     """The positional arguments and options a usage line requires, in order: those outside
     [brackets], without an option's value."""
     while re.search(r"\[[^\[\]]*\]", line):
@@ -106,7 +116,8 @@ def required(line):
     return re.findall(r"--[\w-]+|<[^>]+>", line)
 
 
-def number_in_range(name, value, low, high, kind=int):
+def number_in_range(name: str, value: object, low: Number, high: Number,
+                    kind: Callable[[Any], Number] = int) -> Number:
     """value (a string from the command line) as a number of kind from low to high, or a
     one-line OptionError naming the option.
 
@@ -122,7 +133,7 @@ def number_in_range(name, value, low, high, kind=int):
     return number
 
 
-def voxel_size_option(text, unit):
+def voxel_size_option(text: str | None, unit: str | None) -> "VoxelSize | None":
     """--voxel-size (with --unit) as a VoxelSize, or None when not given; --unit alone is an
     error."""
     from . import voxel_size  # here: a module that only programs with a voxel size need

@@ -9,19 +9,26 @@ the voxels that exist below it.
 import json
 import logging
 import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 
 from . import parallel, relocate
 from .commit import write_atomically
 from .convert import my_share
 from .directory import Directory
 from .errors import BlockfsError
+from .format import Header
 from .geometry import Geometry
 from .lock import LockedError, check_unlocked
 from .progress import Progress
 from .reader import read_header
 from .sources import differences
+
+if TYPE_CHECKING:
+    from mpi4py import MPI
 
 log = logging.getLogger("blockfs_mpi")
 
@@ -30,18 +37,18 @@ METHODS = ("mean", "mode")
 MIN_BLOCKS_PER_RANK = 64  # a level with fewer blocks a rank is written by fewer ranks
 
 
-def scale_key(level):
+def scale_key(level: int) -> str:
     """The scale key of mip level 1, 2, 3 ...: '1_1_1', '2_2_2', '4_4_4' ..."""
     r = 2 ** (level - 1)
     return f"{r}_{r}_{r}"
 
 
-def level_path(dest, level):
+def level_path(dest: str, level: int) -> str:
     """The directory file of a mip level of the pyramid in dest."""
     return os.path.join(dest, scale_key(level), DIRECTORY_NAME)
 
 
-def capped_levels(levels: int, shape, comm=None) -> int:
+def capped_levels(levels: int, shape: Sequence[int], comm: "MPI.Comm | None" = None) -> int:
     """levels, or as many as halve the largest extent of shape (z, y, x) down to one voxel if
     fewer, with a warning (levels beyond would all be that voxel again)."""
     most = max(1, (max(shape) - 1).bit_length() + 1)
@@ -53,7 +60,7 @@ def capped_levels(levels: int, shape, comm=None) -> int:
     return most
 
 
-def pyramid_folder(path):
+def pyramid_folder(path: str) -> str:
     """The pyramid folder of a level 1 directory file `<dest>/1_1_1/precomputed.blockfs`."""
     path = os.path.abspath(path)
     if os.path.abspath(level_path(os.path.dirname(os.path.dirname(path)), 1)) != path:
@@ -63,7 +70,8 @@ def pyramid_folder(path):
     return os.path.dirname(os.path.dirname(path))
 
 
-def groups(shape):
+def groups(shape: tuple[int, ...]
+           ) -> tuple[list[tuple[npt.NDArray[np.intp], ...]], npt.NDArray[np.bool_]]:
     """The 2x2x2 groups of a (z, y, x) array as (candidates, valid).
 
     candidates has shape (8, (z+1)//2, (y+1)//2, (x+1)//2): the voxel at
@@ -83,7 +91,7 @@ def groups(shape):
     return index, np.stack(valid)
 
 
-def downsample(block, method="mean"):
+def downsample(block: npt.ArrayLike, method: str = "mean") -> npt.NDArray[Any]:
     """A (z, y, x) array reduced 2x2x2: the mean (floored for integers, as precomputed-tif
     does) or, for integer labels, the mode (the most frequent value, the smallest on ties)
     of each group of voxels present."""
@@ -107,7 +115,7 @@ def downsample(block, method="mean"):
     return np.where(counts == best, candidates, np.iinfo(block.dtype).max).min(axis=0)
 
 
-def integer_mean(block):
+def integer_mean(block: npt.NDArray[np.integer[Any]]) -> npt.NDArray[np.integer[Any]]:
     """downsample's mean of an integer (z, y, x) array, summed one axis at a time: sums of
     integers are exact in any order (modulo 2**64 alike), so the floors are those of the
     general path, at a fraction of its time and memory."""
@@ -124,13 +132,14 @@ def integer_mean(block):
     return (total // count).astype(block.dtype)
 
 
-def pair_sums(array, axis, accumulate):
+def pair_sums(array: npt.NDArray[np.integer[Any]], axis: int,
+              accumulate: np.dtype[np.integer[Any]]) -> npt.NDArray[np.integer[Any]]:
     """Sums of neighbouring pairs along axis, as accumulate; at an odd extent the last
     element stands alone."""
     n = array.shape[axis]
     half = n // 2
 
-    def along(start, stop, step=1):
+    def along(start: int, stop: int, step: int = 1) -> tuple[slice, ...]:
         return (slice(None),) * axis + (slice(start, stop, step),)
 
     out = np.empty(array.shape[:axis] + ((n + 1) // 2,) + array.shape[axis + 1:], accumulate)
@@ -147,7 +156,7 @@ def reduction_bytes(method: str, itemsize: int) -> int:
     return (24 if method == "mode" else 8) + 2 * itemsize
 
 
-def check_method(method: str, dtype) -> None:
+def check_method(method: str, dtype: npt.DTypeLike) -> None:
     """Refuse a downsampling method unknown, or mode of a volume that is not integer labels."""
     if method not in METHODS:
         raise BlockfsError(f"unknown downsampling method {method!r}: use mean or mode")
@@ -155,7 +164,8 @@ def check_method(method: str, dtype) -> None:
         raise BlockfsError(f"mode is for integer label volumes, not {np.dtype(dtype)}")
 
 
-def reduced_volume(below, path: str, comm, **options) -> Directory:
+def reduced_volume(below: Directory, path: str, comm: "MPI.Comm | None",
+                   **options: Any) -> Directory:
     """A new volume (not yet created) for below reduced 2x2x2 at path: extents (n + 1) // 2,
     below's dtype and block size, one data file per rank."""
     z, y, x = ((n + 1) // 2 for n in below.shape)
@@ -164,7 +174,7 @@ def reduced_volume(below, path: str, comm, **options) -> Directory:
                      z_block_size=zb, **options)
 
 
-def open_level2(level1: Directory, dest: str, comm, resume: bool,
+def open_level2(level1: Directory, dest: str, comm: "MPI.Comm | None", resume: bool,
                 break_lock: bool = False) -> Directory:
     """Level 2 of the pyramid in dest, for blockfs-write to fill in the same pass as level1
     (open to write, with blockfs-write's source record), with its compression. Collective.
@@ -192,7 +202,7 @@ def open_level2(level1: Directory, dest: str, comm, resume: bool,
     return target
 
 
-def started_alike(path: str, header) -> bool:
+def started_alike(path: str, header: Header) -> bool:
     """True if the volume at path was started as header describes it, by blockfs-write from
     the same source as header's level_1_source; logged when not."""
     if not os.path.exists(path):
@@ -212,14 +222,15 @@ def started_alike(path: str, header) -> bool:
     return alike
 
 
-def level_writers(comm, n_blocks: int) -> int:
+def level_writers(comm: "MPI.Comm | None", n_blocks: int) -> int:
     """How many ranks write a level of n_blocks: every rank, or as many as have
     MIN_BLOCKS_PER_RANK blocks each (one at least), so that the small top levels of a big
     job make a few data files, not one per rank."""
     return max(1, min(parallel.size_of(comm), n_blocks // MIN_BLOCKS_PER_RANK))
 
 
-def make_level(source_path, dest_path, method, comm, silent=False, **volume_options):
+def make_level(source_path: str, dest_path: str, method: str, comm: "MPI.Comm | None",
+               silent: bool = False, **volume_options: Any) -> None:
     """Write the volume at dest_path, source reduced 2x2x2 (collective).
 
     The first level_writers ranks write it, on a communicator of their own if that is not
@@ -232,6 +243,7 @@ def make_level(source_path, dest_path, method, comm, silent=False, **volume_opti
     if writers == parallel.size_of(comm):
         write_level(source_path, dest_path, method, comm, silent, **volume_options)
         return
+    assert comm is not None  # without one, the lone process is every writer
     from mpi4py import MPI
     rank = comm.Get_rank()
     sub = comm.Split(0 if rank < writers else MPI.UNDEFINED, rank)
@@ -253,7 +265,8 @@ def make_level(source_path, dest_path, method, comm, silent=False, **volume_opti
         raise parallel.everywhere(BlockfsError(message))
 
 
-def write_level(source_path, dest_path, method, comm, silent=False, **volume_options):
+def write_level(source_path: str, dest_path: str, method: str, comm: "MPI.Comm | None",
+                silent: bool = False, **volume_options: Any) -> None:
     """make_level on the ranks of comm, all of which write. The new level's blocks are dealt
     out in runs, round-robin (convert.my_share); a rank reads, for each, only the (at most)
     2x2x2 blocks of the level below that cover it."""
@@ -276,7 +289,8 @@ def write_level(source_path, dest_path, method, comm, silent=False, **volume_opt
     source.close()
 
 
-def info(dest, levels, voxel_size, method="mean"):
+def info(dest: str, levels: int, voxel_size: Sequence[float], method: str = "mean"
+         ) -> dict[str, Any]:
     """The precomputed `info` of a pyramid whose levels 1..levels exist in dest."""
     scales = []
     for level in range(1, levels + 1):
@@ -294,8 +308,9 @@ def info(dest, levels, voxel_size, method="mean"):
             "data_type": dtype.name, "num_channels": 1, "scales": scales}
 
 
-def build(dest, levels, voxel_size=(1, 1, 1), method="mean", comm=None, overwrite=False,
-          silent=False, first=2, break_lock=False):
+def build(dest: str, levels: int, voxel_size: Sequence[float] = (1, 1, 1), method: str = "mean",
+          comm: "MPI.Comm | None" = None, overwrite: bool = False, silent: bool = False,
+          first: int = 2, break_lock: bool = False) -> None:
     """Make levels first..levels of the pyramid in dest, each from the one below (levels
     below first exist: 1, or 1 and 2 that blockfs-write made in one pass), and write its info.
 
@@ -312,8 +327,12 @@ def build(dest, levels, voxel_size=(1, 1, 1), method="mean", comm=None, overwrit
                    shuffle=base.header.shuffle)
     base.close()
     refuse_existing(dest, levels, overwrite, first)
-    parallel.on_rank0(comm, lambda: [check_unlocked(level_path(dest, level), break_lock)
-                                     for level in range(first, levels + 1)], LockedError)
+
+    def check_levels_unlocked() -> None:
+        for level in range(first, levels + 1):
+            check_unlocked(level_path(dest, level), break_lock)
+
+    parallel.on_rank0(comm, check_levels_unlocked, LockedError)
     for level in range(first, levels + 1):
         make_level(level_path(dest, level - 1), level_path(dest, level), method, comm, silent,
                    break_lock=break_lock, **options)
@@ -327,8 +346,9 @@ def refuse_existing(dest: str, levels: int, overwrite: bool, first: int = 2) -> 
             raise BlockfsError(f"{level_path(dest, level)} exists; pass --overwrite to replace it")
 
 
-def place_level1(source: str, dest: str, levels: int, move: bool = False, comm=None,
-                 overwrite: bool = False, silent: bool = False, break_lock: bool = False) -> str:
+def place_level1(source: str, dest: str, levels: int, move: bool = False,
+                 comm: "MPI.Comm | None" = None, overwrite: bool = False, silent: bool = False,
+                 break_lock: bool = False) -> str:
     """Copy (or move) the volume whose directory file is source into the pyramid folder dest
     as its level 1, <dest>/1_1_1/precomputed.blockfs, with blockfs-cp's (blockfs-mv's) code;
     returns that path. Collective.
@@ -339,7 +359,7 @@ def place_level1(source: str, dest: str, levels: int, move: bool = False, comm=N
     """
     target = level_path(dest, 1)
 
-    def check():
+    def check() -> bool:
         if os.path.exists(target) and os.path.exists(source) and os.path.samefile(source, target):
             return True
         refuse_existing(dest, levels, overwrite, first=1)
@@ -352,7 +372,7 @@ def place_level1(source: str, dest: str, levels: int, move: bool = False, comm=N
                              break_lock=break_lock)
 
 
-def write_info(dest, levels, voxel_size, method):
+def write_info(dest: str, levels: int, voxel_size: Sequence[float], method: str) -> None:
     """Replace dest/info by the precomputed info of levels 1..levels."""
     text = json.dumps(info(dest, levels, voxel_size, method), indent=2)
     write_atomically(os.path.join(dest, "info"), text.encode())

@@ -9,7 +9,9 @@ original blockfs, is in micrometres. Neuroglancer's precomputed `info` gets
 nanometres, OME-Zarr the size in its own unit.
 """
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from .errors import OptionError
 
@@ -51,7 +53,7 @@ class VoxelSize:
         factor = UNITS[self.unit][0]
         return [tidy(v * factor) for v in self.xyz]
 
-    def metadata(self) -> dict:
+    def metadata(self) -> dict[str, list[float] | str]:
         """The application metadata keys that record this size in a volume."""
         return {METADATA_SIZE: self.xyz, METADATA_UNIT: self.unit}
 
@@ -88,7 +90,7 @@ def parse(text: str, unit: str | None = None) -> VoxelSize:
     return VoxelSize(x, y, z, unit=unit_name(suffix or unit or "nanometer"))
 
 
-def from_metadata(metadata: dict) -> VoxelSize | None:
+def from_metadata(metadata: Mapping[str, Any]) -> VoxelSize | None:
     """The voxel size a volume's application metadata records, or None if it has none (or
     none that reads as three positive numbers)."""
     sizes = metadata.get(METADATA_SIZE)

@@ -8,6 +8,9 @@ multiscale image of such arrays; a shard of blockfs2zarr is a
 `sharding_indexed` chunk whose inner chunks are the blocks. The zarr view and
 blockfs2zarr both build their metadata here, so the two always agree.
 """
+from collections.abc import Mapping
+from typing import Any
+
 from .format import Header
 from .voxel_size import VoxelSize
 
@@ -16,13 +19,13 @@ BLOSC_SHUFFLE = {"none": "noshuffle", "byte": "shuffle", "bit": "bitshuffle"}
 OME_VERSION = "0.5"
 
 
-def bytes_codec(header: Header) -> dict:
+def bytes_codec(header: Header) -> dict[str, Any]:
     """The `bytes` codec of the volume's voxels (byte order from its dtype)."""
     endian = "big" if header.dtype.byteorder == ">" else "little"
     return {"name": "bytes", "configuration": {"endian": endian}}
 
 
-def blosc_codec(header: Header) -> dict:
+def blosc_codec(header: Header) -> dict[str, Any]:
     """The `blosc` codec that decodes the volume's stored payloads as they are."""
     return {"name": "blosc", "configuration": {
         "cname": header.compression.name, "clevel": int(header.compression_level),
@@ -30,12 +33,12 @@ def blosc_codec(header: Header) -> dict:
         "blocksize": 0}}
 
 
-def chunk_codecs(header: Header) -> list[dict]:
+def chunk_codecs(header: Header) -> list[dict[str, Any]]:
     """The codecs of one chunk (= one block): bytes, then blosc."""
     return [bytes_codec(header), blosc_codec(header)]
 
 
-def sharding_codec(header: Header) -> dict:
+def sharding_codec(header: Header) -> dict[str, Any]:
     """A `sharding_indexed` codec whose inner chunks are the volume's blocks, with its index
     (offset, size u64 per inner chunk) at the end, checked by crc32c."""
     return {"name": "sharding_indexed", "configuration": {
@@ -47,7 +50,7 @@ def sharding_codec(header: Header) -> dict:
 
 
 def array_metadata(header: Header, shard_blocks: int | None = None,
-                   attributes: dict | None = None) -> dict:
+                   attributes: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The `zarr.json` of a zarr v3 array holding the volume: one chunk per block, or with
     shard_blocks one shard per shard_blocks^3 blocks (clipped at the volume's edges)."""
     block = list(header.geometry.block_size)
@@ -75,7 +78,7 @@ def chunk_key(block_index: tuple[int, int, int]) -> str:
 
 
 def multiscale_group(levels: int, voxel_size: VoxelSize, method: str = "mean",
-                     name: str = "") -> dict:
+                     name: str = "") -> dict[str, Any]:
     """The `zarr.json` of an OME-Zarr 0.5 image whose arrays "0" .. levels-1 are mip levels,
     each twice the voxel size of the one before (level 0 has voxel_size)."""
     datasets = [{"path": str(level), "coordinateTransformations": [

@@ -47,7 +47,7 @@ class ShardGrid:
     def shape(self) -> tuple[int, int, int]:
         """Shards along (z, y, x)."""
         g, s = self.geometry, self.shard_blocks
-        return tuple(-(-n // s) for n in (g.n_z_blocks, g.n_y_blocks, g.n_x_blocks))
+        return -(-g.n_z_blocks // s), -(-g.n_y_blocks // s), -(-g.n_x_blocks // s)
 
     @property
     def count(self) -> int:
