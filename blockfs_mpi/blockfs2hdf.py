@@ -261,7 +261,7 @@ def export_hdf(directory, dest, name, compression="gzip", opts=None, overwrite=F
 
 
 @parallel.program
-def main(argv=None):
+def main(argv: list[str] | None = None) -> None:
     args = parse_command_line(__doc__, argv)
     hdf_filter(args["--compression"], args["--compression-opts"])  # bad options fail first
     memory = export.memory_option(args["--memory"])

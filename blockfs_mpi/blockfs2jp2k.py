@@ -88,7 +88,7 @@ def export_jp2k(directory, pattern, psnr=None, comm=None, n_workers=None, silent
 
 
 @parallel.program
-def main(argv=None):
+def main(argv: list[str] | None = None) -> None:
     args = parse_command_line(__doc__, argv)
     pattern = export.check_pattern(args["<pattern>"] or args["--output-pattern"])
     psnr = args["--psnr"] and number_in_range("--psnr", args["--psnr"], 1, 1000, float)

@@ -81,7 +81,7 @@ def export_tiff(directory, pattern, level=3, comm=None, n_workers=None, y_stripe
 
 
 @parallel.program
-def main(argv=None):
+def main(argv: list[str] | None = None) -> None:
     args = parse_command_line(__doc__, argv)
     start = number_in_range("--start", args["--start"], 0, 10 ** 12)
     pattern = export.PlanePattern(

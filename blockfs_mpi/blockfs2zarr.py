@@ -304,7 +304,7 @@ def prepared(output, paths, headers, shard_blocks, size, overwrite, resume):
 
 
 @parallel.program
-def main(argv=None):
+def main(argv: list[str] | None = None) -> None:
     args = parse_command_line(__doc__, argv)
     shard_blocks = number_in_range("--shard", args["--shard"], 1, 256)
     n_workers = export.check_workers(args["--n-workers"])

@@ -41,7 +41,7 @@ from .voxel_size import VoxelSize, from_metadata
 
 
 @parallel.program
-def main(argv=None):
+def main(argv: list[str] | None = None) -> None:
     args = parse_command_line(__doc__, argv)
     levels = number_in_range("--levels", args["--levels"], 1, 32)
     size = voxel_size_option(args["--voxel-size"], args["--unit"])

@@ -26,7 +26,7 @@ from .options import parse_command_line
 
 
 @parallel.program
-def main(argv=None):
+def main(argv: list[str] | None = None) -> None:
     args = parse_command_line(__doc__, argv)
     info = volume_info(args["<blockfs-file>"])
     print(json.dumps(info, indent=1) if args["--json"] else "\n".join(format_info(info)))

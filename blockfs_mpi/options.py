@@ -116,7 +116,7 @@ def required(line: str) -> list[str]:
     return re.findall(r"--[\w-]+|<[^>]+>", line)
 
 
-def number_in_range(name: str, value: object, low: Number, high: Number,
+def number_in_range(name: str, value: object, low: float, high: float,
                     kind: Callable[[Any], Number] = int) -> Number:
     """value (a string from the command line) as a number of kind from low to high, or a
     one-line OptionError naming the option.

@@ -123,7 +123,7 @@ def rebase(path, piece_bytes=INDEX_PIECE, break_lock=False):
 
 
 @parallel.program
-def main(argv=None):
+def main(argv: list[str] | None = None) -> None:
     args = parse_command_line(USAGE, argv)
     option = "--block-size" if args["--block-size"] is not None else "--index-chunk"
     piece_bytes = number_in_range(option, args[option], 1, 1 << 30)

@@ -165,7 +165,7 @@ def volume_metadata(args):
 
 
 @parallel.program
-def main(argv=None):
+def main(argv: list[str] | None = None) -> None:
     args = parse_command_line(__doc__, argv)
     comm = parallel.world()
     rank = parallel.rank_of(comm)
