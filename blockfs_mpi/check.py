@@ -17,7 +17,14 @@ import numpy as np
 
 from . import format as fmt
 from . import generation, parallel
-from .commit import build_index, commit_slices, index_spans, route_rows, write_atomically
+from .commit import (
+    build_index,
+    commit_slices,
+    index_spans,
+    route_rows,
+    slices_checksum,
+    write_atomically,
+)
 from .completion import incomplete_line, is_incomplete
 from .errors import BlockfsError, FormatError
 from .format import WRITTEN
@@ -342,8 +349,8 @@ class _SlicedPass:
     (commit.index_spans), in the same number of runs on every rank. The committed entries of
     each run go to the ranks checking their data files (`mine`, `starts`); the newest frames
     of every rank's data files go to the ranks whose slices hold their blocks, which compare
-    them with the committed entries there (`frames`, `frames_committed`). Rank 0 gets the
-    index checksum, combined from the slices' (crc)."""
+    them with the committed entries there (`frames`, `frames_committed`). Every rank gets
+    the index checksum, combined from the slices' (crc)."""
 
     def __init__(self, comm, path, header, paths, scans):
         size, n_blocks = comm.Get_size(), header.geometry.n_blocks
@@ -363,12 +370,12 @@ class _SlicedPass:
             self.frames_committed[low:high] = entries[self.frames["block"][low:high] - first]
             rows = _entry_rows(first, entries, np.flatnonzero(~fmt.is_missing(entries)))
             owners = np.where(rows["file"] < len(paths), rows["file"] % size, 0)
-            received.append(_route_to_ranks(comm, rows, owners, n_blocks))
+            received.append(parallel.route(comm, rows, owners))
         mine = np.concatenate(received + [np.zeros(0, WRITTEN)])
         self.mine = mine = mine[np.argsort(mine["block"], kind="stable")]
         self.starts = {s.file_number: set((mine["offset"][mine["file"] == s.file_number]
                                            - fmt.FRAME_SIZE).tolist()) for s in scans}
-        self.crc = _combined_checksum(comm, crc, length)
+        self.crc = slices_checksum(comm, crc, length)
 
 
 def _entry_rows(first, entries, which):
@@ -379,29 +386,6 @@ def _entry_rows(first, entries, which):
     for name in ("offset", "size", "file"):
         rows[name] = entries[name][which]
     return rows
-
-
-def _route_to_ranks(comm, rows, ranks, n_blocks):
-    """WRITTEN rows sent to the given ranks (one per row) by commit.route_rows, which sends a
-    row to the rank whose slice holds its block: each row travels as a block of its rank's
-    own copy of the volume's block numbers (rank r's slice of size * n_blocks blocks is
-    r * n_blocks ... (r + 1) * n_blocks - 1). Returns the rows this rank receives."""
-    size = comm.Get_size()
-    rows = rows.copy()
-    rows["block"] += np.asarray(ranks, np.uint64) * np.uint64(n_blocks)
-    received = route_rows(comm, rows, index_spans(size * n_blocks, size))
-    received["block"] -= np.uint64(comm.Get_rank() * n_blocks)
-    return received
-
-
-def _combined_checksum(comm, crc, length):
-    """On rank 0, the CRC-32C of the whole index from each rank's CRC-32C of its slice and
-    the slice's length in bytes, combined in rank order (one gather); 0 elsewhere."""
-    slices = comm.gather((crc, length), root=0)
-    whole = 0
-    for slice_crc, slice_length in slices or []:
-        whole = fmt.crc32c_combine(whole, slice_crc, slice_length)
-    return whole
 
 
 def _check_directory(report, header, index_crc, paths):

@@ -16,7 +16,7 @@ import numpy as np
 from . import format as fmt
 from .errors import DuplicateBlockError, WriterError, brief
 from .format import WRITTEN
-from .parallel import agree, everywhere, idle_barrier
+from .parallel import agree, everywhere, idle_barrier, route
 
 DUPLICATES_NAMED = 10  # blocks a DuplicateBlockError names; it counts all of them
 
@@ -172,42 +172,28 @@ def index_spans(n_blocks, size):
 
 def route_rows(comm, rows, spans):
     """Send every WRITTEN row to the rank whose slice of the index holds its block; the rows
-    this rank receives. Counted in rows, not bytes, so 2^31 rows fit in one exchange."""
-    from mpi4py import MPI
+    this rank receives."""
     rows = np.asarray(rows, WRITTEN)
-    if comm.Get_size() == 1:
-        return rows
-    owner = np.searchsorted(spans[1:-1], rows["block"], side="right")  # past the end: last rank
-    order = np.argsort(owner, kind="stable")
-    send_counts = np.bincount(owner, minlength=comm.Get_size()).astype(np.int64)
-    receive_counts = np.empty_like(send_counts)
-    comm.Alltoall(send_counts, receive_counts)
-    received = np.empty(int(receive_counts.sum()), WRITTEN)
-    row_type = MPI.BYTE.Create_contiguous(WRITTEN.itemsize).Commit()
-    try:
-        comm.Alltoallv([rows[order], (send_counts, _starts(send_counts)), row_type],
-                       [received, (receive_counts, _starts(receive_counts)), row_type])
-    finally:
-        row_type.Free()
-    return received
+    owners = np.searchsorted(spans[1:-1], rows["block"], side="right")  # past the end: last
+    return route(comm, rows, owners)
 
 
-def _starts(counts):
-    """Where each of consecutive runs of the given lengths starts."""
-    return np.concatenate(([0], np.cumsum(counts)[:-1]))
+def slices_checksum(comm, crc, length):
+    """CRC-32C of the whole index from each rank's CRC-32C of its slice and the slice's
+    length in bytes, combined in rank order on every rank (one allgather; nobody reads
+    another's slice)."""
+    whole = 0
+    for slice_crc, slice_length in comm.allgather((crc, length)):
+        whole = fmt.crc32c_combine(whole, slice_crc, slice_length)
+    return whole
 
 
 def _index_checksum(comm, pieces):
-    """CRC-32C of the whole index: each rank checksums its slice (its pieces, in order), and
-    every rank combines the slices' checksums in rank order (one allgather; nobody reads
-    another's slice)."""
+    """slices_checksum of this rank's slice, held as pieces in order."""
     mine, length = 0, 0
     for piece in pieces:
         mine, length = fmt.crc32c(piece, mine), length + len(piece)
-    crc = 0
-    for slice_crc, slice_length in comm.allgather((mine, length)):
-        crc = fmt.crc32c_combine(crc, slice_crc, slice_length)
-    return crc
+    return slices_checksum(comm, mine, length)
 
 
 def _create_beside(comm, path, hints):

@@ -12,6 +12,8 @@ import sys
 import time
 import traceback
 
+import numpy as np
+
 # Variables the common launchers (MPICH/Hydra, Open MPI/PRRTE, PMIx, Slurm's PMI2) set.
 LAUNCHER_VARIABLES = ("PMI_RANK", "PMI_SIZE", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE")
 
@@ -108,6 +110,28 @@ def on_every_rank(comm, task, error_type):
         raise everywhere(error_type("; ".join(f"rank {rank}: {message}"
                                               for message, rank in first.items())))
     return result
+
+
+def route(comm, rows, owners):
+    """Send rows[i] (a numpy structured array) to rank owners[i]; the rows this rank receives,
+    in rank order. Counted in rows, not bytes, so 2^31 rows fit in one exchange."""
+    if size_of(comm) == 1:
+        return rows
+    from mpi4py import MPI
+    order = np.argsort(owners, kind="stable")
+    send_counts = np.bincount(owners, minlength=comm.Get_size()).astype(np.int64)
+    receive_counts = np.empty_like(send_counts)
+    comm.Alltoall(send_counts, receive_counts)
+    received = np.empty(int(receive_counts.sum()), rows.dtype)
+    row_type = MPI.BYTE.Create_contiguous(rows.dtype.itemsize).Commit()
+    try:
+        comm.Alltoallv([rows[order], (send_counts, np.cumsum(send_counts) - send_counts),
+                        row_type],
+                       [received, (receive_counts, np.cumsum(receive_counts) - receive_counts),
+                        row_type])
+    finally:
+        row_type.Free()
+    return received
 
 
 def any_source():

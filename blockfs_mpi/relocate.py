@@ -354,28 +354,6 @@ def index_share(plan, comm):
     return np.concatenate(found)
 
 
-def route(comm, rows, owners):
-    """Send rows[i] to rank owners[i] (rows of a numpy structured dtype); the rows this rank
-    receives. Counted in rows, not bytes, so 2^31 rows fit in one exchange."""
-    if comm is None or comm.Get_size() == 1:
-        return rows
-    from mpi4py import MPI
-    order = np.argsort(owners, kind="stable")
-    send_counts = np.bincount(owners, minlength=comm.Get_size()).astype(np.int64)
-    receive_counts = np.empty_like(send_counts)
-    comm.Alltoall(send_counts, receive_counts)
-    received = np.empty(int(receive_counts.sum()), rows.dtype)
-    row_type = MPI.BYTE.Create_contiguous(rows.dtype.itemsize).Commit()
-    try:
-        comm.Alltoallv([rows[order], (send_counts, np.cumsum(send_counts) - send_counts),
-                        row_type],
-                       [received, (receive_counts, np.cumsum(receive_counts) - receive_counts),
-                        row_type])
-    finally:
-        row_type.Free()
-    return received
-
-
 def verify_frames(plan, comm, rows=None):
     """Read every block of the copy back and check its format 2 frame and checksum.
 
@@ -386,7 +364,7 @@ def verify_frames(plan, comm, rows=None):
     if rows is None:
         rows = index_share(plan, comm)
     frames = rows["offset"].astype(np.int64) - plan.header.frame_size
-    rows = route(comm, rows, share_owners(plan.sizes, parallel.size_of(comm), rows["file"],
+    rows = parallel.route(comm, rows, share_owners(plan.sizes, parallel.size_of(comm), rows["file"],
                                           np.maximum(frames, 0)))
     rows.sort(order=["file", "offset"])
     reader = BlockReader(plan.source, plan.header, plan.targets)

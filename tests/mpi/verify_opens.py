@@ -30,5 +30,9 @@ def count_opens(event, args):
 rows = relocate.index_share(plan, comm)
 sys.addaudithook(count_opens)
 relocate.verify_frames(plan, comm, rows)
-print(json.dumps({"rank": comm.rank, "opens": len(opened),
-                  "files": sorted(plan.targets.index(path) for path in set(opened))}), flush=True)
+mine = {"rank": comm.rank, "opens": len(opened),
+        "files": sorted(plan.targets.index(path) for path in set(opened))}
+reports = comm.gather(mine, root=0)  # printed by rank 0 alone: ranks' stdout may interleave
+if comm.rank == 0:
+    sys.stdout.write("".join(json.dumps(report) + "\n" for report in reports))
+    sys.stdout.flush()
