@@ -16,6 +16,7 @@ import threading
 
 from . import zarr_view
 from .directory import Directory
+from .open_files import descriptor_budget
 from .pyramid import DIRECTORY_NAME, scale_key
 from .voxel_size import VoxelSize, from_metadata
 
@@ -38,6 +39,9 @@ class Catalog:
         if not os.path.isdir(self.root):
             raise NotADirectoryError(f"{root} is not a folder")
         self.capacity = capacity
+        # Half the descriptors the process may open, shared by the volumes kept open: each
+        # reader keeps at most its part of its data files open (reader.BlockReader).
+        self.files_per_volume = max(1, descriptor_budget(0.5) // max(1, capacity))
         self._lock = threading.Lock()
         self._open = collections.OrderedDict()  # realpath -> [Directory, stamp, users]
 
@@ -152,7 +156,7 @@ class Catalog:
                 self._open.move_to_end(path)
                 entry[2] += 1
                 return entry
-        directory = Directory.open(path)
+        directory = Directory.open(path, open_files=self.files_per_volume)
         for data_path in directory.reader.data_paths:
             real = os.path.realpath(data_path)
             if not real.startswith(self.root + os.sep):

@@ -146,22 +146,25 @@ class Directory:
     # ------------------------------------------------------------ opening --
 
     @classmethod
-    def open(cls, directory_filename, comm=None):
+    def open(cls, directory_filename, comm=None, open_files=None):
         """Open an existing volume (format 1 or 2) for reading; a volume whose writer did not
-        finish is opened with a warning (its unwritten blocks read as zeros)."""
-        self = cls._opened(directory_filename, comm)
+        finish is opened with a warning (its unwritten blocks read as zeros). open_files:
+        how many of its data files the reader keeps open at once (reader.data_file_limit
+        by default)."""
+        self = cls._opened(directory_filename, comm, open_files)
         if parallel.rank_of(parallel.world()) == 0:  # once per job, not once per rank
             warn_if_incomplete(self.directory_filename, self.header)
         return self
 
     @classmethod
-    def _opened(cls, directory_filename, comm):
+    def _opened(cls, directory_filename, comm, open_files=None):
         """The volume at directory_filename, read-only."""
         path = os.path.abspath(directory_filename)
         self = cls.__new__(cls)
         self.directory_filename = path
         self.comm = comm
-        self._reader = BlockReader(path)  # header and index from one version of the file
+        # header and index from one version of the file
+        self._reader = BlockReader(path, open_files=open_files)
         self.header = self._reader.header
         self.hints = None
         self._state = READING
