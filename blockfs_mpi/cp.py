@@ -1,5 +1,7 @@
-"""`python -m blockfs_mpi.cp`: the same program as blockfs-cp."""
-from .relocate import cp_main
+"""`python -m blockfs_mpi.cp`: the same program as blockfs-cp (main(argv), as every program)."""
+from .relocate import cp_main as main
+
+__all__ = ["main"]
 
 if __name__ == "__main__":
-    cp_main()
+    main()

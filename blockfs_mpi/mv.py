@@ -1,5 +1,7 @@
-"""`python -m blockfs_mpi.mv`: the same program as blockfs-mv."""
-from .relocate import mv_main
+"""`python -m blockfs_mpi.mv`: the same program as blockfs-mv (main(argv), as every program)."""
+from .relocate import mv_main as main
+
+__all__ = ["main"]
 
 if __name__ == "__main__":
-    mv_main()
+    main()

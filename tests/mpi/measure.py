@@ -1,6 +1,7 @@
 """Run a blockfs_mpi program on this rank, then print what the rank used, as one JSON line.
 
-    measure.py <module> <args>...    (e.g. measure.py blockfs2hdf vol.blockfs out.h5 /v)
+    measure.py <module>[:<function>] <args>...    (e.g. measure.py blockfs2hdf vol.blockfs out.h5 /v;
+                                                   the function is main unless named)
 
 Printed: {"rank", "peak_rss_kib" (getrusage), "opens" (Python-level opens, seen by an audit
 hook, of files under $MEASURE_UNDER), "syncs" (data-file syncs by blockfs_mpi.writer)}.
@@ -40,7 +41,8 @@ if "PMI_RANK" in os.environ or "OMPI_COMM_WORLD_RANK" in os.environ:
     from mpi4py import MPI
     rank = MPI.COMM_WORLD.rank
 try:
-    importlib.import_module(f"blockfs_mpi.{sys.argv[1]}").main(sys.argv[2:])
+    module, _, function = sys.argv[1].partition(":")  # e.g. write, or relocate:cp_main
+    getattr(importlib.import_module(f"blockfs_mpi.{module}"), function or "main")(sys.argv[2:])
 except SystemExit as e:
     if e.code not in (0, None):
         raise
