@@ -54,7 +54,7 @@ def programs(work, planes_glob):
         ("blockfs2hdf", "blockfs2hdf", [volume, os.path.join(work, "v.h5"), "/v",
                                         "--compression", "none", "--silent"]),
         ("blockfs2zarr", "blockfs2zarr", [volume, os.path.join(work, "v.ome.zarr"), "--silent"]),
-        ("blockfs-cp", "relocate:cp_main", [volume, os.path.join(work, "copy", "v.blockfs"), "--silent"]),
+        ("blockfs-cp", "relocate:cp_main", [volume, os.path.join(work, "copy", "v.blockfs")]),
         ("blockfs-downsample", "downsample", [volume, "--levels=4", "--output",
                                               os.path.join(work, "pyr"), "--silent"]),
     ]

@@ -38,6 +38,7 @@ REPLACING = """  --overwrite      Replace the blockfs volume already at the dest
 """
 THREADS = """  --threads <n>    Copy streams per rank [default: auto]: auto is the rank's share
                    of its node's cores, at most 4.
+  --silent         No progress bar.
   -h --help        Show this text.
 """
 
@@ -50,7 +51,7 @@ and only then is the source removed. Format 1 volumes stay format 1, with
 their data file names rewritten.
 
 Usage:
-  blockfs-mv [--overwrite | --force] [--break-lock] [--threads <n>] <src> <dest>
+  blockfs-mv [--overwrite | --force] [--break-lock] [--threads <n>] [--silent] <src> <dest>
   blockfs-mv -h | --help | --version
 
 Arguments:
@@ -67,7 +68,8 @@ finish has none. The source is never changed. Format 1 volumes stay
 format 1, with their data file names rewritten.
 
 Usage:
-  blockfs-cp [--overwrite | --force] [--break-lock] [--no-fsync] [--threads <n>] <src> <dest>
+  blockfs-cp [--overwrite | --force] [--break-lock] [--no-fsync] [--threads <n>] [--silent]
+             <src> <dest>
   blockfs-cp -h | --help | --version
 
 Arguments:
@@ -424,7 +426,7 @@ def run(usage, move, argv):
     overwrite = args["--overwrite"] or args["--force"]
     target = relocate(args["<src>"], args["<dest>"], move, overwrite, comm,
                       fsync=not args.get("--no-fsync"), threads=threads,
-                      break_lock=args["--break-lock"])
+                      silent=args["--silent"], break_lock=args["--break-lock"])
     parallel.log.info("%s %s to %s", args["<src>"], "moved" if move else "copied", target)
 
 
