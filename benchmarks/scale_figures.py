@@ -6,7 +6,8 @@
 Writes the volume's source once (untimed): `--planes` TIFF planes of side x side
 uint16 (128 x 4096 x 4096 = 4.3 GB by default). Then runs each program under
 tests/mpi/measure.py on `--ranks` ranks (mpiexec), which prints every rank's peak
-RSS (getrusage), its opens of files under the work folder (an audit hook) and its
+RSS (getrusage; mapped data files count: fsck maps them), its opens of files under --out
+(the source planes and every volume and output; an audit hook) and its
 data-file syncs; the table gives the largest of each over the ranks, and its sum
 for opens and syncs. With --old, a copy of an older blockfs_mpi package (e.g.
 `git archive <rev> blockfs_mpi | tar -x -C /tmp/oldpkg`) runs the same commands
@@ -60,9 +61,9 @@ def programs(work, planes_glob):
     ]
 
 
-def run(ranks, module, args, work, package=None):
-    """(seconds, per-rank figures) of one measured job."""
-    env = dict(os.environ, MEASURE_UNDER=work)
+def run(ranks, module, args, under, package=None):
+    """(seconds, per-rank figures) of one measured job, counting opens of files under under."""
+    env = dict(os.environ, MEASURE_UNDER=under)
     if package:
         env["PYTHONPATH"] = package
     mpiexec = os.path.join(os.path.dirname(sys.executable), "mpiexec")
@@ -109,7 +110,7 @@ def main():
         for name, module, program_args in programs(work, glob):
             if name not in names:
                 names.append(name)
-            results[name, version] = summary(*run(args.ranks, module, program_args, work,
+            results[name, version] = summary(*run(args.ranks, module, program_args, args.out,
                                                   package))
         shutil.rmtree(work)
     for name in names:
