@@ -15,6 +15,7 @@ import tifffile
 
 from blockfs_mpi import Directory
 from conftest import mpiexec, run_checked
+from volumes import big_volume
 
 HERE = Path(__file__).parent
 WIDE = (2, 4096, 8192)  # (z, y, x): 128 MiB, one z-slab of 64^3 blocks, planes of 64 MiB
@@ -187,3 +188,26 @@ def test_report_interval_grows_with_the_ranks():
     assert report_interval(2) == report_interval(16) == 0.5
     for ranks in (256, 4096, 65536):
         assert ranks / report_interval(ranks) <= 32
+
+
+@pytest.mark.mpi
+def test_ranks_open_only_the_data_files_their_share_reads(tmp_path):
+    """A rank of an MPI job opens a data file when its share reads from it, not every data
+    file of the volume up front (at 4096 ranks: 10^6 opens before any work). 12 z-slabs, the
+    block of slab k in data file k, exported by blockfs2tif on 3 ranks: each data file opened
+    once in all (before: 12 by every rank), and each rank a directory file or two."""
+    volume = tmp_path / "volume"
+    volume.mkdir()
+    big_volume(str(volume / "v.blockfs"), 12, n_files=12, block=(16, 16, 16))
+    (tmp_path / "planes").mkdir()
+    command = [mpiexec(), "-n", "3", sys.executable, str(HERE / "mpi" / "measure.py"),
+               "blockfs2tif", volume / "v.blockfs", tmp_path / "planes" / "p_%03d.tif",
+               "--silent"]
+    out = run_checked(command, env={"MEASURE_UNDER": str(volume)}).stdout
+    opens = [json.loads(line)["opens"] for line in out.splitlines() if line.startswith('{"rank"')]
+    assert len(opens) == 3, out
+    assert sum(opens) <= 12 + 2 * 3, f"opens of the volume's files by rank: {opens}"
+    for z in (0, 100, 191):
+        plane = tifffile.imread(tmp_path / "planes" / f"p_{z:03d}.tif")
+        noise = np.random.default_rng(0).integers(0, 65536, (16, 16, 16), np.uint16)
+        np.testing.assert_array_equal(plane, noise[z % 16] + np.uint16(z // 16))
