@@ -21,8 +21,8 @@ Options:
   --memory=<size>        Memory budget per rank with its unit, e.g. 512M or 4G.  [default: 1G]
   --data-dirs=<dirs>     Comma-separated existing folders to spread the data files over,
                          round-robin (several disks or OSTs); default: beside the output.
-  --stripe-count=<n>     Lustre stripe count of new data files (MPI-IO striping_factor).
-  --stripe-size=<bytes>  Lustre stripe size of new data files (MPI-IO striping_unit).
+  --stripe-count=<n>     Lustre stripe count of new data and directory files (striping_factor).
+  --stripe-size=<bytes>  Lustre stripe size of new data and directory files (striping_unit).
   --metadata=<k=v>       Application metadata, repeatable; values are JSON where they parse.
   --resume               Complete a killed job: keep every intact block, write the rest.
                          Refused if the source is not the one the volume was started from
