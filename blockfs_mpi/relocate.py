@@ -236,21 +236,31 @@ def copy_range(source_fd, target_fd, offset, length):
         offset += copied
 
 
-def shares(sizes, n_ranks):
-    """For each rank, its (file number, offset, length) pieces: runs of about equal bytes."""
+def share(sizes, n_ranks, rank):
+    """This rank's (file number, offset, length) pieces of up to PIECE bytes: the ranks take
+    runs of about equal bytes in file order, a piece the rank whose run its first byte is in.
+    Computed from the files' sizes alone: no rank lists the whole job's pieces (1.5 * 10^6
+    of them for 100 TB)."""
     total = max(1, sum(sizes))
-    pieces = [[] for _ in range(n_ranks)]
-    done = 0
+    low = -(-rank * total // n_ranks)  # the first piece start that is this rank's
+    high = -(-(rank + 1) * total // n_ranks) if rank < n_ranks - 1 else None
+    mine, start = [], 0
     for number, size in enumerate(sizes):
-        for offset in range(0, size, PIECE):
-            length = min(PIECE, size - offset)
-            pieces[min(n_ranks - 1, done * n_ranks // total)].append((number, offset, length))
-            done += length
-    return pieces
+        first = -(-max(0, low - start) // PIECE) * PIECE
+        end = size if high is None else min(size, high - start)
+        mine.extend((number, offset, min(PIECE, size - offset))
+                    for offset in range(first, end, PIECE))
+        start += size
+    return mine
+
+
+def piece_count(sizes):
+    """How many pieces the whole copy is."""
+    return sum(-(-size // PIECE) for size in sizes)
 
 
 def share_owners(sizes, n_ranks, files, offsets):
-    """The rank whose share (as shares deals them) holds byte offsets[i] of data file files[i]
+    """The rank whose share (as share deals them) holds byte offsets[i] of data file files[i]
     (arrays; a file number past the volume's is rank 0's)."""
     starts = np.concatenate(([0], np.cumsum(sizes, dtype=np.int64)))
     known = files < len(sizes)
@@ -316,13 +326,13 @@ def across_files(pieces):
 def copy_share(plan, comm, fsync=True, threads=None, silent=False):
     """Copy this rank's pieces on `threads` streams (None: copy_threads) and, with fsync, push
     what it wrote to disk. Collective (the progress bar)."""
-    pieces = shares(plan.sizes, parallel.size_of(comm))
-    mine = across_files(pieces[parallel.rank_of(comm)])
-    n_pieces = sum(map(len, pieces))
+    n_ranks = parallel.size_of(comm)
+    mine = across_files(share(plan.sizes, n_ranks, parallel.rank_of(comm)))
+    n_pieces = piece_count(plan.sizes)
     threads = threads or copy_threads(comm)
     if parallel.rank_of(comm) == 0:
         parallel.log.info("copying %d piece(s) of up to %d MiB on %d rank(s), %d thread(s) on "
-                          "rank 0", n_pieces, PIECE >> 20, len(pieces), threads)
+                          "rank 0", n_pieces, PIECE >> 20, n_ranks, threads)
     progress = Progress(comm, n_pieces, "copy", unit="piece", disable=silent)
     try:
         with ThreadPoolExecutor(threads, thread_name_prefix="copy") as pool:
@@ -359,7 +369,7 @@ def index_share(plan, comm):
 def verify_frames(plan, comm, rows=None):
     """Read every block of the copy back and check its format 2 frame and checksum.
 
-    Collective. Each rank checks the frames that start in its share of the data (shares), in
+    Collective. Each rank checks the frames that start in its share of the data (share), in
     file order, so it opens only the data files of its share, not all of them: it reads its
     slice of the index (rows: index_share's, read beforehand so that a rank failing to read it
     fails before the exchange) and sends each entry to the rank that checks it."""

@@ -21,8 +21,10 @@ from blockfs_mpi.relocate import (
     across_files,
     copy_threads,
     make_plan,
+    piece_count,
     relocate,
-    shares,
+    share,
+    share_owners,
     verify_frames,
 )
 from conftest import FORMAT1_FIXTURE, kill_group, mpiexec
@@ -150,7 +152,7 @@ def test_copy_threads_share_the_pieces(tmp_path, monkeypatch):
 
 def test_threads_take_pieces_of_different_files_in_turn():
     """Two threads in one file serialise on its inode lock: alternate the files instead."""
-    (mine,) = shares([3 * PIECE, 2 * PIECE], 1)
+    mine = share([3 * PIECE, 2 * PIECE], 1, 0)
     order = across_files(mine)
     assert [number for number, _, _ in order] == [0, 1, 0, 1, 0]
     assert sorted(order) == sorted(mine)
@@ -225,7 +227,7 @@ def test_cp_format2_data_files_elsewhere_are_gathered(tmp_path):
 
 
 def test_large_files_are_split_in_byte_ranges():
-    pieces = shares([300 << 20, 10], 2)
+    pieces = [share([300 << 20, 10], 2, rank) for rank in range(2)]
     assert {number for number, _, _ in pieces[0]} == {0}
     assert pieces[1][-1] == (1, 0, 10) and any(n == 0 for n, _, _ in pieces[1])
     covered = sorted((n, offset, length) for share in pieces for n, offset, length in share)
@@ -514,3 +516,38 @@ def test_kill_9_during_mv_across_filesystems(big, tmp_path, mount):
     assert_no_volume(dest)
     assert big.exists()
     assert_source_reads(big)
+
+
+def dealt_whole(sizes, n_ranks):
+    """Every rank's pieces as the whole job's list dealt them before share: each piece to the
+    rank whose run of about equal bytes its first byte is in."""
+    total = max(1, sum(sizes))
+    pieces = [[] for _ in range(n_ranks)]
+    done = 0
+    for number, size in enumerate(sizes):
+        for offset in range(0, size, PIECE):
+            pieces[min(n_ranks - 1, done * n_ranks // total)].append(
+                (number, offset, min(PIECE, size - offset)))
+            done += min(PIECE, size - offset)
+    return pieces
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_a_ranks_share_is_computed_without_the_whole_list(seed):
+    rng = np.random.default_rng(seed)
+    sizes = [int(size) for size in rng.integers(0, 5 * PIECE, rng.integers(1, 12))]
+    sizes[rng.integers(len(sizes))] = 0  # empty data files too
+    for n_ranks in (1, 2, 3, 7, 64):
+        whole = dealt_whole(sizes, n_ranks)
+        assert [share(sizes, n_ranks, rank) for rank in range(n_ranks)] == whole
+        assert piece_count(sizes) == sum(map(len, whole))
+        owners = share_owners(sizes, n_ranks, np.array([n for s in whole for n, _, _ in s]),
+                              np.array([o for s in whole for _, o, _ in s]))
+        assert list(owners) == [r for r, s in enumerate(whole) for _ in s]
+
+
+def test_a_100_tb_copy_on_4096_ranks_lists_a_ranks_pieces_only():
+    sizes = [25 << 30] * 4096  # 100 TB in 4096 data files: 1.6 * 10^6 pieces of 64 MiB
+    mine = share(sizes, 4096, 4095)
+    assert piece_count(sizes) == 4096 * 400 and len(mine) == 400
+    assert mine[0] == (4095, 0, PIECE) and mine[-1] == (4095, 399 * PIECE, PIECE)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from blockfs_mpi.relocate import make_plan, shares, verify_frames
+from blockfs_mpi.relocate import make_plan, share, verify_frames
 from conftest import mpiexec, run_checked
 from volumes import big_volume, voxels
 
@@ -38,7 +38,7 @@ def test_each_rank_opens_only_its_share_of_the_data_files(tmp_path):
     reports = sorted((json.loads(line) for line in result.stdout.splitlines()
                       if line.startswith("{")), key=lambda report: report["rank"])
     assert len(reports) == n
-    pieces = shares(plan.sizes, n)
+    pieces = [share(plan.sizes, n, rank) for rank in range(n)]
     for report in reports:  # each file once, by the rank whose share it is in
         assert report["files"] == sorted({number for number, _, _ in pieces[report["rank"]]})
         assert report["opens"] == len(report["files"]) <= 20 // n + 1
