@@ -23,6 +23,7 @@ from .errors import WriterError, brief
 from .format import WRITTEN
 
 BUFFER_SIZE = 8 << 20  # bytes of frames gathered per append; BLOCKFS_BUFFER_SIZE overrides
+FIRST_BUFFER = 1 << 20  # a buffer's size at first use, doubled as frames fill it
 SYNC_INTERVAL = 1 << 30  # bytes appended between syncs; BLOCKFS_SYNC_INTERVAL overrides
 
 
@@ -148,11 +149,13 @@ class BlockWriter:
             self.flush()
 
     def _put(self, data):
-        """Copy bytes to the end of the filling buffer, growing it to buffer_size at first use
-        and beyond for a frame that does not fit."""
+        """Copy bytes to the end of the filling buffer, growing it by doubling from FIRST_BUFFER
+        up to buffer_size (a small pyramid level's writer never fills 8 MiB of pages), and
+        beyond for a frame that does not fit."""
         buffer, end = self._buffers[0], self._filled + len(data)
         if end > len(buffer):
-            buffer.extend(bytes(max(end, self.buffer_size) - len(buffer)))
+            grown = min(self.buffer_size, max(FIRST_BUFFER, 2 * len(buffer)))
+            buffer.extend(bytes(max(end, grown) - len(buffer)))
         buffer[self._filled:end] = data
         self._filled = end
 

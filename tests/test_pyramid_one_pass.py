@@ -109,10 +109,26 @@ def test_integer_mean_is_the_general_mean():
     rng = np.random.default_rng(7)
     for dtype in (np.uint8, np.int8, np.uint16, np.int16, np.uint32, np.int32, np.int64):
         info = np.iinfo(dtype)
-        for shape in [(1, 1, 1), (2, 3, 1), (5, 4, 7), (6, 6, 8)]:
+        for shape in [(1, 1, 1), (2, 3, 1), (5, 4, 7), (6, 6, 8), (17, 3, 2)]:
             block = rng.integers(info.min, info.max, shape, dtype=dtype, endpoint=True)
             np.testing.assert_array_equal(pyramid.downsample(block), reference_mean(block),
                                           err_msg=f"{np.dtype(dtype)} {shape}")
+
+
+def test_integer_mean_sums_small_values_in_their_own_type():
+    """Values of which 8 fit the block's type are summed in it (12-bit data in uint16), up to
+    the last such value; one more and the sums are wider: the means are exact either way."""
+    rng = np.random.default_rng(8)
+    for dtype in (np.uint8, np.int8, np.uint16, np.int16, np.uint32, np.int32):
+        info = np.iinfo(dtype)
+        low, high = -(-info.min // 8), info.max // 8  # 8 * low >= min, 8 * high <= max
+        for shape in [(2, 2, 2), (5, 4, 7), (9, 3, 5), (18, 6, 8)]:
+            for top, own in ((high, True), (high + 1, False)):
+                block = rng.integers(low, top, shape, dtype=dtype, endpoint=True)
+                block.flat[0] = top  # the largest value present decides
+                assert (pyramid.mean_accumulator(block) == np.dtype(dtype)) == own
+                np.testing.assert_array_equal(pyramid.downsample(block), reference_mean(block),
+                                              err_msg=f"{np.dtype(dtype)} {shape} {top}")
 
 
 # ------------------------------------------------------------ the plan --
