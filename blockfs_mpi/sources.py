@@ -8,6 +8,7 @@ reads cost whole rows whatever columns are asked says so with `reads_whole_rows`
 """
 import glob
 import hashlib
+import json
 import logging
 import os
 import re
@@ -263,29 +264,91 @@ class NumpyFile:
 ZARR_MARKERS = ("zarr.json", ".zarray", ".zgroup")  # a zarr v3 node, a v2 array or group
 
 
+def zarr_node(path):
+    """The zarr node at a local path, from its JSON alone (importing zarr-python takes half
+    a second a rank, more than a small conversion's reading): a dict of zarr_format,
+    node_type ("array" or "group") and attributes, and an array's shape and dtype."""
+    def load(name):
+        with open(os.path.join(path, name)) as f:
+            return json.load(f)
+
+    try:
+        if os.path.exists(os.path.join(path, "zarr.json")):
+            meta = load("zarr.json")
+            node = {"zarr_format": 3, "node_type": meta["node_type"],
+                    "attributes": meta.get("attributes", {})}
+            if meta["node_type"] == "array":
+                node.update(shape=tuple(meta["shape"]), dtype=np.dtype(meta["data_type"]))
+            return node
+        attributes = load(".zattrs") if os.path.exists(os.path.join(path, ".zattrs")) else {}
+        if os.path.exists(os.path.join(path, ".zarray")):
+            meta = load(".zarray")
+            return {"zarr_format": 2, "node_type": "array", "attributes": attributes,
+                    "shape": tuple(meta["shape"]), "dtype": np.dtype(meta["dtype"])}
+        if os.path.exists(os.path.join(path, ".zgroup")):
+            return {"zarr_format": 2, "node_type": "group", "attributes": attributes}
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise SourceError(f"{path}: cannot open zarr: {e}") from None
+    raise SourceError(f"{path}: cannot open zarr: no zarr.json, .zarray or .zgroup there")
+
+
+def first_level(path, attributes, arrays):
+    """Where the first multiscale level of the OME-Zarr image at path is, from its group's
+    attributes (0.5's under "ome", 0.4's at the top); a group that is no image is refused,
+    naming its arrays (the callable arrays lists them)."""
+    multiscales = attributes.get("ome", attributes).get("multiscales")
+    if not multiscales:
+        raise SourceError(f"{path}: a zarr group that is no OME-Zarr image; name one of its "
+                          f"arrays: {', '.join(sorted(arrays())) or 'it has none'}")
+    return multiscales[0]["datasets"][0]["path"]
+
+
 class ZarrArray:
     """A 3-D zarr v2 or v3 array (sharded or not); an OME-Zarr image (0.4 or 0.5) stands for
     its first multiscale level (`image.ome.zarr/2` names another). Each read() fetches only
     the chunks (or inner chunks of shards) the region overlaps.
 
-    zarr-python reads the metadata; the voxels are read with TensorStore where it is
-    installed (it fetches and decodes a region's chunks on threads of its own: about twice
-    zarr-python's speed at zstd-1), else with zarr-python. BLOCKFS_ZARR_READER=zarr or
-    =tensorstore picks one."""
+    A local array's metadata is read from its JSON (zarr_node), a URL's by zarr-python. The
+    voxels are read with TensorStore where it is installed (it fetches and decodes a
+    region's chunks on threads of its own: about twice zarr-python's speed at zstd-1), else
+    with zarr-python. BLOCKFS_ZARR_READER=zarr or =tensorstore picks one."""
 
     def __init__(self, path):
         self.path = path
-        array = self._open()
-        if array.ndim != 3:
-            raise SourceError(f"{path}: zarr array is {array.ndim}-D, not 3-D (z, y, x)")
-        self.shape, self.dtype = tuple(array.shape), np.dtype(array.dtype)
-        self.zarr_format = array.metadata.zarr_format
+        if "://" in path:
+            array = self._open()
+            shape, self.dtype = tuple(array.shape), np.dtype(array.dtype)
+            self.zarr_format = array.metadata.zarr_format
+        else:
+            node = self._locate()
+            shape, self.dtype, self.zarr_format = node["shape"], node["dtype"], node["zarr_format"]
+        if len(shape) != 3:
+            raise SourceError(f"{path}: zarr array is {len(shape)}-D, not 3-D (z, y, x)")
+        self.shape = shape
         self.reader = "TensorStore" if self._tensorstore() is not None else "zarr-python"
         self.description = (f"zarr v{self.zarr_format} array {self.array_path} (read with "
                             f"{self.reader})")
 
+    def _locate(self):
+        """The local array's node (zarr_node), the first multiscale level's for an image;
+        sets array_path to where it is."""
+        node, self.array_path = zarr_node(self.path), self.path
+        if node["node_type"] == "array":
+            return node
+
+        def arrays():
+            return [name for name in os.listdir(self.path)
+                    if any(os.path.exists(os.path.join(self.path, name, marker))
+                           for marker in ("zarr.json", ".zarray"))
+                    and zarr_node(os.path.join(self.path, name))["node_type"] == "array"]
+
+        level = first_level(self.path, node["attributes"], arrays)
+        self.array_path = os.path.join(self.path, level)
+        return zarr_node(self.array_path)
+
     def _open(self):
-        """The zarr array at path, or the first multiscale level of the image there."""
+        """The zarr array at path, or the first multiscale level of the image there, opened
+        with zarr-python."""
         try:
             import zarr
         except ImportError:
@@ -297,15 +360,11 @@ class ZarrArray:
             raise SourceError(f"{self.path}: cannot open zarr: {e}") from None
         self.array_path = self.path
         if isinstance(node, zarr.Group):
-            attributes = dict(node.attrs)
-            multiscales = attributes.get("ome", attributes).get("multiscales")
-            if not multiscales:
-                names = sorted(name for name, _ in node.arrays())
-                raise SourceError(f"{self.path}: a zarr group that is no OME-Zarr image; name "
-                                  f"one of its arrays: {', '.join(names) or 'it has none'}")
-            level = multiscales[0]["datasets"][0]["path"]
+            group = node
+            level = first_level(self.path, dict(group.attrs),
+                                lambda: [name for name, _ in group.arrays()])
             self.array_path = os.path.join(self.path, level)
-            node = node[level]
+            node = group[level]
         self._array = node
         return node
 
