@@ -14,7 +14,6 @@ import os
 import re
 
 import numpy as np
-import tifffile
 
 from . import parallel
 from .errors import BlockfsError
@@ -113,6 +112,7 @@ class TiffPlanes:
         self._planes = OpenFiles(limit, self._open_plane, _close_plane)
 
     def _open(self, path):
+        import tifffile  # here, not at the top: a zarr, HDF5 or NumPy source never loads it
         try:
             return tifffile.TiffFile(path)
         except FileNotFoundError:
@@ -190,6 +190,7 @@ class TiffStack:
     """One multi-page or 3-D TIFF file: pages are z planes."""
 
     def __init__(self, path):
+        import tifffile
         self.path = path
         try:
             with tifffile.TiffFile(path) as tif:
@@ -206,6 +207,7 @@ class TiffStack:
         self.description = f"TIFF stack {path}"
 
     def read(self, z0, z1, y0, y1, x0, x1):
+        import tifffile
         if self._memmappable:
             volume = tifffile.memmap(self.path, mode="r")
             return np.array(volume[z0:z1, y0:y1, x0:x1])
