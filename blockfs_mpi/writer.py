@@ -20,6 +20,7 @@ import numpy as np
 
 from . import format as fmt
 from .errors import WriterError, brief
+from .fileio import write_all
 from .format import WRITTEN
 
 BUFFER_SIZE = 8 << 20  # bytes of frames gathered per append; BLOCKFS_BUFFER_SIZE overrides
@@ -66,11 +67,7 @@ class PosixFile:
         return os.fstat(self.fd).st_size
 
     def write_at(self, offset, data):
-        view = memoryview(data)
-        while view:
-            written = os.pwrite(self.fd, view, offset)
-            view = view[written:]
-            offset += written
+        write_all(self.fd, data, offset)
 
     def sync(self):
         os.fsync(self.fd)
