@@ -6,7 +6,6 @@ file of its own and `close()` commits collectively. Without MPI, writer
 processes own the data files, and any process holding the Directory (forked,
 spawned or forkserver workers alike) hands its blocks to them.
 """
-import itertools
 import logging
 import math
 import multiprocessing
@@ -633,22 +632,6 @@ class Directory:
         return self.reader.read(self.geometry.block_number(x, y, z),
                                 self.geometry.block_shape(x, y, z))
 
-    def _bounds(self, key):
-        """((z0, z1), (y0, y1), (x0, x1)) and the axes to squeeze, from a key of step 1."""
-        picked, squeeze = indexing.selection(key, self.shape)
-        if any(p.step != 1 for p in picked):
-            raise IndexError(f"{self.directory_filename}: only step 1 slices can be written")
-        return [(p.start, max(p.start, p.stop)) for p in picked], squeeze
-
-    def _blocks_in(self, bounds):
-        """Origins (x, y, z) of the blocks overlapping a region."""
-        (z0, z1), (y0, y1), (x0, x1) = bounds
-        zb, yb, xb = self.block_size
-        for z in range(z0 - z0 % zb, z1, zb):
-            for y in range(y0 - y0 % yb, y1, yb):
-                for x in range(x0 - x0 % xb, x1, xb):
-                    yield x, y, z
-
     def _read_thread_count(self):
         if self.read_threads is not None:
             return self.read_threads
@@ -693,8 +676,7 @@ class Directory:
             (z, out_z, in_z), (y, out_y, in_y), (x, out_x, in_x) = piece
             out[out_z, out_y, out_x] = self.read_block(x, y, z)[in_z, in_y, in_x]
 
-        work = list(itertools.product(*(indexing.pieces(indexing.ascending(p), size)
-                                        for p, size in zip(picked, self.block_size))))
+        work = indexing.block_pieces(picked, self.block_size)
         threads = min(len(work), self._read_thread_count())
         if threads > 1:
             _ = self.reader  # opened here, not raced for by the threads
@@ -710,18 +692,17 @@ class Directory:
 
     def __setitem__(self, key, value):
         """Write whole blocks: directory[z0:z1, y0:y1, x0:x1] = array, on block boundaries."""
-        bounds, squeeze = self._bounds(key)
+        picked, squeeze = indexing.selection(key, self.shape)
+        bounds = indexing.step_one_bounds(
+            picked, f"{self.directory_filename}: only step 1 slices can be written")
         for (start, stop), size, extent, axis in zip(bounds, self.block_size, self.shape, "zyx"):
             if start % size or (stop % size and stop != extent):
                 raise BlockCoordinateError(
                     f"{self.directory_filename}: {axis} range {start}:{stop} does not cover "
                     f"whole blocks of {size}; only whole blocks can be written")
-        (z0, z1), (y0, y1), (x0, x1) = bounds
         value = np.asarray(value)
         if squeeze:
             value = np.expand_dims(value, squeeze)
-        value = np.broadcast_to(value, (z1 - z0, y1 - y0, x1 - x0))
-        for x, y, z in self._blocks_in(bounds):
-            zs, ys, xs = self.get_block_size(x, y, z)
-            self.write_block(value[z - z0:z - z0 + zs, y - y0:y - y0 + ys, x - x0:x - x0 + xs],
-                             x, y, z)
+        value = np.broadcast_to(value, tuple(stop - start for start, stop in bounds))
+        for (z, zs, _), (y, ys, _), (x, xs, _) in indexing.block_pieces(picked, self.block_size):
+            self.write_block(value[zs, ys, xs], x, y, z)  # zs...: where the block is in value

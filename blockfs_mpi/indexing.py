@@ -5,6 +5,7 @@ with any step, and at most one Ellipsis, for up to three axes (missing axes are 
 whole). Fancy indexing (arrays, booleans, None) is refused: read a region, then index
 the numpy array it gives.
 """
+import itertools
 import operator
 from collections.abc import Iterator
 from typing import Any
@@ -69,3 +70,19 @@ def pieces(picked: range, block: int) -> Iterator[Piece]:
         local = index - origin
         yield origin, slice(done, done + count), slice(local, local + (count - 1) * step + 1, step)
         done += count
+
+
+def block_pieces(picked: list[range], block_size: tuple[int, ...]) -> list[tuple[Piece, ...]]:
+    """For a selection (picked, as selection() gives it), one ((z origin, output slice, block
+    slice), (y ...), (x ...)) per block holding voxels it picks, z outermost: where each
+    block's voxels go in the result (numbered in increasing order along every axis)."""
+    return list(itertools.product(*(pieces(ascending(p), size)
+                                    for p, size in zip(picked, block_size))))
+
+
+def step_one_bounds(picked: list[range], refusal: str) -> list[tuple[int, int]]:
+    """(start, stop) along each axis of a selection whose steps are all 1 (an empty range's
+    stop is its start); IndexError(refusal) for any other step."""
+    if any(p.step != 1 for p in picked):
+        raise IndexError(refusal)
+    return [(p.start, max(p.start, p.stop)) for p in picked]

@@ -7,6 +7,8 @@ like real light-sheet data (about 2x with Blosc zstd), unlike uniform noise.
 """
 import numpy as np
 
+from . import indexing
+
 BLOB_DENSITY = 3000 / 512 ** 3  # a few thousand blobs in a 512^3 volume
 BLOB_SIGMA = 2.5
 BLOB_RADIUS = 8
@@ -64,13 +66,10 @@ class SyntheticVolume:
         return signal.astype(self.dtype)
 
     def __getitem__(self, key):
-        """Basic slicing with step-1 slices on all three axes."""
-        key = key if isinstance(key, tuple) else (key,)
-        key = key + (slice(None),) * (3 - len(key))
-        bounds = []
-        for k, n in zip(key, self.shape):
-            start, stop, step = k.indices(n)
-            if step != 1:
-                raise IndexError("only step 1 slices are supported")
-            bounds += [start, max(start, stop)]
-        return self.region(*bounds)
+        """The voxels a key of integers and step 1 slices picks, as numpy would index the
+        whole (see indexing.py)."""
+        picked, squeeze = indexing.selection(key, self.shape)
+        (z0, z1), (y0, y1), (x0, x1) = indexing.step_one_bounds(
+            picked, "only step 1 slices are supported")
+        out = self.region(z0, z1, y0, y1, x0, x1)
+        return out.squeeze(squeeze) if squeeze else out
