@@ -1,4 +1,5 @@
-"""blockfs-mv and blockfs-cp: move or copy a volume to another place, in parallel, safely.
+"""Moving or copying a volume to another place, in parallel, safely (the library of
+blockfs-mv and blockfs-cp, and of blockfs-downsample --output).
 
 The data files (or byte ranges of large ones) are split across MPI ranks and
 copied by the kernel (copy_file_range, else sendfile, else read/write). The
@@ -9,79 +10,27 @@ within one filesystem hard-links the data files instead of copying them.
 """
 import errno
 import os
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
+import numpy.typing as npt
 
 from . import format as fmt
 from . import index, parallel
 from .errors import BlockfsError
 from .lock import volume_locks
-from .options import number_in_range, parse_command_line
 from .progress import Progress
 from .reader import BlockReader, read_header, resolve_data_file
 from .rebase import check_data_files, write_directory
 
-# The parts of the two usage texts that say the same for mv and cp.
-DESTINATION = """, where it keeps its name; or, ending in
-          .blockfs, its new directory file (pyr/1_1_1/precomputed.blockfs), whose
-          data files are then named after it (<dest>.0, <dest>.1 ...). The folder is
-          created if missing; its parent must exist. Any folder will do (the
-          source's own, beside it, inside it) as long as no new file would replace
-          one of the source's own files.
-"""
-REPLACING = """  --overwrite      Replace the blockfs volume already at the destination (nothing
-                   else is ever replaced).
-  --force          The old name of --overwrite.
-  --break-lock     Take over a lock that a job on another host left (see blockfs-write).
-"""
-THREADS = """  --threads <n>    Copy streams per rank [default: auto]: auto is the rank's share
-                   of its node's cores, at most 4.
-  --silent         No progress bar.
-  -h --help        Show this text.
-"""
+if TYPE_CHECKING:
+    from mpi4py import MPI
 
-MV_USAGE = f"""Move a blockfs volume (directory file and data files) to another place.
-
-Within one filesystem the data files are hard-linked, not copied. Across
-filesystems they are copied (split across the ranks of `mpiexec -n N`),
-checked (sizes; format 2 frame checksums), the directory file is written,
-and only then is the source removed. Format 1 volumes stay format 1, with
-their data file names rewritten.
-
-Usage:
-  blockfs-mv [--overwrite | --force] [--break-lock] [--threads <n>] [--silent] <src> <dest>
-  blockfs-mv -h | --help | --version
-
-Arguments:
-  <src>   The volume's directory file.
-  <dest>  The folder to move it into{DESTINATION}
-Options:
-{REPLACING}{THREADS}"""
-
-CP_USAGE = f"""Copy a blockfs volume (directory file and data files) to another place.
-
-The data files are copied by the kernel, split across the ranks of
-`mpiexec -n N`; the directory file is written last, so a copy that did not
-finish has none. The source is never changed. Format 1 volumes stay
-format 1, with their data file names rewritten.
-
-Usage:
-  blockfs-cp [--overwrite | --force] [--break-lock] [--no-fsync] [--threads <n>] [--silent]
-             <src> <dest>
-  blockfs-cp -h | --help | --version
-
-Arguments:
-  <src>   The volume's directory file.
-  <dest>  The folder to copy it into{DESTINATION}
-Options:
-{REPLACING}  --no-fsync       Leave the copy (data and directory file) in the page cache for the
-                   kernel to write back, as cp does (several times faster on a local
-                   disk). A crash soon after can leave a copy with lost blocks or
-                   without its directory file; blockfs-fsck finds lost blocks, and the
-                   source is untouched either way.
-{THREADS}"""
+Result = TypeVar("Result")
+Piece = tuple[int, int, int]  # (data file number, offset, length)
 
 PIECE = 64 << 20  # bytes: the unit of work split across ranks
 MAX_COPY_THREADS = 4  # copy streams per rank; more rarely helps one client
@@ -101,13 +50,18 @@ class Plan:
 
     source: str  # directory file
     target: str  # directory file in the destination
-    header: object
-    sources: list  # data files
-    targets: list
-    names: list  # data file names in the new directory file (format 1: absolute, since the
-    # original blockfs opens them from its working directory)
-    sizes: list
+    header: fmt.Header
+    sources: list[str]  # data files
+    targets: list[str]
+    names: list[str]  # data file names in the new directory file (format 1: absolute, since
+    # the original blockfs opens them from its working directory)
+    sizes: list[int]
     same_filesystem: bool
+
+    @property
+    def folder(self) -> str:
+        """The destination folder (created by make_folder if missing)."""
+        return os.path.dirname(self.target)
 
 
 def split_destination(source: str, dest: "str | os.PathLike") -> tuple[str, str, bool]:
@@ -142,15 +96,16 @@ def refuse_overwrite(source: str, own: list[str], new_files: list[str]) -> None:
                                     f"the destination would overwrite it; choose another one")
 
 
-def make_plan(src, dest, force):
-    """Check the request and the source volume; create the destination folder. Raises on any
-    bad input.
+def make_plan(src: "str | os.PathLike[str]", dest: "str | os.PathLike[str]",
+              force: bool) -> Plan:
+    """Check the request and the source volume and decide what goes where; changes nothing
+    (make_folder creates the destination folder). Raises on any bad input.
 
     dest is a folder (the volume keeps its file names) or, ending in .blockfs, the new
     directory file, whose data files are then named after it (<name>.0, <name>.1 ...). Only
-    the last folder is created. A volume is its files, not its folder: a destination beside
-    the source or inside its folder is fine, one that would overwrite the source's own files
-    or lie inside one of them is refused.
+    the last folder may be missing. A volume is its files, not its folder: a destination
+    beside the source or inside its folder is fine, one that would overwrite the source's own
+    files or lie inside one of them is refused.
     """
     source = os.path.abspath(src)
     header = read_header(source)
@@ -174,29 +129,41 @@ def make_plan(src, dest, force):
     refuse_overwrite(source, [source, *sources], [target, *targets])
     if os.path.exists(target) and not force:
         raise RelocateError(f"{target} already exists: use --overwrite to replace that volume")
-    if not os.path.isdir(folder):
-        os.mkdir(folder)
-    device = os.stat(folder).st_dev
+    # A missing folder will be made in its parent, on the parent's filesystem.
+    device = os.stat(folder if os.path.isdir(folder) else parent).st_dev
     return Plan(source, target, header, sources, targets,
                 [os.path.basename(t) for t in targets] if header.relative_data_files else targets,
                 [os.stat(path).st_size for path in sources],
                 all(os.stat(path).st_dev == device for path in [source, *sources]))
 
 
-def clear_target(plan):
+def make_folder(plan: Plan) -> None:
+    """Create the destination folder if it is missing (its parent exists: make_plan)."""
+    if not os.path.isdir(plan.folder):
+        os.mkdir(plan.folder)
+
+
+def clear_target(plan: Plan) -> None:
     """--force: the volume at the destination is gone before its files are replaced."""
     if os.path.exists(plan.target):
         os.unlink(plan.target)
 
 
-def on_rank0(comm, task):
-    """Run task on rank 0 only; every rank returns its result or raises its error."""
+def on_rank0_shared(comm: "MPI.Comm | None", task: Callable[[], Result]) -> Result:
+    """Run task on rank 0 only; every rank returns its result (broadcast from rank 0), or
+    raises its error as a RelocateError (parallel.on_rank0 returns it on rank 0 alone)."""
     result = parallel.on_rank0(comm, task, RelocateError)
     return result if comm is None else comm.bcast(result, root=0)
 
 
-def on_every_rank(comm, task):
-    """Run task on every rank; if any fails, every rank raises one error naming them all."""
+# pyramid.place_level1 calls the old name; to go when pyramid.py calls on_rank0_shared.
+on_rank0 = on_rank0_shared
+
+
+def on_every_rank_asleep(comm: "MPI.Comm | None", task: Callable[[], object]) -> None:
+    """Run task on every rank, the ranks done early waiting asleep for the others (copies
+    leave them their cores); if any fails, every rank raises one RelocateError listing each
+    failed rank's error (unlike parallel.on_every_rank, which says a shared message once)."""
     try:
         task()
         error = None
@@ -208,17 +175,17 @@ def on_every_rank(comm, task):
         raise parallel.everywhere(RelocateError("; ".join(errors)))
 
 
-def copy_range(source_fd, target_fd, offset, length):
+def copy_range(source_fd: int, target_fd: int, offset: int, length: int) -> None:
     """Copy length bytes at offset to the same offset of another file, in the kernel where it
     can."""
-    def kernel_copy(n):
+    def kernel_copy(n: int) -> int:
         return os.copy_file_range(source_fd, target_fd, n, offset, offset)
 
-    def send(n):
+    def send(n: int) -> int:
         os.lseek(target_fd, offset, os.SEEK_SET)
         return os.sendfile(target_fd, source_fd, offset, n)
 
-    def read_write(n):
+    def read_write(n: int) -> int:
         return os.pwrite(target_fd, os.pread(source_fd, min(n, 8 << 20), offset), offset)
 
     end = offset + length
@@ -236,7 +203,7 @@ def copy_range(source_fd, target_fd, offset, length):
         offset += copied
 
 
-def share(sizes, n_ranks, rank):
+def share(sizes: list[int], n_ranks: int, rank: int) -> list[Piece]:
     """This rank's (file number, offset, length) pieces of up to PIECE bytes: the ranks take
     runs of about equal bytes in file order, a piece the rank whose run its first byte is in.
     Computed from the files' sizes alone: no rank lists the whole job's pieces (1.5 * 10^6
@@ -244,7 +211,8 @@ def share(sizes, n_ranks, rank):
     total = max(1, sum(sizes))
     low = -(-rank * total // n_ranks)  # the first piece start that is this rank's
     high = -(-(rank + 1) * total // n_ranks) if rank < n_ranks - 1 else None
-    mine, start = [], 0
+    mine: list[Piece] = []
+    start = 0
     for number, size in enumerate(sizes):
         first = -(-max(0, low - start) // PIECE) * PIECE
         end = size if high is None else min(size, high - start)
@@ -254,12 +222,13 @@ def share(sizes, n_ranks, rank):
     return mine
 
 
-def piece_count(sizes):
+def piece_count(sizes: list[int]) -> int:
     """How many pieces the whole copy is."""
     return sum(-(-size // PIECE) for size in sizes)
 
 
-def share_owners(sizes, n_ranks, files, offsets):
+def share_owners(sizes: list[int], n_ranks: int, files: npt.NDArray[np.integer],
+                 offsets: npt.NDArray[np.integer]) -> npt.NDArray[np.int64]:
     """The rank whose share (as share deals them) holds byte offsets[i] of data file files[i]
     (arrays; a file number past the volume's is rank 0's)."""
     starts = np.concatenate(([0], np.cumsum(sizes, dtype=np.int64)))
@@ -269,7 +238,7 @@ def share_owners(sizes, n_ranks, files, offsets):
     return np.minimum(n_ranks - 1, done * n_ranks // max(1, sum(sizes)))
 
 
-def link_files(plan):
+def link_files(plan: Plan) -> bool:
     """Hard-link the data files into the destination; False if this filesystem cannot."""
     for source, target in zip(plan.sources, plan.targets):
         if os.path.lexists(target):
@@ -284,7 +253,7 @@ def link_files(plan):
     return True
 
 
-def prepare_targets(plan):
+def prepare_targets(plan: Plan) -> None:
     """Fresh empty data files in the destination (never truncating a file a link may share)."""
     for target in plan.targets:
         if os.path.lexists(target):
@@ -292,7 +261,7 @@ def prepare_targets(plan):
         os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
 
 
-def copy_threads(comm):
+def copy_threads(comm: "MPI.Comm | None") -> int:
     """Copy streams per rank: the cores this rank may use, shared with the ranks on its node,
     at most MAX_COPY_THREADS. Collective."""
     cores = parallel.usable_cores()
@@ -305,7 +274,7 @@ def copy_threads(comm):
     return max(1, min(MAX_COPY_THREADS, cores // ranks_here))
 
 
-def copy_piece(plan, number, offset, length):
+def copy_piece(plan: Plan, number: int, offset: int, length: int) -> int:
     """Copy one piece of data file `number`, on descriptors of its own (safe in any thread)."""
     source, target = plan.sources[number], plan.targets[number]
     try:
@@ -316,14 +285,15 @@ def copy_piece(plan, number, offset, length):
     return length
 
 
-def across_files(pieces):
+def across_files(pieces: Iterable[Piece]) -> list[Piece]:
     """Pieces ordered so that consecutive ones, which the threads copy at the same time, are of
     different files where there are several: buffered writes to one file take its inode lock
     (ext4, XFS), so two threads in one file copy no faster than one, and here slower."""
     return sorted(pieces, key=lambda piece: (piece[1], piece[0]))  # (offset, file number)
 
 
-def copy_share(plan, comm, fsync=True, threads=None, silent=False):
+def copy_share(plan: Plan, comm: "MPI.Comm | None", fsync: bool = True,
+               threads: int | None = None, silent: bool = False) -> None:
     """Copy this rank's pieces on `threads` streams (None: copy_threads) and, with fsync, push
     what it wrote to disk. Collective (the progress bar)."""
     n_ranks = parallel.size_of(comm)
@@ -351,7 +321,7 @@ def copy_share(plan, comm, fsync=True, threads=None, silent=False):
         progress.close()
 
 
-def index_share(plan, comm):
+def index_share(plan: Plan, comm: "MPI.Comm | None") -> npt.NDArray[np.void]:
     """The written blocks (TO_VERIFY rows) of this rank's slice of the index, read in runs."""
     rank, size, n_blocks = parallel.rank_of(comm), parallel.size_of(comm), plan.header.n_entries
     found = [np.empty(0, TO_VERIFY)]
@@ -366,7 +336,8 @@ def index_share(plan, comm):
     return np.concatenate(found)
 
 
-def verify_frames(plan, comm, rows=None):
+def verify_frames(plan: Plan, comm: "MPI.Comm | None",
+                  rows: npt.NDArray[np.void] | None = None) -> None:
     """Read every block of the copy back and check its format 2 frame and checksum.
 
     Collective. Each rank checks the frames that start in its share of the data (share), in
@@ -387,7 +358,7 @@ def verify_frames(plan, comm, rows=None):
         reader.close()
 
 
-def finish(plan, move, fsync=True):
+def finish(plan: Plan, move: bool, fsync: bool = True) -> None:
     """Check the copy's sizes, write its directory file (without fsync when the data had
     none either); for a move, then remove the source."""
     for target, size in zip(plan.targets, plan.sizes):
@@ -400,8 +371,9 @@ def finish(plan, move, fsync=True):
             os.unlink(path)                       # whose data files are gone
 
 
-def relocate(src, dest, move, force=False, comm=None, fsync=True, threads=None, silent=False,
-             break_lock=False):
+def relocate(src: "str | os.PathLike[str]", dest: "str | os.PathLike[str]", move: bool,
+             force: bool = False, comm: "MPI.Comm | None" = None, fsync: bool = True,
+             threads: int | None = None, silent: bool = False, break_lock: bool = False) -> str:
     """Move (move=True) or copy the volume whose directory file is src to dest: a folder, or
     a new directory file name ending in .blockfs (see make_plan).
 
@@ -413,38 +385,18 @@ def relocate(src, dest, move, force=False, comm=None, fsync=True, threads=None, 
     """
     if move and not fsync:
         raise ValueError("a move always fsyncs its copy before it removes the source")
-    plan = on_rank0(comm, lambda: make_plan(src, dest, force))
+    plan = on_rank0_shared(comm, lambda: make_plan(src, dest, force))
+    on_rank0_shared(comm, lambda: make_folder(plan))  # before the lock: its file goes there
     with volume_locks([plan.source, plan.target] if move else [plan.target], comm, break_lock):
-        on_rank0(comm, lambda: clear_target(plan))
-        linked = move and plan.same_filesystem and on_rank0(comm, lambda: link_files(plan))
+        on_rank0_shared(comm, lambda: clear_target(plan))
+        linked = move and plan.same_filesystem and on_rank0_shared(
+            comm, lambda: link_files(plan))
         if not linked:
-            on_rank0(comm, lambda: prepare_targets(plan))
-            on_every_rank(comm, lambda: copy_share(plan, comm, fsync, threads, silent))
+            on_rank0_shared(comm, lambda: prepare_targets(plan))
+            on_every_rank_asleep(comm, lambda: copy_share(plan, comm, fsync, threads, silent))
             if move and plan.header.has_frames:
-                rows = []
-                on_every_rank(comm, lambda: rows.append(index_share(plan, comm)))
-                on_every_rank(comm, lambda: verify_frames(plan, comm, rows[0]))
-        on_rank0(comm, lambda: finish(plan, move, fsync))
+                rows: list[npt.NDArray[np.void]] = []
+                on_every_rank_asleep(comm, lambda: rows.append(index_share(plan, comm)))
+                on_every_rank_asleep(comm, lambda: verify_frames(plan, comm, rows[0]))
+        on_rank0_shared(comm, lambda: finish(plan, move, fsync))
     return plan.target
-
-
-def run(usage, move, argv):
-    args = parse_command_line(usage, argv)
-    threads = None if args["--threads"] == "auto" else number_in_range(
-        "--threads", args["--threads"], 1, 64)
-    comm = parallel.world()
-    overwrite = args["--overwrite"] or args["--force"]
-    target = relocate(args["<src>"], args["<dest>"], move, overwrite, comm,
-                      fsync=not args.get("--no-fsync"), threads=threads,
-                      silent=args["--silent"], break_lock=args["--break-lock"])
-    parallel.log.info("%s %s to %s", args["<src>"], "moved" if move else "copied", target)
-
-
-@parallel.program
-def mv_main(argv=None):
-    run(MV_USAGE, True, argv)
-
-
-@parallel.program
-def cp_main(argv=None):
-    run(CP_USAGE, False, argv)

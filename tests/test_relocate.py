@@ -20,6 +20,7 @@ from blockfs_mpi.relocate import (
     RelocateError,
     across_files,
     copy_threads,
+    make_folder,
     make_plan,
     piece_count,
     relocate,
@@ -270,6 +271,7 @@ def test_mv_verification_finds_a_damaged_copy(tmp_path):
     source = tmp_path / "v.blockfs"
     format2_volume(source)
     plan = make_plan(source, tmp_path.parent / (tmp_path.name + "-dest"), force=False)
+    make_folder(plan)
     for a, b in zip(plan.sources, plan.targets):
         Path(b).write_bytes(Path(a).read_bytes())
     verify_frames(plan, None)

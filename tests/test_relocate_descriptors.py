@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from blockfs_mpi.relocate import make_plan, share, verify_frames
+from blockfs_mpi.relocate import make_folder, make_plan, share, verify_frames
 from conftest import mpiexec, run_checked
 from volumes import big_volume, voxels
 
@@ -22,6 +22,7 @@ BLOCK = (2, 8, 8)
 def copied(source, dest):
     """The plan of a copy of source into dest, its data files copied by hand."""
     plan = make_plan(source, dest, force=False)
+    make_folder(plan)
     for a, b in zip(plan.sources, plan.targets):
         shutil.copyfile(a, b)
     return plan
