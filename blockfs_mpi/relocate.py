@@ -20,11 +20,11 @@ import numpy.typing as npt
 
 from . import format as fmt
 from . import index, parallel
+from .data_files import check_data_files, write_directory
 from .errors import BlockfsError
 from .lock import volume_locks
 from .progress import Progress
 from .reader import BlockReader, read_header, resolve_data_file
-from .rebase import check_data_files, write_directory
 
 if TYPE_CHECKING:
     from mpi4py import MPI

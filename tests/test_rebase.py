@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from blockfs_mpi import format as fmt
+from blockfs_mpi.data_files import rebase, write_directory
 from blockfs_mpi.geometry import Geometry
 from blockfs_mpi.reader import read_header
-from blockfs_mpi.rebase import rebase, write_directory
 from conftest import FORMAT1_FIXTURE
 from volumes import format1_volume, format2_volume, program, voxels
 

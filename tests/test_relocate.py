@@ -217,7 +217,7 @@ def test_cp_format2_data_files_elsewhere_are_gathered(tmp_path):
     header = read_header(source)
     for name in header.data_files:
         os.rename(tmp_path / "dir" / name, tmp_path / "data" / name)
-    from blockfs_mpi.rebase import write_directory
+    from blockfs_mpi.data_files import write_directory
     write_directory(str(source), str(source), header,
                     [f"../data/{name}" for name in header.data_files])
     np.testing.assert_array_equal(voxels(source), data)
@@ -325,7 +325,7 @@ def test_new_data_files_would_overwrite_the_source_ones(tmp_path):
     names = [f"w.blockfs.{i}" for i in range(len(header.data_files))]
     for old, new in zip(header.data_files, names):
         os.rename(tmp_path / old, tmp_path / new)
-    from blockfs_mpi.rebase import write_directory
+    from blockfs_mpi.data_files import write_directory
     write_directory(str(source), str(source), header, names)
     with pytest.raises(RelocateError, match=re.escape(
             f"{tmp_path / 'w.blockfs.0'} is a file of the source volume {source}")):
