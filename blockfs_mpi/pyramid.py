@@ -391,7 +391,7 @@ def place_level1(source: str, dest: str, levels: int, move: bool = False,
         os.makedirs(dest, exist_ok=True)
         return False
 
-    if relocate.on_rank0(comm, check):  # refusals are RelocateErrors, raised on every rank
+    if relocate.on_rank0_shared(comm, check):  # refusals: RelocateErrors on every rank
         return target
     return relocate.relocate(source, target, move, force=overwrite, comm=comm, silent=silent,
                              break_lock=break_lock)
