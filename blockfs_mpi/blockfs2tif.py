@@ -32,52 +32,9 @@ Options:
   --start <n>                 The number of the first plane in the output names: plane z is written as pattern % (z + n) [default: 0].
   --silent                    Do not show the progress bar.
 """
-import zlib
-from functools import partial
-
-import tifffile
-
 from . import export, parallel
+from .export_tiff import export_tiff
 from .options import number_in_range, parse_command_line
-from .voxel_size import from_metadata
-
-BIGTIFF_THRESHOLD = 2 ** 32 - 2 ** 25  # tifffile's: 4 GiB less room for metadata
-
-
-def tiff_options(nbytes, level, voxel=None):
-    """tifffile.imwrite keywords for a plane of nbytes at zlib level (0 = none), with the
-    resolution tags of voxel (a VoxelSize) if given: pixels per centimetre, ResolutionUnit
-    CENTIMETER (baseline TIFF; ImageJ and Fiji show such sizes in micrometres)."""
-    options = dict(bigtiff=nbytes > BIGTIFF_THRESHOLD, photometric="minisblack")
-    if level:
-        options.update(compression="zlib", compressionargs={"level": level})
-    if voxel is not None:
-        x, y, _ = voxel.in_nanometers()
-        options.update(resolution=(1e7 / x, 1e7 / y), resolutionunit="CENTIMETER")
-    return options
-
-
-def write_plane(path, strips, shape, dtype, rows, level, voxel=None):
-    """One plane to one TIFF file from an iterator of its strips of `rows` rows (the last
-    may be shorter), each compressed as it comes and written as one TIFF strip."""
-    nbytes = shape[0] * shape[1] * dtype.itemsize
-    encoded = (zlib.compress(strip, level) if level else strip.tobytes() for strip in strips)
-    tifffile.imwrite(path, encoded, shape=shape, dtype=dtype, rowsperstrip=rows,
-                     **tiff_options(nbytes, level, voxel))
-
-
-def export_tiff(directory, pattern, level=3, comm=None, n_workers=None, y_stripe=0, silent=False,
-                overwrite=False, resume=False, memory=None):
-    """Write every plane of directory to pattern % z; (planes, bytes, seconds) of the job.
-    Existing planes are refused unless overwrite (replace) or resume (keep, write the rest).
-    memory: the budget per rank in bytes (default export.DEFAULT_MEMORY); y_stripe: at most
-    that many rows per strip (0: as many as memory allows)."""
-    export.check_pattern(pattern)
-    write = partial(write_plane, level=level, voxel=from_metadata(directory.metadata))
-    make_work = partial(export.PlaneStripes, directory, pattern, write,
-                        memory or export.memory_option(None), rows=y_stripe)
-    return export.export_planes(directory, pattern, make_work, comm, n_workers, silent,
-                                "blockfs2tif", overwrite, resume)
 
 
 @parallel.program

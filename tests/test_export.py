@@ -85,7 +85,7 @@ def test_tif_local_workers_and_format1(tmp_path, format1_copy):
 
 
 def test_bigtiff_only_over_4_gib():
-    from blockfs_mpi.blockfs2tif import tiff_options
+    from blockfs_mpi.export_tiff import tiff_options
     assert tiff_options(2 ** 32, 0)["bigtiff"] and not tiff_options(2 ** 31, 0)["bigtiff"]
     assert tiff_options(10, 6)["compressionargs"] == {"level": 6}
 
