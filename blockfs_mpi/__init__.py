@@ -20,12 +20,16 @@ main(argv) over the library; `python -m blockfs_mpi.<program>` or its console sc
                  local_writers, writer_process, writer_registry (writers without MPI)
   MPI            parallel (world, rank-0 output, agreement, aborts), dealer (work on demand),
                  progress (one bar per job)
-  engines        convert (blockfs-write), export (the plane and HDF5 exports), pyramid,
-                 relocate (mv/cp), check (info, fsck, repair), catalog (what serve serves),
-                 sources (what blockfs-write reads), synthetic, voxel_size, options
+  engines        convert (blockfs-write), export (what the exports share), export_tiff,
+                 export_jp2k, export_hdf (planes as TIFF or JPEG 2000 files, an HDF5
+                 dataset), pyramid, relocate (move or copy a volume), data_files (a directory
+                 file's data file names: check, rewrite, rebase), check (info, fsck, repair),
+                 catalog (what serve serves), server (serve's HTTP face), sources (what
+                 blockfs-write reads), synthetic, voxel_size, options
   interop        zarr_metadata, zarr_view, zarr_store, zarr_shards, napari_reader
-  programs       write, blockfs2tif, blockfs2jp2k, blockfs2hdf, blockfs2zarr, mv, cp, rebase,
-                 info, fsck, downsample, serve
+  programs       write, blockfs2tif, blockfs2jp2k, blockfs2hdf, blockfs2zarr (its engine
+                 still inside), mv and cp (relocate_cli: the command line they share),
+                 rebase, info, fsck, downsample, serve
 """
 from .compression import Compression
 from .directory import Directory
