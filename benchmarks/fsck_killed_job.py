@@ -55,7 +55,7 @@ def child_fsck(path, listed):
     """fsck --repair; rank 0 prints seconds, lines and every rank's peak RSS."""
     from mpi4py import MPI
 
-    from blockfs_mpi.check import fsck
+    from blockfs_mpi.fsck import fsck
     comm = MPI.COMM_WORLD
     lines = [0]
     started = time.perf_counter()

@@ -35,11 +35,78 @@ Options:
   --silent           No progress bar.
   -h --help          Show this text.
 """
+from __future__ import annotations
+
 import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, cast
 
 from . import export, parallel
-from .check import fsck
+from .check import check, checked_shares
+from .completion import incomplete_line, is_incomplete
+from .errors import BlockfsError
+from .lock import volume_locks
 from .options import number_in_range, parse_command_line
+from .reader import read_header
+from .repair import repair, repair_collectively
+from .report import MAX_LISTED, Report
+
+if TYPE_CHECKING:
+    from mpi4py import MPI
+
+
+def fsck(path: str, comm: MPI.Comm | None = None, n_workers: int = 1, fix: bool = False,
+         silent: bool = False, out: Callable[[str], object] = print,
+         listed: int | None = MAX_LISTED, quick: bool = False, break_lock: bool = False) -> int:
+    """blockfs-fsck: check, print the problems (up to `listed` of each kind) and a summary
+    (rank 0), repair if asked and needed, then check again. Collective under MPI. Returns
+    the exit status (0 = clean). With fix, the volume is locked throughout (LockedError if
+    another job changes it; break_lock: see lock.py)."""
+    with volume_locks([path] if fix else [], comm, break_lock):
+        return _fsck(path, comm, n_workers, fix, silent, out, listed, quick)
+
+
+def _fsck(path: str, comm: MPI.Comm | None, n_workers: int, fix: bool, silent: bool,
+          out: Callable[[str], object], listed: int | None, quick: bool) -> int:
+    """fsck() once the volume is locked (or needs no lock)."""
+    rank = parallel.rank_of(comm)
+    found, rows = checked_shares(path, comm, n_workers, silent, listed, quick)
+    report = cast(Report, found)  # None on the other ranks, which never read it
+    if rank == 0:
+        for line in report.lines():
+            out(line)
+    needed, repairable = (report.n_problems > 0, report.repairable) if rank == 0 else (False, False)
+    if comm is not None:  # rank 0's verdict on every rank
+        needed, repairable = comm.bcast((needed, repairable), root=0)
+    if not (fix and needed):
+        return int(needed) or incomplete(path, found, out)
+    try:
+        changed = (repair(path, report) if comm is None
+                   else repair_collectively(path, comm, rows, repairable))
+    except BlockfsError as e:
+        if rank == 0:
+            out(str(e))
+        return 1
+    if rank == 0:
+        out(f"{path}: repaired, {changed} index entries changed")
+    report = cast(Report, check(path, comm, n_workers, silent, listed, quick))
+    if rank == 0:
+        out("after repair:")
+        for line in report.lines():
+            out(line)
+    return (int(report.n_problems > 0) or incomplete(path, report, out)) if rank == 0 else 0
+
+
+def incomplete(path: str, report: Report | None, out: Callable[[str], object]) -> int:
+    """On rank 0 of a clean check: say so and return 1 if the volume's writer did not finish
+    (a repaired index holds what was written, not the blocks never written); else 0."""
+    if report is None:  # another rank: rank 0 speaks for the job
+        return 0
+    header = read_header(path)
+    if not is_incomplete(header):
+        return 0
+    out(incomplete_line(path, header, report.entries))
+    return 1
 
 
 @parallel.program

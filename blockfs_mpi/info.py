@@ -21,7 +21,7 @@ import json
 import sys
 
 from . import parallel
-from .check import format_info, volume_info
+from .describe import format_info, volume_info
 from .options import parse_command_line
 
 

@@ -23,7 +23,8 @@ class Scan:
     file_number: int
     size: int = 0
     frames: int = 0  # intact frames, superseded ones included
-    rows: np.ndarray | None = None  # WRITTEN: the newest intact frame of each block
+    rows: np.ndarray = field(  # WRITTEN: the newest intact frame of each block
+        default_factory=lambda: np.zeros(0, WRITTEN))
     damaged: list = field(default_factory=list)  # (offset, reason) of each bad stretch
 
 
@@ -58,7 +59,7 @@ def iter_frames(view, where):
 
 def scan_data_file(path, file_number, n_blocks=None):
     """Scan a data file; missing or empty files hold nothing."""
-    scan = Scan(path=path, file_number=file_number, rows=np.zeros(0, WRITTEN))
+    scan = Scan(path=path, file_number=file_number)
     try:
         fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:

@@ -14,10 +14,12 @@ import pytest
 from blockfs_mpi import BlockfsError, Directory
 from blockfs_mpi import format as fmt
 from blockfs_mpi import index as index_module
-from blockfs_mpi.check import Report, check, check_share, fsck
+from blockfs_mpi.check import check, check_share
 from blockfs_mpi.commit import write_atomically
+from blockfs_mpi.fsck import fsck
 from blockfs_mpi.index import read_index
 from blockfs_mpi.reader import read_header
+from blockfs_mpi.report import Report
 from blockfs_mpi.scan import scan_data_file
 from blockfs_mpi.synthetic import SyntheticVolume
 from conftest import HERE, kill_group, microscopy_volume, mpiexec, run_checked, run_mpi

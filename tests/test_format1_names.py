@@ -12,9 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from blockfs_mpi import BlockfsError, Compression, Directory, check, pyramid
+from blockfs_mpi import BlockfsError, Compression, Directory, pyramid
 from blockfs_mpi.compression import numcodecs_blosc
+from blockfs_mpi.describe import volume_info
 from blockfs_mpi.errors import DataFileNotFoundError
+from blockfs_mpi.fsck import fsck
+from blockfs_mpi.index import read_index
 from blockfs_mpi.reader import data_file_places, read_header, resolve_data_file
 from blockfs_mpi.relocate import relocate
 from conftest import microscopy_volume
@@ -97,7 +100,7 @@ def read_like_the_original(path):
     header = read_header(path)
     geometry, blosc = header.geometry, numcodecs_blosc().Blosc()
     out = np.zeros(geometry.shape, header.dtype)
-    for block, (offset, size, number) in enumerate(check.read_index(path, header).tolist()):
+    for block, (offset, size, number) in enumerate(read_index(path, header).tolist()):
         if size == 0:
             continue
         with open(header.data_files[number], "rb") as f:
@@ -124,11 +127,11 @@ def test_open_info_and_check(tmp_path, monkeypatch, stored, where):
             np.testing.assert_array_equal(directory[:], expected)
             beside = [f"{level_path}.{i}" for i in range(N_FILES)]
             assert all(map(os.path.samefile, directory.block_filenames, beside))
-    found = check.volume_info(path)
+    found = volume_info(path)
     assert [f["bytes"] for f in found["data_files"]] == [
         os.path.getsize(f"{volume.path}.{i}") for i in range(N_FILES)]
     lines = []
-    assert check.fsck(path, silent=True, out=lines.append) == 0, lines
+    assert fsck(path, silent=True, out=lines.append) == 0, lines
 
 
 def test_the_directory_files_folder_wins_over_the_working_directory(tmp_path, monkeypatch):
@@ -179,10 +182,10 @@ def test_a_data_file_found_nowhere(tmp_path, monkeypatch):
     with pytest.raises(DataFileNotFoundError, match="not found in any of 3 places"):
         directory[:]
     # blockfs-info reports the file missing; blockfs-fsck each of its blocks, with the places.
-    found = check.volume_info(volume.path)
+    found = volume_info(volume.path)
     assert [f["bytes"] is None for f in found["data_files"]] == [False, True, False]
     lines = []
-    assert check.fsck(str(volume.path), silent=True, out=lines.append) == 1
+    assert fsck(str(volume.path), silent=True, out=lines.append) == 1
     assert any(places[1] in line for line in lines if line.startswith("damaged:")), lines
     # blockfs-cp refuses before creating anything.
     with pytest.raises(BlockfsError, match="'a/b/v.blockfs.1' of volume .* not found in any"):

@@ -9,7 +9,7 @@ import pytest
 
 from blockfs_mpi import Directory, index
 from blockfs_mpi import format as fmt
-from blockfs_mpi.check import volume_info
+from blockfs_mpi.describe import volume_info
 from blockfs_mpi.index import entry_runs, read_index
 from blockfs_mpi.reader import read_header
 from conftest import microscopy_volume, run_checked, write_array

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from blockfs_mpi import Directory
-from blockfs_mpi.check import volume_info
+from blockfs_mpi.describe import volume_info
 from blockfs_mpi.lock import LockedError, VolumeLock, lock_path
 from blockfs_mpi.synthetic import SyntheticVolume
 from conftest import kill_group, mpiexec, run_checked

@@ -17,9 +17,9 @@ import numpy as np
 
 from blockfs_mpi import Directory, DuplicateBlockError
 from blockfs_mpi import format as fmt
-from blockfs_mpi.check import read_index
 from blockfs_mpi.commit import collective_commit
 from blockfs_mpi.geometry import Geometry
+from blockfs_mpi.index import read_index
 from blockfs_mpi.reader import read_header
 from blockfs_mpi.writer import WRITTEN
 from common import comm, say, shared_path

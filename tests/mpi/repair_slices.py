@@ -11,9 +11,10 @@ import os
 import shutil
 import sys
 
-from blockfs_mpi.check import fsck, read_index
 from blockfs_mpi.directory import Directory
 from blockfs_mpi.errors import CorruptBlockError
+from blockfs_mpi.fsck import fsck
+from blockfs_mpi.index import read_index
 from blockfs_mpi.reader import read_header
 from blockfs_mpi.synthetic import SyntheticVolume
 from common import comm, say, shared_path
