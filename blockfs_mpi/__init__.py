@@ -23,9 +23,12 @@ main(argv) over the library; `python -m blockfs_mpi.<program>` or its console sc
   engines        convert (blockfs-write), export (what the exports share), export_tiff,
                  export_jp2k, export_hdf (planes as TIFF or JPEG 2000 files, an HDF5
                  dataset), pyramid, relocate (move or copy a volume), data_files (a directory
-                 file's data file names: check, rewrite, rebase), check (info, fsck, repair),
-                 catalog (what serve serves), server (serve's HTTP face), sources (what
-                 blockfs-write reads), synthetic, voxel_size, options
+                 file's data file names: check, rewrite, rebase), check (what fsck checks:
+                 blocks verified, frames not committed), report (what a check found, merged
+                 across ranks), repair (the index rebuilt from the frames), describe (a
+                 volume's data files and blockfs-info's description), catalog (what serve
+                 serves), server (serve's HTTP face), sources (what blockfs-write reads),
+                 synthetic, voxel_size, options
   interop        zarr_metadata, zarr_view, zarr_store, zarr_shards, napari_reader
   programs       write, blockfs2tif, blockfs2jp2k, blockfs2hdf, blockfs2zarr (its engine
                  still inside), mv and cp (relocate_cli: the command line they share),
