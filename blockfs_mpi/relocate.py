@@ -156,10 +156,6 @@ def on_rank0_shared(comm: "MPI.Comm | None", task: Callable[[], Result]) -> Resu
     return result if comm is None else comm.bcast(result, root=0)
 
 
-# pyramid.place_level1 calls the old name; to go when pyramid.py calls on_rank0_shared.
-on_rank0 = on_rank0_shared
-
-
 def on_every_rank_asleep(comm: "MPI.Comm | None", task: Callable[[], object]) -> None:
     """Run task on every rank, the ranks done early waiting asleep for the others (copies
     leave them their cores); if any fails, every rank raises one RelocateError listing each
