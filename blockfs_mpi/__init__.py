@@ -17,6 +17,7 @@ main(argv) over the library; `python -m blockfs_mpi.<program>` or its console sc
                  completion (the writer record), identify (what a path is),
                  open_files (a bounded cache of open files)
   the API        directory (Directory: create, write, read, NumPy face), indexing (keys),
+                 write_backends (how a Directory writes: a rank's file, writer processes),
                  local_writers, writer_process, writer_registry (writers without MPI)
   MPI            parallel (world, rank-0 output, agreement, aborts), dealer (work on demand),
                  progress (one bar per job)

@@ -11,38 +11,31 @@ import math
 import multiprocessing
 import os
 from concurrent.futures import ThreadPoolExecutor
+from types import TracebackType
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike
 
 from . import format as fmt
 from . import generation, indexing, parallel
-from .commit import (
-    collective_commit,
-    commit,
-    commit_empty_slices,
-    recovered_index,
-    write_atomically,
-)
 from .completion import warn_if_incomplete
-from .compression import Compression, make_codec, single_threaded
+from .compression import Compression, make_codec
 from .errors import (
     BlockCoordinateError,
     BlockfsError,
     BlockShapeError,
     FormatError,
     ReadOnlyError,
-    WriterError,
-    brief,
 )
 from .format import WRITTEN
 from .geometry import Geometry
 from .identify import ReplaceRefusedError, check_replaceable, own_data_files
-from .local_writers import WriterClient, WriterProcesses
 from .lock import LockedError, VolumeLock, program_name
 from .reader import BlockReader, locate_data_files, read_header
 from .scan import scan_data_file
-from .writer import BlockWriter, MPIFile, PosixFile
-from .writer_registry import published, published_volumes, rerunning_main
+from .write_backends import Backend, LocalWriters, RankWriter, StandIn
+from .writer_registry import rerunning_main
 
 log = logging.getLogger("blockfs_mpi")
 
@@ -82,12 +75,18 @@ class Directory:
     # process may use, or 1 in an MPI rank or a multiprocessing worker (processes are the
     # parallelism there). Set it on a Directory to choose.
     read_threads = None
+    # Set by _init_state, like every field; declared here for the type checker.
+    _backend: Backend | None
+    _stand_in: bool
 
-    def __init__(self, x_extent, y_extent, z_extent, dtype, directory_filename,
-                 n_filenames=None, x_block_size=64, y_block_size=64, z_block_size=64,
-                 block_filenames=None, compression=Compression.zstd, compression_level=1,
-                 metadata=None, comm=None, shuffle="byte", hints=None, writer=None,
-                 break_lock=False):
+    def __init__(self, x_extent: int, y_extent: int, z_extent: int, dtype: DTypeLike,
+                 directory_filename: str | os.PathLike, n_filenames: int | None = None,
+                 x_block_size: int = 64, y_block_size: int = 64, z_block_size: int = 64,
+                 block_filenames: list[str | os.PathLike] | None = None,
+                 compression: Compression | str = Compression.zstd, compression_level: int = 1,
+                 metadata: dict | None = None, comm: Any = None, shuffle: str = "byte",
+                 hints: dict | None = None, writer: dict | None = None,
+                 break_lock: bool = False) -> None:
         """Describe a new volume of the given extents (voxels) and numpy dtype.
 
         Data files default to `<directory_filename>.<n>` and can be put
@@ -103,49 +102,59 @@ class Directory:
         volume's lock (see lock.py); `break_lock` takes over one that another
         host's job left, as blockfs-write --break-lock does.
         """
-        self.directory_filename = os.path.abspath(directory_filename)
-        self.comm = parallel.world() if comm is None else comm
-        size = parallel.size_of(self.comm)
+        path = os.path.abspath(directory_filename)
+        comm = parallel.world() if comm is None else comm
+        size = parallel.size_of(comm)
         if block_filenames is not None:
             block_filenames = [os.path.abspath(name) for name in block_filenames]
-            if self.comm is not None and len(block_filenames) != size:
+            if comm is not None and len(block_filenames) != size:
                 raise ValueError(f"{len(block_filenames)} block_filenames for {size} MPI ranks: "
                                  f"under MPI each rank writes one data file")
         else:
-            count = size if self.comm is not None else (n_filenames or parallel.usable_cores())
-            block_filenames = [f"{self.directory_filename}.{i}" for i in range(count)]
-        folder = os.path.dirname(self.directory_filename)
-        self.header = fmt.Header(
+            count = size if comm is not None else (n_filenames or parallel.usable_cores())
+            block_filenames = [f"{path}.{i}" for i in range(count)]
+        folder = os.path.dirname(path)
+        header = fmt.Header(
             geometry=Geometry(x_extent, y_extent, z_extent,
                               x_block_size, y_block_size, z_block_size),
-            dtype=fmt.parse_dtype(dtype, self.directory_filename),
+            dtype=fmt.parse_dtype(dtype, path),
             data_files=[os.path.relpath(name, folder) for name in block_filenames],
             compression=Compression.parse(compression), compression_level=compression_level,
             shuffle=shuffle, metadata=dict(metadata or {}),
             writer={"program": program_name(), **(writer or {}), "complete": False})
         make_codec(compression, compression_level, shuffle)  # refuse bad settings now
+        self._init_state(path, header, comm, hints, break_lock=break_lock)
+        if self._stand_in and not self._mpi:  # it writes from the start; see create()
+            self._backend = StandIn(path, header, self.block_filenames)
+
+    def _init_state(self, path: str, header: fmt.Header, comm: Any, hints: dict | None = None,
+                    state: str = NEW, reader: BlockReader | None = None,
+                    break_lock: bool = False) -> None:
+        """Set every field of a Directory: each way of making one (__init__, open, resume,
+        unpickling) starts here, so that no field can differ between them."""
+        self.directory_filename = path
+        self.header = header
+        self.comm = comm
         self.hints = hints
-        self._state = NEW
-        self._reader = None
-        self._writer = None  # this rank's BlockWriter (MPI)
-        self._processes = None  # the writer processes this process started (no MPI)
-        self._client = None  # connections to them, from any process
-        self._owner_pid = os.getpid()
+        self._state = state
+        self._reader = reader
+        # How blocks are written (write_backends): set by create() and resume() until close().
+        self._backend = None
         # Made while multiprocessing re-runs the main module in a spawn or forkserver child: a
         # stand-in for the parent's Directory, writing through the parent's writer processes.
         self._stand_in = rerunning_main()
-        self._recovered = np.zeros(0, WRITTEN)  # frames a resumed job found on disk (this rank)
-        self._present = None  # blocks on disk when resumed, a bit per block (np.packbits)
-        self._written = None  # blocks written through this object in this process, likewise
+        self._present: np.ndarray | None = None  # blocks on disk when resumed, a bit per block
+        self._written: np.ndarray | None = None  # blocks written through this object here, alike
         self._break_lock = break_lock
-        self._lock = None  # the volume's VolumeLock, held by rank 0 from create() to close()
-        self._in_progress = None  # a replacement's directory file until its final commit
-        self._replaced = []  # the old version's data files, removed after the final commit
+        self._lock: VolumeLock | None = None  # held by rank 0 from create() to close()
+        self._in_progress: str | None = None  # a replacement's directory file until committed
+        self._replaced: list[str] = []  # the old version's data files, removed once committed
 
     # ------------------------------------------------------------ opening --
 
     @classmethod
-    def open(cls, directory_filename, comm=None, open_files=None):
+    def open(cls, directory_filename: str | os.PathLike, comm: Any = None,
+             open_files: int | None = None) -> "Directory":
         """Open an existing volume (format 1 or 2) for reading; a volume whose writer did not
         finish is opened with a warning (its unwritten blocks read as zeros). open_files:
         how many of its data files the reader keeps open at once (reader.data_file_limit
@@ -159,24 +168,14 @@ class Directory:
     def _opened(cls, directory_filename, comm, open_files=None):
         """The volume at directory_filename, read-only."""
         path = os.path.abspath(directory_filename)
+        reader = BlockReader(path, open_files=open_files)  # header and index of one version
         self = cls.__new__(cls)
-        self.directory_filename = path
-        self.comm = comm
-        # header and index from one version of the file
-        self._reader = BlockReader(path, open_files=open_files)
-        self.header = self._reader.header
-        self.hints = None
-        self._state = READING
-        self._writer = self._processes = self._client = None
-        self._owner_pid = os.getpid()
-        self._stand_in = rerunning_main()
-        self._recovered = np.zeros(0, WRITTEN)
-        self._present = self._written = None
-        self._break_lock, self._lock, self._in_progress, self._replaced = False, None, None, []
+        self._init_state(path, reader.header, comm, state=READING, reader=reader)
         return self
 
     @classmethod
-    def resume(cls, directory_filename, comm=None, hints=None, break_lock=False):
+    def resume(cls, directory_filename: str | os.PathLike, comm: Any = None,
+               hints: dict | None = None, break_lock: bool = False) -> "Directory":
         """Reopen a format 2 volume to write more: after a killed job, or to add blocks.
 
         Collective under MPI. Every frame that reached a data file intact
@@ -241,18 +240,17 @@ class Directory:
         paths = self.block_filenames
         scans = [scan_data_file(paths[f], f, n_blocks) for f in range(rank, len(paths), size)
                  if os.path.exists(paths[f])]
-        self._recovered = np.concatenate([s.rows for s in scans] + [np.zeros(0, WRITTEN)])
+        recovered = np.concatenate([s.rows for s in scans] + [np.zeros(0, WRITTEN)])
         present = np.zeros(-(-n_blocks // 8), np.uint8)  # 1 bit per block, np.packbits order
-        blocks = self._recovered["block"]
+        blocks = recovered["block"]
         np.bitwise_or.at(present, blocks >> 3, (0x80 >> (blocks & 7)).astype(np.uint8))
         if self._mpi:
             from mpi4py import MPI
             self.comm.Allreduce(MPI.IN_PLACE, present, op=MPI.BOR)
-            self._open_rank_writer(truncate=False)
         self._present = present
-        self._state = WRITING
+        self._start_writing(recovered)
 
-    def has_block(self, x, y, z):
+    def has_block(self, x: int, y: int, z: int) -> bool:
         """True if the block at (x, y, z) is stored. Opened for reading (or closed): the
         committed index says. While writing: a block that resume() found intact on disk, or
         one written through this Directory in this process (under MPI: by this rank); blocks
@@ -269,25 +267,30 @@ class Directory:
             self._written = np.zeros(-(-self.geometry.n_blocks // 8), np.uint8)
         self._written[block >> 3] |= 0x80 >> (block & 7)
 
-    def __enter__(self):
+    def __enter__(self) -> "Directory":
         return self
 
-    def __exit__(self, kind, error, traceback):
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 traceback: TracebackType | None) -> None:
         if error is None:
             self.close()
         else:
             self._abandon(error)
 
-    def __getstate__(self):
-        if self._writer is not None:
-            raise BlockfsError(f"{self.directory_filename}: a volume being written by MPI ranks "
-                               f"cannot be sent to another process; each rank writes its own")
-        state = self.__dict__.copy()
-        state.update(comm=None, _reader=None, _processes=None, _lock=None,
-                     _written=None)  # what this process wrote, not the receiver
-        return state
+    # What stays in the process that sends a Directory to another: its communicator, open
+    # files, lock and what it wrote itself. The back end goes along (its own __getstate__ says
+    # how: a rank's writer refuses, writer processes stay with their owner).
+    _NOT_SENT = ("comm", "_reader", "_lock", "_written")
 
-    def __repr__(self):
+    def __getstate__(self) -> dict:
+        return {name: value for name, value in self.__dict__.items()
+                if name not in self._NOT_SENT}
+
+    def __setstate__(self, state: dict) -> None:
+        self._init_state(state["directory_filename"], state["header"], None)
+        self.__dict__.update(state)
+
+    def __repr__(self) -> str:
         g = self.header.geometry
         return (f"<Directory {self.directory_filename} {g.x_extent}x{g.y_extent}x{g.z_extent} "
                 f"{self.dtype} blocks {g.x_block_size}x{g.y_block_size}x{g.z_block_size} "
@@ -311,14 +314,14 @@ class Directory:
     version = property(lambda self: self.header.version, doc="on-disk format, 1 or 2")
 
     @property
-    def block_filenames(self):
+    def block_filenames(self) -> list[str]:
         """Absolute paths of the data files."""
         if self._reader is not None:
             return list(self._reader.data_paths)
         folder = os.path.dirname(self.directory_filename)
         return [os.path.join(folder, name) for name in self.header.data_files]
 
-    def get_block_size(self, x, y, z):
+    def get_block_size(self, x: int, y: int, z: int) -> tuple[int, int, int]:
         """The (z, y, x) shape of the block at (x, y, z), clipped at the volume's edge."""
         return self.geometry.block_shape(x, y, z)
 
@@ -328,7 +331,7 @@ class Directory:
     def _mpi(self):
         return self.comm is not None
 
-    def create(self):
+    def create(self) -> None:
         """Create the data files and commit an empty volume. Collective.
 
         The volume's lock is taken first (LockedError, nothing touched, if another
@@ -338,7 +341,7 @@ class Directory:
         committed as `<name>.g<k>`, and the old version stays whole and readable
         until close() commits the new one (see generation.py).
 
-        In a stand-in (see _attach_to_parent) it touches nothing: the parent created the
+        In a stand-in (see write_backends.StandIn) it touches nothing: the parent created the
         volume, and truncating it would lose what its writers wrote.
         """
         if self._state != NEW:
@@ -357,17 +360,11 @@ class Directory:
             if self._mpi:
                 plan = self.comm.bcast(plan, root=0)
             self.header.data_files, self._in_progress, self._replaced = plan
-            if self._mpi:
-                self._open_rank_writer(truncate=True, commit_empty=True)
-            else:
-                self._refuse_while_writers_run()
-                for path in self.block_filenames:
-                    PosixFile(path, truncate=True).close()
-                self._commit_empty(self._in_progress or self.directory_filename)
+            self._start_writing(np.zeros(0, WRITTEN),
+                                empty_at=self._in_progress or self.directory_filename)
         except BaseException:
             self._lock.release()
             raise
-        self._state = WRITING
 
     def _check_replaceable(self):
         """(data file names, directory file of the new version in progress or None, the old
@@ -396,122 +393,45 @@ class Directory:
         folder = os.path.dirname(path)
         return [os.path.relpath(p, folder) for p in new], in_progress, sorted(old)
 
-    def _commit_empty(self, path):
-        """Commit at path a directory file in which no block is written yet."""
-        write_atomically(path, *fmt.empty_directory2_parts(self.header))
+    def _start_writing(self, recovered, empty_at=None):
+        """Open the back end that writes the blocks (see write_backends) with the frames a
+        resumed job found on disk (recovered). create() gives empty_at: the data files are
+        truncated (collectively under MPI) and an empty volume is committed there; resume()
+        appends to them."""
+        path, paths, header = self.directory_filename, self.block_filenames, self.header
+        if self._mpi:
+            self._backend = RankWriter(self.comm, path, header, self.hints,
+                                       paths[self.comm.Get_rank()], recovered, empty_at)
+        elif self._stand_in:
+            self._backend = StandIn(path, header, paths)
+        elif empty_at is not None:
+            self._backend = LocalWriters.create(path, header, paths, empty_at)
+        else:
+            self._backend = LocalWriters(path, header, paths, recovered)
+        self._state = WRITING
 
-    def _open_rank_writer(self, truncate, commit_empty=False):
-        """Open this rank's data file (collective); then commit an empty volume if asked, every
-        rank writing its slice of the index, collectively (commit.commit_empty_slices).
-
-        A rank that fails makes every rank raise the same error, naming it.
-        """
-        rank = self.comm.Get_rank()
-        error = None
-        try:
-            single_threaded()
-            self._writer = BlockWriter(
-                MPIFile(self.block_filenames[rank], truncate=truncate, hints=self.hints), rank,
-                make_codec(self.compression, self.compression_level, self.header.shuffle),
-                append=not truncate)
-        except Exception as e:
-            error = f"rank {rank}: cannot create {self.block_filenames[rank]}: {brief(e)}"
-        errors = parallel.agree(self.comm, error)
-        if not errors and commit_empty:
-            try:
-                commit_empty_slices(self.comm, self._in_progress or self.directory_filename,
-                                    self.header, self.hints)
-            except WriterError as e:  # raised by every rank alike
-                errors = [str(e)]
-        if errors:
-            if self._writer is not None:
-                self._writer.file.close()
-                self._writer = None
-            raise parallel.everywhere(WriterError("; ".join(errors)))
-
-    def start_writer_processes(self, queue_depth=10):
+    def start_writer_processes(self, queue_depth: int = 10) -> None:
         """Start the local writer processes now (before a multiprocessing pool is made).
 
         Under MPI each rank writes its own data file and this does nothing; so does a
-        stand-in, which writes through its parent's writers (see _attach_to_parent).
+        stand-in, which writes through its parent's writers (see write_backends.StandIn).
         """
         self._require_writing()
-        if self._mpi or self._client is not None or self._stand_in:
-            return
-        codec_args = (self.compression.name, self.compression_level, self.header.shuffle)
-        self._processes = WriterProcesses(self.directory_filename, self.block_filenames,
-                                          codec_args, self.dtype, self._writer_description(),
-                                          queue_depth)
-        self._client = WriterClient(self._processes.addresses, self._processes.authkey)
-
-    def _writer_description(self):
-        """What a process writing through writer processes must agree with them on."""
-        g = self.geometry
-        return {"geometry": [g.x_extent, g.y_extent, g.z_extent,
-                             g.x_block_size, g.y_block_size, g.z_block_size],
-                "dtype": self.dtype.str, "data_files": self.block_filenames}
-
-    def _refuse_while_writers_run(self):
-        """Refuse to truncate a volume whose writer processes are running (in any process)."""
-        entry = published(self.directory_filename)
-        if entry is not None:
-            raise BlockfsError(f"{self.directory_filename}: the writer processes of process "
-                               f"{entry['pid']} are writing this volume; create() would truncate "
-                               f"their data files (close() that Directory first)")
-
-    def _local_client(self):
-        """Connections to the writer processes that serve this process (no MPI).
-
-        The owner starts them on first use. A worker that got the Directory from its owner
-        has them already, else it cannot write: writers of its own would never be committed.
-        """
-        if self._stand_in:
-            return self._attach_to_parent()
-        if os.getpid() != self._owner_pid:
-            raise self._no_writers_error(
-                "this process got the Directory before start_writer_processes() was called, so "
-                "no writer processes serve it")
-        self.start_writer_processes()
-        return self._client
-
-    def _attach_to_parent(self):
-        """A stand-in's connections to the writer processes its parent started for the volume.
-
-        Spawn and forkserver children re-run the main module, so lab code that makes the
-        Directory at module level makes it again in every worker; that copy (a stand-in) finds
-        the parent's writers in the registry (local_writers.published). It fails only when
-        used, never while the module is re-run: multiprocessing.Pool restarts a worker that
-        fails there, forever, while a failed task ends the pool's caller.
-        """
-        rerun = "this process re-ran the main module (start method spawn or forkserver) and"
-        entry = published(self.directory_filename)
-        if entry is None:
-            others = published_volumes()
-            found = f" (writer processes found for: {', '.join(others)})" if others else ""
-            raise self._no_writers_error(
-                f"{rerun} found no writer processes of its parent for this volume{found}")
-        if entry["description"] != self._writer_description():
-            raise self._no_writers_error(
-                f"{rerun} the writer processes of process {entry['pid']} for this file write a "
-                f"volume of another shape, dtype or set of data files")
-        return WriterClient.of(entry)
-
-    def _no_writers_error(self, reason):
-        return WriterError(
-            f"{self.directory_filename}: {reason}. Create the Directory, call create() and "
-            f"start_writer_processes() under `if __name__ == \"__main__\":` before making the "
-            f"pool, and pass the Directory to the workers as an argument")
+        if isinstance(self._backend, LocalWriters):
+            self._backend.start(queue_depth)
 
     def _require_writing(self):
+        """The back end that writes the blocks; ReadOnlyError or BlockfsError if none does."""
         if self._state == READING:
             raise ReadOnlyError(f"{self.directory_filename} was opened for reading")
-        if self._state != WRITING and not (self._stand_in and self._state == NEW):
+        if self._backend is None:  # a stand-in has one before create()
             raise BlockfsError(f"{self.directory_filename}: call create() before writing "
                                f"(volume is {self._state})")
+        return self._backend
 
-    def write_block(self, block, x, y, z):
+    def write_block(self, block: ArrayLike, x: int, y: int, z: int) -> None:
         """Write the block whose origin is voxel (x, y, z); edge blocks come clipped."""
-        self._require_writing()
+        backend = self._require_writing()
         block = np.asarray(block)
         block_number = self.geometry.block_number(x, y, z)
         where = f"{self.directory_filename}: block at (x={x}, y={y}, z={z})"
@@ -520,18 +440,10 @@ class Directory:
             raise BlockShapeError(f"{where} must have shape {expected} (z, y, x), "
                                   f"not {block.shape}")
         check_castable(block, self.dtype, where)
-        block = np.ascontiguousarray(block, self.dtype)
-        if self._writer is not None:
-            self._writer.write(block_number, block)
-        elif self._mpi:
-            raise BlockfsError(f"{where}: this rank's writer is closed")
-        else:
-            if self._client is None:
-                self._client = self._local_client()
-            self._client.send(block_number % len(self.header.data_files), block_number, block)
+        backend.write(block_number, np.ascontiguousarray(block, self.dtype))
         self._remember_written(block_number)
 
-    def close(self):
+    def close(self) -> None:
         """Finish writing and commit the index atomically (collective under MPI); then the
         files of a version it replaced are removed and the volume's lock is released.
 
@@ -539,45 +451,18 @@ class Directory:
         does nothing.
         """
         if self._state == WRITING:
+            self.header.writer["complete"] = True  # the commit that ends the job says so
+            backend, self._backend, self._state = self._backend, None, READING
+            assert backend is not None  # every writing Directory has one
             committed = False
             try:
-                self._commit_final()
+                backend.close()
                 committed = True
             finally:
                 self._end_writing(committed)
         if self._reader is not None:
             self._reader.close()
             self._reader = None
-
-    def _commit_final(self):
-        """The commit that ends the job, recording that its writer finished."""
-        self.header.writer["complete"] = True
-        if self._mpi:
-            error, rows = None, None
-            try:
-                rows = self._writer.close()
-            except Exception as e:
-                error = str(e)
-            self._writer = None
-            self._state = READING
-            collective_commit(self.comm, self.directory_filename, self.header,
-                              rows if rows is not None else [], error, self._recovered,
-                              self.hints)
-        elif self._stand_in:  # the parent commits what its writers wrote
-            self._state = READING
-        elif self._processes is not None or len(self._recovered):
-            processes, self._processes, self._client = self._processes, None, None
-            self._state = READING
-            try:
-                rows = processes.close() if processes is not None else []
-            except WriterError as e:  # said as under MPI: not committed, and why
-                raise WriterError(f"{self.directory_filename} not committed, {e}") from None
-            base = recovered_index(self.geometry, self._recovered) if len(self._recovered) \
-                else None
-            commit(self.directory_filename, self.header, rows, base)
-        else:  # nothing was written: the empty volume create() committed, now finished
-            self._state = READING
-            self._commit_empty(self.directory_filename)
 
     def _end_writing(self, committed):
         """Where the lock is held (rank 0): once the new version is committed, remove the
@@ -602,32 +487,24 @@ class Directory:
         The frames stay in the data files, where fsck --repair or a resumed
         job finds them (a replacement's old version stays committed). Under MPI
         with several ranks the others cannot be told to skip the collective
-        commit, so the job is aborted instead.
+        commit, so the job is aborted instead (write_backends.RankWriter.abandon).
         """
         if self._lock is not None:
             self._lock.release()
-        if self._state == WRITING and self._mpi and parallel.size_of(self.comm) > 1:
-            parallel.abort(self.comm, f"{self.directory_filename}: {error!r}")
-        if self._writer is not None:
-            self._writer.close()
-        if self._processes is not None:
-            try:
-                self._processes.close()
-            except WriterError:
-                pass
-        self._writer = self._processes = self._client = None
-        self._state = READING
+        backend, self._backend, self._state = self._backend, None, READING
+        if backend is not None:
+            backend.abandon(error)
 
     # ------------------------------------------------------------ reading --
 
     @property
-    def reader(self):
+    def reader(self) -> BlockReader:
         """The BlockReader of the committed volume (opened on first use)."""
         if self._reader is None:
             self._reader = BlockReader(self.directory_filename)
         return self._reader
 
-    def read_block(self, x, y, z):
+    def read_block(self, x: int, y: int, z: int) -> np.ndarray:
         """The block whose origin is (x, y, z) as a (z, y, x) array; zeros if never written."""
         return self.reader.read(self.geometry.block_number(x, y, z),
                                 self.geometry.block_shape(x, y, z))
@@ -647,10 +524,11 @@ class Directory:
     chunks = property(lambda self: self.block_size,
                       doc="(z, y, x) block shape: dask.array.from_array chunks by multiples of it")
 
-    def __len__(self):
+    def __len__(self) -> int:
         return self.z_extent
 
-    def __array__(self, dtype=None, copy=None):
+    def __array__(self, dtype: DTypeLike | None = None,
+                  copy: bool | None = None) -> np.ndarray:
         """The whole volume in memory (`nbytes` bytes), for np.asarray(volume) (NumPy 2's
         protocol); read like volume[...]. copy=False is refused: reading always makes an array."""
         if copy is False:
@@ -659,7 +537,7 @@ class Directory:
         out = self[...]
         return out if dtype is None else out.astype(dtype, copy=False)
 
-    def __getitem__(self, key):
+    def __getitem__(self, key: object) -> np.ndarray:
         """A sub-volume, as numpy would index the whole: volume[z0:z1, y0:y1, x0:x1],
         volume[..., -1], volume[::4, 10:-10] ... (integers, slices with any step, one
         Ellipsis; see indexing.py). A strided read reads only the blocks holding voxels it
@@ -690,7 +568,7 @@ class Directory:
             out = out[tuple(slice(None, None, -1 if p.step < 0 else 1) for p in picked)]
         return out.squeeze(squeeze) if squeeze else out
 
-    def __setitem__(self, key, value):
+    def __setitem__(self, key: object, value: ArrayLike) -> None:
         """Write whole blocks: directory[z0:z1, y0:y1, x0:x1] = array, on block boundaries."""
         picked, squeeze = indexing.selection(key, self.shape)
         bounds = indexing.step_one_bounds(

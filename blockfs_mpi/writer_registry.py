@@ -2,7 +2,7 @@
 
 Spawn and forkserver children re-run the main module, so a Directory made at
 module level is made again in each worker; there it must write through the
-writers its parent started (Directory._attach_to_parent), and create() anywhere
+writers its parent started (write_backends.StandIn), and create() anywhere
 must not truncate a volume whose writers run. Each process that starts writers
 records them here, one file per volume (addresses, authkey, owner), in a folder
 readable by this user only.

@@ -37,7 +37,7 @@ def killed(tmp_path):
         d.start_writer_processes()
         for n, (x, y) in enumerate([(0, 0), (32, 0), (64, 0), (0, 32), (32, 32)]):
             d.write_block(np.full((24, 32, 32), n + 1, np.uint16), x, y, 0)
-        d._processes.close()  # every block handed over has reached its data file ...
+        d._backend.processes.close()  # every block handed over has reached its data file ...
         os.kill(os.getpid(), signal.SIGKILL)  # ... and the job dies before close() commits
     """)
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,

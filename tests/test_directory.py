@@ -469,7 +469,7 @@ def test_writer_process_failure_is_reported(tmp_path):
     directory = Directory(64, 64, 128, np.uint16, tmp_path / "v.blockfs", n_filenames=1)
     directory.create()
     directory.start_writer_processes()
-    directory._processes._processes[0].kill()
+    directory._backend.processes._processes[0].kill()
     with pytest.raises(WriterError):
         directory.write_block(np.zeros((64, 64, 64), np.uint16), 0, 0, 0)
     with pytest.raises(WriterError, match="died"):

@@ -53,7 +53,7 @@ if step == "first":
     sys.exit()
 
 directory, source = Directory.resume(path), SyntheticVolume(directory_shape)
-directory._writer.buffer_size = 1  # every frame goes to the I/O thread at once: many kill points
+directory._backend.writer.buffer_size = 1  # every frame goes to the I/O thread at once: many kill points
 commit_module._put_in_place = paused_commit
 pause("before-write")
 mine = [i for i, _ in enumerate(directory.geometry.block_origins())

@@ -32,8 +32,8 @@ origins = list(directory.geometry.block_origins())
 mine = lambda i: i % comm.size == comm.rank  # noqa: E731
 if step == "crash":
     write_blocks(directory, source, lambda i: i % 3 == 1 and mine(i))
-    directory._writer.flush()
-    directory._writer._wait()  # the frames are in the data file: end as if killed, no close()
+    directory._backend.writer.flush()
+    directory._backend.writer._wait()  # the frames are in the data file: end as if killed, no close()
     say("ok")
     sys.exit()
 present = [directory.has_block(*origin) for origin in origins]
