@@ -9,16 +9,22 @@ time to get the interpreter lock. No one-sided MPI: passive-target RMA here
 only progresses when the target rank enters MPI, which rank 0, compressing,
 does not.
 """
+from __future__ import annotations
+
 import threading
 import time
+from collections.abc import Iterator
+from types import TracebackType
+from typing import TYPE_CHECKING
 
-from . import parallel
+if TYPE_CHECKING:
+    from mpi4py import MPI
 
 ASK, GIVE = 7101, 7102
 POLL = 1e-3  # seconds between rank 0's looks for requests
 
 
-def threads_allowed():
+def threads_allowed() -> bool:
     """True if MPI lets several threads of a process call it at once."""
     from mpi4py import MPI
     return MPI.Query_thread() == MPI.THREAD_MULTIPLE
@@ -32,25 +38,25 @@ class Dealer:
     (MPI_THREAD_MULTIPLE, mpi4py's default), rank r takes r, r + size, ... instead.
     """
 
-    def __init__(self, n, comm):
+    def __init__(self, n: int, comm: MPI.Comm | None) -> None:
         self.n = n
         self._next = 0
         self._step = 1  # numbers this rank takes without asking: every one, or every size-th
         self._done = False  # this rank has been told that nothing is left
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._thread = None
-        self.comm = None
-        if parallel.size_of(comm) > 1 and not threads_allowed():
+        self._thread: threading.Thread | None = None
+        self.comm: MPI.Comm | None = None
+        if comm is not None and comm.Get_size() > 1 and not threads_allowed():
             self._next, self._step = comm.Get_rank(), comm.Get_size()
-        elif parallel.size_of(comm) > 1:
+        elif comm is not None and comm.Get_size() > 1:
             self.comm = comm.Dup()
         if self.comm is not None and self.comm.Get_rank() == 0:
             self._thread = threading.Thread(target=self._serve, name="blockfs-dealer",
                                             daemon=True)
             self._thread.start()
 
-    def _take(self):
+    def _take(self) -> int | None:
         """The next number not yet dealt, or None."""
         with self._lock:
             if self._stop.is_set() or self._next >= self.n:
@@ -58,25 +64,27 @@ class Dealer:
             self._next += self._step
             return self._next - self._step
 
-    def _serve(self):
+    def _serve(self) -> None:
         """Rank 0's thread: answer every request until each other rank has been told that
         nothing is left."""
         from mpi4py import MPI
-        waiting = self.comm.Get_size() - 1
+        comm = self.comm
+        assert comm is not None  # the thread runs on rank 0 of a communicator
+        waiting = comm.Get_size() - 1
         status = MPI.Status()
         while waiting:
-            if not self.comm.Iprobe(source=MPI.ANY_SOURCE, tag=ASK, status=status):
+            if not comm.Iprobe(source=MPI.ANY_SOURCE, tag=ASK, status=status):
                 time.sleep(POLL)
                 continue
             rank = status.Get_source()
-            if not self.comm.recv(source=rank, tag=ASK):  # that rank stopped early
+            if not comm.recv(source=rank, tag=ASK):  # that rank stopped early
                 waiting -= 1
                 continue
             number = self._take()
-            self.comm.send(number, dest=rank, tag=GIVE)
+            comm.send(number, dest=rank, tag=GIVE)
             waiting -= number is None
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[int]:
         """The numbers dealt to this rank, in the order it receives them."""
         while True:
             if self.comm is None or self.comm.Get_rank() == 0:
@@ -89,7 +97,7 @@ class Dealer:
                 return
             yield number
 
-    def close(self, wait=True):
+    def close(self, wait: bool = True) -> None:
         """Stop dealing: rank 0 tells every rank that asks that nothing is left and waits
         until each has been told so or has said it stopped; a rank that stops before it was
         told (an error) says so, and rank 0 is not left waiting for it. wait=False (an error
@@ -106,8 +114,9 @@ class Dealer:
             self.comm.Free()
             self.comm = None
 
-    def __enter__(self):
+    def __enter__(self) -> Dealer:
         return self
 
-    def __exit__(self, kind, error, traceback):
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 traceback: TracebackType | None) -> None:
         self.close(wait=error is None)

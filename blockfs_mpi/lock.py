@@ -9,6 +9,8 @@ warning; one held from another host is refused (its holder cannot be asked)
 unless broken on purpose, except by a later run of the same SLURM job (a
 requeue). Readers take no lock. See docs/FORMAT.md.
 """
+from __future__ import annotations
+
 import atexit
 import contextlib
 import errno
@@ -20,9 +22,14 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Literal
 
 from . import parallel
 from .errors import BlockfsError
+
+if TYPE_CHECKING:
+    from mpi4py import MPI
 
 log = logging.getLogger("blockfs_mpi")
 
@@ -33,8 +40,12 @@ POLL = 0.2  # seconds between looks at a lock that is being taken or released
 # fcntl errors that mean "this filesystem has no locks" (Lustre without -o flock: ENOSYS)
 NO_FCNTL = {errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL}
 
-_held: dict[str, "VolumeLock"] = {}  # lock file path -> VolumeLock held by this process
+_held: dict[str, VolumeLock] = {}  # lock file path -> VolumeLock held by this process
 _held_guard = threading.Lock()
+
+Holder = dict[str, Any]  # a lock file's JSON: what _me records, as read back (unchecked)
+FcntlState = Literal["held", "free"] | None  # None: the filesystem has no fcntl locks
+Verdict = Literal["stale", "live", "dying"]
 
 
 class LockedError(BlockfsError):
@@ -51,7 +62,7 @@ def lock_path(directory_file: str) -> str:
     return os.path.abspath(directory_file) + SUFFIX
 
 
-def _process_stat(pid):
+def _process_stat(pid: int) -> list[str] | None:
     """The fields of /proc/<pid>/stat after the command name (state first), or None."""
     try:
         with open(f"/proc/{pid}/stat") as f:
@@ -60,7 +71,7 @@ def _process_stat(pid):
         return None
 
 
-def _process_start(pid):
+def _process_start(pid: int) -> int | None:
     """When process pid started (clock ticks since boot, from /proc), or None where unknown:
     a pid that the system gave to a new process after its holder died is not the holder."""
     fields = _process_stat(pid)
@@ -70,7 +81,7 @@ def _process_start(pid):
         return None
 
 
-def _boot_id():
+def _boot_id() -> str | None:
     try:
         with open("/proc/sys/kernel/random/boot_id") as f:
             return f.read().strip()
@@ -78,7 +89,7 @@ def _boot_id():
         return None
 
 
-def _me(program):
+def _me(program: str | None) -> Holder:
     """What a lock file records of its holder."""
     return {"host": socket.gethostname(), "pid": os.getpid(), "boot_id": _boot_id(),
             "pid_start": _process_start(os.getpid()),
@@ -87,7 +98,7 @@ def _me(program):
             "program": program or program_name(), "started": time.time()}
 
 
-def describe_holder(holder: dict) -> str:
+def describe_holder(holder: Holder | None) -> str:
     """'blockfs-write (pid 42 on host n01, SLURM job 7, since 2024-05-01 10:00:00)'."""
     if not holder:
         return "an unknown writer (the lock file is empty or unreadable)"
@@ -97,7 +108,7 @@ def describe_holder(holder: dict) -> str:
             f"{holder.get('host', '?')}{job}, since {since})")
 
 
-def _pid_alive(holder):
+def _pid_alive(holder: Holder) -> bool:
     """False if the holder's process is gone from this host (or its pid now names a younger
     process); True if it may be alive."""
     pid = holder.get("pid")
@@ -118,7 +129,7 @@ def _pid_alive(holder):
     return holder.get("pid_start") is None or start is None or start == holder["pid_start"]
 
 
-def _fcntl_state(fd, shared=False):
+def _fcntl_state(fd: int, shared: bool = False) -> FcntlState:
     """'held' if another process holds the fcntl lock on fd's file, 'free' if this process
     could take it (it then holds it, shared or exclusive), None where the filesystem has no
     fcntl locks. A shared probe needs only a descriptor open for reading."""
@@ -133,7 +144,7 @@ def _fcntl_state(fd, shared=False):
         raise
 
 
-def _read_holder(fd):
+def _read_holder(fd: int) -> Holder | None:
     """The JSON a lock file holds, or None while it is empty or unreadable."""
     try:
         raw = os.pread(fd, 1 << 16, 0)
@@ -143,7 +154,7 @@ def _read_holder(fd):
         return None
 
 
-def _judge(holder, state, age):
+def _judge(holder: Holder | None, state: FcntlState, age: float) -> tuple[Verdict, str | None]:
     """('stale', why), ('live', None) or ('dying', why) for a lock file's holder, given its
     fcntl state ('held', 'free' or None) and the lock file's age in seconds.
 
@@ -153,7 +164,7 @@ def _judge(holder, state, age):
     """
     here = holder is not None and holder.get("host") == socket.gethostname()
     if state != "held" and (here or holder is None):
-        if here and not _pid_alive(holder):
+        if holder is not None and here and not _pid_alive(holder):
             return "stale", "its process is gone"
         if state == "free" and age > GRACE:
             return "stale", "its fcntl lock is free"
@@ -176,7 +187,7 @@ class VolumeLock:
     """
 
     def __init__(self, directory_file: str, program: str | None = None,
-                 break_lock: bool = False):
+                 break_lock: bool = False) -> None:
         self.directory_file = os.path.abspath(directory_file)
         self.path = lock_path(directory_file)
         self.program = program
@@ -184,20 +195,20 @@ class VolumeLock:
         self._fd: int | None = None
         self._pid: int | None = None
 
-    def __enter__(self):
+    def __enter__(self) -> VolumeLock:
         return self.acquire()
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.release()
 
-    def __getstate__(self):  # a copy in another process holds nothing
+    def __getstate__(self) -> dict[str, Any]:  # a copy in another process holds nothing
         return dict(self.__dict__, _fd=None, _pid=None)
 
     @property
     def held(self) -> bool:
         return self._fd is not None and self._pid == os.getpid()
 
-    def acquire(self) -> "VolumeLock":
+    def acquire(self) -> VolumeLock:
         """Take the lock, taking over a stale one; LockedError if a live writer holds it."""
         with _held_guard:
             mine = _held.get(self.path)
@@ -230,7 +241,7 @@ class VolumeLock:
             _held[self.path] = self
         return self
 
-    def _take_over_or_wait(self, deadline):
+    def _take_over_or_wait(self, deadline: float) -> None:
         """The lock file exists: remove it if stale (or broken), pause if it is being taken or
         its holder is dying, then return to try again; else raise LockedError."""
         shared = False
@@ -266,7 +277,7 @@ class VolumeLock:
         finally:
             os.close(fd)  # drops the fcntl lock this probe may hold (the file is gone)
 
-    def _refusal(self, holder, verdict):
+    def _refusal(self, holder: Holder | None, verdict: Verdict) -> str:
         """The message of a refused lock."""
         if verdict == "dying":
             return (f"{self.directory_file} is locked by {describe_holder(holder)}, an earlier "
@@ -321,9 +332,10 @@ def check_unlocked(directory_file: str, break_lock: bool = False) -> None:
         raise LockedError(VolumeLock(directory_file)._refusal(holder, verdict))
 
 
-def acquire_all(directory_files, program: str | None = None, break_lock: bool = False) -> list:
+def acquire_all(directory_files: Iterable[str], program: str | None = None,
+                break_lock: bool = False) -> list[VolumeLock]:
     """Take the locks of several volumes (all or none)."""
-    locks = []
+    locks: list[VolumeLock] = []
     try:
         for path in directory_files:
             locks.append(VolumeLock(path, program, break_lock).acquire())
@@ -335,8 +347,8 @@ def acquire_all(directory_files, program: str | None = None, break_lock: bool = 
 
 
 @contextlib.contextmanager
-def volume_locks(directory_files, comm=None, break_lock: bool = False,
-                 program: str | None = None):
+def volume_locks(directory_files: Iterable[str], comm: MPI.Comm | None = None,
+                 break_lock: bool = False, program: str | None = None) -> Iterator[None]:
     """Collectively hold the locks of volumes: rank 0 takes them, every rank raises the same
     LockedError if refused; released by rank 0 when the block ends, however it ends."""
     locks = parallel.on_rank0(comm, lambda: acquire_all(directory_files, program, break_lock),
@@ -349,7 +361,7 @@ def volume_locks(directory_files, comm=None, break_lock: bool = False,
 
 
 @atexit.register
-def _release_at_exit():
+def _release_at_exit() -> None:
     """A program that ends without close() leaves no lock behind."""
     with _held_guard:
         locks = list(_held.values())

@@ -8,7 +8,7 @@ import threading
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 Opened = TypeVar("Opened")
 _NONE = object()  # no key (None is one)
@@ -23,17 +23,17 @@ def descriptor_budget(share: float = 0.25) -> int:
     return max(8, int(soft * share))
 
 
-class _Held:
+class _Held(Generic[Opened]):
     """What a cache holds in one process: its open things (least recently used first), how
     many users each has, and the process that opened them."""
 
     def __init__(self) -> None:
-        self.items: OrderedDict[Hashable, Any] = OrderedDict()
+        self.items: OrderedDict[Hashable, Opened] = OrderedDict()
         self.users: dict[Hashable, int] = {}
         self.pid = os.getpid()
 
 
-def _close_all(held: _Held, close: Callable) -> None:
+def _close_all(held: _Held[Opened], close: Callable[[Opened], None]) -> None:
     """Close what held has open, in the process that opened it; a forked child only forgets
     its parent's (their numbers may name other files in the child)."""
     items, held.items, held.users = held.items, OrderedDict(), {}
@@ -59,7 +59,7 @@ class OpenFiles(Generic[Opened]):
         self.opens = 0  # how many times open_ was called: what the cache saves is measurable
         self._open, self._close = open_, close
         self._lock = threading.Lock()
-        self._held = _Held()
+        self._held: _Held[Opened] = _Held()
         self._finalizer = weakref.finalize(self, _close_all, self._held, close)
 
     def __len__(self) -> int:

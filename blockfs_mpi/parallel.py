@@ -4,6 +4,8 @@ MPI is initialised only when it is really in use (a launcher started us, or
 a communicator was passed in): a plain `python` run never loads libmpi, so
 fork-based multiprocessing keeps working and no launcher is needed.
 """
+from __future__ import annotations
+
 import functools
 import logging
 import os
@@ -11,8 +13,14 @@ import re
 import sys
 import time
 import traceback
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol, TypeVar
 
 import numpy as np
+import numpy.typing as npt
+
+if TYPE_CHECKING:
+    from mpi4py import MPI
 
 # Variables the common launchers (MPICH/Hydra, Open MPI/PRRTE, PMIx, Slurm's PMI2) set.
 LAUNCHER_VARIABLES = ("PMI_RANK", "PMI_SIZE", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE")
@@ -24,8 +32,19 @@ IDLE_POLL_FIRST, IDLE_POLL_MAX = 1e-4, 1e-2  # seconds between tests of a pendin
 # job before it has forwarded what the rank wrote last (CI once lost blockfs2hdf's message).
 ABORT_GRACE = 0.5
 
+T = TypeVar("T")
+Row = TypeVar("Row", bound=np.generic)
+Shared = TypeVar("Shared", bound=BaseException)
+R = TypeVar("R", covariant=True)
 
-def launched_by_mpi():
+
+class Main(Protocol[R]):
+    """A program's main(argv): argv=None means sys.argv[1:] (docopt's default)."""
+
+    def __call__(self, argv: list[str] | None = None) -> R: ...
+
+
+def launched_by_mpi() -> bool:
     """True when an MPI launcher started this process (BLOCKFS_MPI=0/1 overrides)."""
     forced = os.environ.get("BLOCKFS_MPI")
     if forced in ("0", "1"):
@@ -33,7 +52,7 @@ def launched_by_mpi():
     return any(name in os.environ for name in LAUNCHER_VARIABLES)
 
 
-def world():
+def world() -> MPI.Comm | None:
     """MPI.COMM_WORLD under an MPI launcher, else None (one rank, no MPI)."""
     if not launched_by_mpi():
         return None
@@ -41,7 +60,7 @@ def world():
     return MPI.COMM_WORLD
 
 
-def usable_cores():
+def usable_cores() -> int:
     """The cores this process may run on: its CPU affinity (what SLURM or a launcher's binding
     allows), where the OS has one, else every core of the machine."""
     if hasattr(os, "sched_getaffinity"):
@@ -49,19 +68,19 @@ def usable_cores():
     return os.cpu_count() or 1
 
 
-def rank_of(comm):
+def rank_of(comm: MPI.Comm | None) -> int:
     return 0 if comm is None else comm.Get_rank()
 
 
-def size_of(comm):
+def size_of(comm: MPI.Comm | None) -> int:
     return 1 if comm is None else comm.Get_size()
 
 
-def idle_barrier(comm):
+def idle_barrier(comm: MPI.Comm | None) -> None:
     """A barrier that sleeps while it waits. MPI libraries busy-poll in blocking calls, so a
     rank that is done would spin a core that others could use: its own I/O thread, the
     kernel's write-back, or the ranks still working on an oversubscribed node."""
-    if size_of(comm) < 2:
+    if comm is None or comm.Get_size() < 2:
         return
     request = comm.Ibarrier()
     delay = IDLE_POLL_FIRST
@@ -70,17 +89,21 @@ def idle_barrier(comm):
         delay = min(2 * delay, IDLE_POLL_MAX)
 
 
-def agree(comm, error):
+def agree(comm: MPI.Comm | None, error: T | None) -> list[T]:
     """Every rank's error (None where all went well), gathered on every rank: the ranks then
     take the same branch, so none is left waiting in a collective call the others skip."""
     errors = [error] if comm is None else comm.allgather(error)
     return [e for e in errors if e is not None]
 
 
-def on_rank0(comm, task, error_type):
+def on_rank0(comm: MPI.Comm | None, task: Callable[[], T],
+             error_type: Callable[[str], Exception]) -> Any:
     """Run task on rank 0 only and return its result there (None on the other ranks). If it
     fails, every rank raises error_type with rank 0's message, so none is left waiting."""
-    result, error = None, None
+    # Any, not T | None: callers in directory, relocate and blockfs2zarr use the result as a T
+    # on every rank (after a bcast) without narrowing it; T | None once they do.
+    result: T | None = None
+    error: str | None = None
     if rank_of(comm) == 0:
         try:
             result = task()
@@ -93,18 +116,20 @@ def on_rank0(comm, task, error_type):
     return result
 
 
-def on_every_rank(comm, task, error_type):
+def on_every_rank(comm: MPI.Comm | None, task: Callable[[], T],
+                  error_type: Callable[[str], Exception]) -> T:
     """Run task on every rank and return its result there. If it fails on any rank, every
     rank raises error_type naming the ranks that failed, a message shared by several said
     once (the first of them named), so a program reports it once, not once per rank."""
-    result, error = None, None
+    result: T  # set unless task raised, and then every rank raises below
+    error: str | None = None
     try:
         result = task()
     except Exception as e:
         error = str(e)
     errors = agree(comm, None if error is None else (rank_of(comm), error))
     if errors:
-        first = {}
+        first: dict[str, int] = {}
         for rank, message in errors:
             first.setdefault(message, rank)
         raise everywhere(error_type("; ".join(f"rank {rank}: {message}"
@@ -112,10 +137,11 @@ def on_every_rank(comm, task, error_type):
     return result
 
 
-def route(comm, rows, owners):
+def route(comm: MPI.Comm | None, rows: npt.NDArray[Row],
+          owners: npt.NDArray[np.integer[Any]]) -> npt.NDArray[Row]:
     """Send rows[i] (a numpy structured array) to rank owners[i]; the rows this rank receives,
     in rank order. Counted in rows, not bytes, so 2^31 rows fit in one exchange."""
-    if size_of(comm) == 1:
+    if comm is None or comm.Get_size() == 1:
         return rows
     from mpi4py import MPI
     order = np.argsort(owners, kind="stable")
@@ -134,24 +160,24 @@ def route(comm, rows, owners):
     return received
 
 
-def any_source():
+def any_source() -> int:
     """MPI.ANY_SOURCE (only called once MPI is in use)."""
     from mpi4py import MPI
     return MPI.ANY_SOURCE
 
 
-def abort(comm, message, code=1):
+def abort(comm: MPI.Comm | None, message: str, code: int = 1) -> NoReturn:
     """End the whole job with a message ("[rank N] message" under MPI); never returns."""
     sys.stderr.write(f"{rank_label(comm, rank_of(comm))}{message}\n")
     sys.stderr.flush()
-    if size_of(comm) > 1:
+    if comm is not None and comm.Get_size() > 1:
         time.sleep(ABORT_GRACE)
         quiet_stderr()  # MPI_Abort's own "Abort(1) on node 0 ..." adds nothing to the message
         comm.Abort(code)
     sys.exit(code)
 
 
-def quiet_stderr():
+def quiet_stderr() -> None:
     """Send what this process writes to stderr from now on to /dev/null (its last words,
     written and flushed before, have reached the launcher)."""
     devnull = os.open(os.devnull, os.O_WRONLY)
@@ -159,17 +185,17 @@ def quiet_stderr():
     os.close(devnull)
 
 
-def rank_label(comm, rank):
+def rank_label(comm: MPI.Comm | None, rank: int) -> str:
     """'[rank N] ' in an MPI program, '' in a single-process one."""
     return "" if comm is None else f"[rank {rank}] "
 
 
-def error_lines(comm, error):
+def error_lines(comm: MPI.Comm | None, error: BaseException) -> list[str]:
     """How a program reports an error every rank raised together: one line per rank whose
     error it is ("[rank N] error: ..."; without MPI "error: ..."). Those errors gather the
     ranks' messages as "rank N: ..." joined by "; " (on_rank0, agree)."""
     parts = re.split(r"; (?=rank \d+: )", str(error))
-    lines = []
+    lines: list[str] = []
     for part in parts:
         match = re.fullmatch(r"rank (\d+): (.*)", part, re.S)
         rank, message = (int(match.group(1)), match.group(2)) if match else (0, part)
@@ -177,15 +203,15 @@ def error_lines(comm, error):
     return lines
 
 
-def everywhere(error):
+def everywhere(error: Shared) -> Shared:
     """Mark an error that every rank raises together, having agreed on it in a collective call:
     program() then ends the job cleanly, rank 0 reporting it once, with no MPI_Abort racing the
     launcher's forwarding of the message."""
-    error.raised_by_every_rank = True
+    setattr(error, "raised_by_every_rank", True)  # noqa: B010 (no exception type declares it)
     return error
 
 
-def program(main):
+def program(main: Main[R]) -> Main[R]:
     """Decorate a program's main(argv): logging set up, and an error on any rank
     ends the whole job with its message instead of leaving the others waiting
     forever in their next collective call. The message is printed once, by the
@@ -197,7 +223,7 @@ def program(main):
                    if "--resume" in usage else "")
 
     @functools.wraps(main)
-    def run(argv=None):
+    def run(argv: list[str] | None = None) -> R:
         comm = world()
         rank = rank_of(comm)
         logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING,

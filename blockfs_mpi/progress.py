@@ -9,12 +9,18 @@ whatever has arrived whenever it updates. No rank ever waits for another
 except once, in close(), and then it sleeps (parallel.idle_barrier) rather
 than spinning on a core the others may need.
 """
+from __future__ import annotations
+
 import sys
 import time
+from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
 from . import parallel
+
+if TYPE_CHECKING:
+    from mpi4py import MPI
 
 REPORT_INTERVAL = 0.5
 RANKS_AT_BASE_INTERVAL = 16  # up to this many ranks report every REPORT_INTERVAL
@@ -33,8 +39,9 @@ class Progress:
     as work is done. `disable=True` (--silent) draws nothing.
     """
 
-    def __init__(self, comm, total, desc, unit="block", disable=False):
-        self.comm = None if comm is None or comm.Get_size() == 1 else comm.Dup()
+    def __init__(self, comm: MPI.Comm | None, total: int | None, desc: str, unit: str = "block",
+                 disable: bool = False) -> None:
+        self.comm: MPI.Comm | None = None if comm is None or comm.Get_size() == 1 else comm.Dup()
         self.rank = parallel.rank_of(comm)
         self.silent = disable  # then nothing is sent before close()
         self.interval = report_interval(parallel.size_of(comm))
@@ -44,14 +51,14 @@ class Progress:
         self.started = time.monotonic()
         self._unsent = [0, 0]
         self._last_report = self.started
-        self._requests = []
+        self._requests: list[MPI.Request] = []
         self._finished = 0  # ranks whose final report rank 0 has received
-        self.bar = None
+        self.bar: tqdm | None = None  # tqdm has no type hints: Any to mypy
         if self.rank == 0:
             self.bar = tqdm(total=total, desc=desc, unit=unit, disable=disable, file=sys.stderr,
                             mininterval=REPORT_INTERVAL, dynamic_ncols=True)
 
-    def update(self, items=1, nbytes=0):
+    def update(self, items: int = 1, nbytes: int = 0) -> None:
         """Count work done on this rank."""
         if self.rank == 0:
             self._advance(items, nbytes)
@@ -67,7 +74,7 @@ class Progress:
             self._send(done=False)
             self._last_report = now
 
-    def _advance(self, items, nbytes):
+    def _advance(self, items: int, nbytes: int) -> None:
         self.items += items
         self.bytes += nbytes
         if self.bar is not None:
@@ -75,13 +82,14 @@ class Progress:
             self.bar.set_postfix_str(f"{self.bytes / elapsed / 1e6:.1f} MB/s", refresh=False)
             self.bar.update(items)
 
-    def _send(self, done):
+    def _send(self, done: bool) -> None:
+        assert self.comm is not None  # only ranks other than 0 send, and then there is one
         self._requests = [r for r in self._requests if not r.Test()]
         self._requests.append(self.comm.isend((*self._unsent, done), dest=0, tag=TAG))
         self._unsent = [0, 0]
         self.messages += 1
 
-    def _receive(self, until_all_done=False):
+    def _receive(self, until_all_done: bool = False) -> None:
         if self.comm is None:
             return
         others = self.comm.Get_size() - 1
@@ -91,7 +99,7 @@ class Progress:
             self._advance(items, nbytes)
             self._finished += bool(done)  # a rank's last report may arrive before close()
 
-    def close(self):
+    def close(self) -> tuple[int, int, float]:
         """Collective: gather the last counts, close the bar; (items, bytes, seconds) of the job."""
         if self.comm is not None and self.silent:
             parallel.idle_barrier(self.comm)
