@@ -8,9 +8,9 @@ array per level, each read lazily in multiples of its blocks, scaled by the voxe
 import os
 
 from . import pyramid
-from .blockfs2zarr import level_paths
 from .directory import Directory
 from .identify import is_volume
+from .zarr_export import level_paths
 from .zarr_view import downsampling_method, pyramid_voxel_size, read_info
 
 

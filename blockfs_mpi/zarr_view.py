@@ -23,8 +23,8 @@ import weakref
 from collections.abc import Iterator
 
 from . import voxel_size, zarr_metadata
-from .blockfs2zarr import level_paths, pyramid_info_size
 from .directory import Directory
+from .zarr_export import level_paths, pyramid_info_size
 from .zarr_shards import inner_chunk
 
 METADATA_KEY = "zarr.json"

@@ -14,7 +14,7 @@ import time
 import numpy as np
 import pytest
 
-from blockfs_mpi import Directory, blockfs2zarr, export, pyramid
+from blockfs_mpi import Directory, blockfs2zarr, export, pyramid, zarr_export
 from blockfs_mpi import format as fmt
 from blockfs_mpi.compression import Compression
 from blockfs_mpi.reader import BlockReader
@@ -109,11 +109,11 @@ def test_export_reads_back_every_voxel(tmp_path, shape, block, dtype, options, s
     source, expected = make_volume(tmp_path / "v.blockfs", voxels, block, skip={1, 4},
                                    **options)
     output = tmp_path / "v.ome.zarr"
-    blockfs2zarr.export_zarr(str(source), str(output), shard, n_workers=1, silent=True)
+    zarr_export.export_zarr(str(source), str(output), shard, n_workers=1, silent=True)
     check_readback(output, expected)
     metadata = validate_ome(output).attributes.ome.multiscales[0]
     assert [axis.name for axis in metadata.axes] == ["z", "y", "x"]
-    assert not os.path.exists(output / blockfs2zarr.RECORD)
+    assert not os.path.exists(output / zarr_export.RECORD)
 
 
 def shard_index(path, grid):
@@ -127,7 +127,7 @@ def test_full_blocks_are_copied_as_stored_and_absent_ones_are_absent(tmp_path):
     voxels = microscopy_volume((40, 40, 40))
     source, _ = make_volume(tmp_path / "v.blockfs", voxels, skip={0})
     output = tmp_path / "out.ome.zarr"
-    blockfs2zarr.export_zarr(str(source), str(output), 4, n_workers=1, silent=True)
+    zarr_export.export_zarr(str(source), str(output), 4, n_workers=1, silent=True)
     reader = BlockReader(str(source))
     grid = ShardGrid(reader.header.geometry, 4)
     assert grid.shape == (1, 1, 1)
@@ -145,7 +145,7 @@ def test_full_blocks_are_copied_as_stored_and_absent_ones_are_absent(tmp_path):
 
 def test_format1_volumes(tmp_path, format1_copy):
     output = tmp_path / "fixture.ome.zarr"
-    blockfs2zarr.export_zarr(str(format1_copy / "fixture.blockfs"), str(output), 2,
+    zarr_export.export_zarr(str(format1_copy / "fixture.blockfs"), str(output), 2,
                              n_workers=1, silent=True)
     check_readback(output, np.load(format1_copy / "fixture-voxels.npz")["voxels"])
     scale = validate_ome(output).attributes.ome.multiscales[0].datasets[0]
@@ -153,7 +153,7 @@ def test_format1_volumes(tmp_path, format1_copy):
     volume = np.random.default_rng(1).integers(0, 4000, (37, 29, 45), dtype=np.uint16)
     geometry = write_format1(tmp_path / "f1.blockfs", volume, (16, 16, 16), 3,
                              Compression.lz4, 7)
-    blockfs2zarr.export_zarr(str(tmp_path / "f1.blockfs"), str(tmp_path / "f1.zarr"), 2,
+    zarr_export.export_zarr(str(tmp_path / "f1.blockfs"), str(tmp_path / "f1.zarr"), 2,
                              n_workers=1, silent=True)
     check_readback(tmp_path / "f1.zarr", as_written(volume, geometry))
 
@@ -187,7 +187,7 @@ def test_ome_zarr_py_opens_the_pyramid(tmp_path, pyramid_folder):
     io = import_peer("ome_zarr.io", python=(3, 11))
     folder, levels = pyramid_folder
     output = tmp_path / "brain.ome.zarr"
-    blockfs2zarr.export_zarr(str(folder), str(output), 2, n_workers=1, silent=True)
+    zarr_export.export_zarr(str(folder), str(output), 2, n_workers=1, silent=True)
     node = next(iter(reader.Reader(io.parse_url(str(output)))()))
     assert [tuple(level.shape) for level in node.data] == [v.shape for v in levels]
     np.testing.assert_array_equal(np.asarray(node.data[1]), levels[1])
@@ -203,7 +203,7 @@ def volume(tmp_path_factory):
     source, expected = make_volume(folder / "v.blockfs", microscopy_volume((70, 50, 75)),
                                    skip={7})
     reference = folder / "reference.ome.zarr"
-    blockfs2zarr.export_zarr(str(source), str(reference), 2, n_workers=1, silent=True)
+    zarr_export.export_zarr(str(source), str(reference), 2, n_workers=1, silent=True)
     return source, expected, tree(reference)
 
 
@@ -236,7 +236,7 @@ def test_killed_job_resumes_to_the_same_bytes(tmp_path):
     source = tmp_path / "f1.blockfs"
     write_format1(source, volume, (8, 8, 8), 2, Compression.zstd, 3, stored="f1.blockfs")
     reference = tmp_path / "reference.ome.zarr"
-    blockfs2zarr.export_zarr(str(source), str(reference), 1, n_workers=1, silent=True)
+    zarr_export.export_zarr(str(source), str(reference), 1, n_workers=1, silent=True)
     data = tmp_path / "f1.blockfs.1"
     data.rename(tmp_path / "aside")
     os.mkfifo(data)
@@ -303,7 +303,7 @@ def test_bad_inputs(tmp_path, small, capsys):
 
 def test_existing_outputs(tmp_path, small, capsys):
     output = tmp_path / "out.ome.zarr"
-    blockfs2zarr.export_zarr(str(small), str(output), 2, n_workers=1, silent=True)
+    zarr_export.export_zarr(str(small), str(output), 2, n_workers=1, silent=True)
     before = tree(output)
     _, err = run_main([small, output], capsys)
     assert "exists" in err and "--overwrite" in err and "--resume" in err
@@ -379,7 +379,7 @@ def test_round_trip_through_ome_zarr(tmp_path, pyramid_folder):
     (its first level) on 2 ranks and from `image.ome.zarr/1` (another level)."""
     folder, levels = pyramid_folder
     image = tmp_path / "brain.ome.zarr"
-    blockfs2zarr.export_zarr(str(folder), str(image), 2, n_workers=1, silent=True)
+    zarr_export.export_zarr(str(folder), str(image), 2, n_workers=1, silent=True)
     write_program(image, tmp_path / "l0.blockfs", "--block-size", 32, "--silent", n=2)
     np.testing.assert_array_equal(Directory.open(str(tmp_path / "l0.blockfs"))[:], levels[0])
     write_program(image / "1", tmp_path / "l1.blockfs", "--block-size", 16, "--silent")
