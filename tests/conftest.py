@@ -105,7 +105,7 @@ def run_mpi(n, script, *args, timeout=MPI_TIMEOUT, expect_failure=False, env=Non
 def glymur():
     """The glymur module (JPEG 2000), which scripts/setup.sh installs: a test fails loudly,
     never skips, when it is missing."""
-    from blockfs_mpi.blockfs2jp2k import require_glymur
+    from blockfs_mpi.export_jp2k import require_glymur
     try:
         return require_glymur()
     except RuntimeError as e:

@@ -107,7 +107,7 @@ def test_jp2k_round_trip(tmp_path, volume, glymur, n, psnr_asked):
 
 
 def test_jp2k_says_how_to_get_openjpeg(monkeypatch, glymur):
-    from blockfs_mpi.blockfs2jp2k import require_glymur
+    from blockfs_mpi.export_jp2k import require_glymur
     monkeypatch.setattr(glymur.version, "openjpeg_version_tuple", (0, 0, 0))
     with pytest.raises(RuntimeError, match="libopenjp2-7"):
         require_glymur()

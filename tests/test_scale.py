@@ -94,7 +94,7 @@ def test_blockfs2jp2k_within_memory(wide, tmp_path):
     """Planes are written by tiles of whole block rows (before: whole planes through
     OpenJPEG, 479 MiB per rank here); lossless still."""
     glymur = pytest.importorskip("glymur")
-    from blockfs_mpi.blockfs2jp2k import require_glymur
+    from blockfs_mpi.export_jp2k import require_glymur
     try:
         require_glymur()
     except RuntimeError as e:
