@@ -30,10 +30,12 @@ main(argv) over the library; `python -m blockfs_mpi.<program>` or its console sc
                  volume's data files and blockfs-info's description), catalog (what serve
                  serves), server (serve's HTTP face), sources (what blockfs-write reads),
                  synthetic, voxel_size, options
-  interop        zarr_metadata, zarr_view, zarr_store, zarr_shards, napari_reader
-  programs       write, blockfs2tif, blockfs2jp2k, blockfs2hdf, blockfs2zarr (its engine
-                 still inside), mv and cp (relocate_cli: the command line they share),
-                 rebase, info, fsck, downsample, serve
+  interop        zarr_metadata, zarr_view, zarr_store, zarr_shards, zarr_export (a volume
+                 or pyramid as an OME-Zarr image: the plan, the shards, --resume),
+                 napari_reader
+  programs       write, blockfs2tif, blockfs2jp2k, blockfs2hdf, blockfs2zarr, mv and cp
+                 (relocate_cli: the command line they share), rebase, info, fsck, downsample,
+                 serve
 """
 from .compression import Compression
 from .directory import Directory
