@@ -12,6 +12,7 @@ reader that opened it keeps its descriptors). See docs/FORMAT.md.
 import glob
 import os
 import re
+from collections.abc import Iterable
 
 from . import format as fmt
 from .identify import is_volume, leading_bytes
@@ -86,14 +87,14 @@ def leftovers(directory_file: str, keep_stems: set[str], keep: set[str]) -> list
     return sorted(found)
 
 
-def _beside(directory_file):
+def _beside(directory_file: str) -> list[str]:
     """Paths in directory_file's folder whose names start with its name and a dot (not the
     lock file's: that is never a data file)."""
     path = os.path.abspath(directory_file)
     return [p for p in glob.glob(glob.escape(path) + ".*") if not p.endswith(".lock")]
 
 
-def remove(paths) -> list[str]:
+def remove(paths: Iterable[str]) -> list[str]:
     """Remove files; the messages of those that could not be (a warning, not an error: the
     committed volume does not need them)."""
     failed = []

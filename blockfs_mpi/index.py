@@ -6,8 +6,10 @@ One block's entry is read by reader.BlockReader.entry.
 """
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from . import format as fmt
 from .reader import pread_exact
@@ -27,8 +29,8 @@ def raw_runs(fd: int, header: fmt.Header, entries: int | None = None,
         yield first, pread_exact(fd, count * header.entry_size, header.entry_position(first))
 
 
-def entry_runs(path: str | os.PathLike, header: fmt.Header, entries: int | None = None,
-               span: tuple[int, int] | None = None) -> Iterator[tuple[int, np.ndarray]]:
+def entry_runs(path: str | os.PathLike[str], header: fmt.Header, entries: int | None = None,
+               span: tuple[int, int] | None = None) -> Iterator[tuple[int, npt.NDArray[np.void]]]:
     """(first block, ENTRY array) of each run of up to `entries` (None: RUN) index entries, in
     block order, decoded by header.decode_entries (format 1 converted, entries past the end
     of its file missing). span=(first, end): blocks first..end-1, by default every block."""
@@ -42,15 +44,15 @@ def entry_runs(path: str | os.PathLike, header: fmt.Header, entries: int | None 
         os.close(fd)
 
 
-def slice_rounds(spans: np.ndarray, entries: int | None = None) -> int:
+def slice_rounds(spans: npt.NDArray[np.integer[Any]], entries: int | None = None) -> int:
     """Runs of up to `entries` (None: RUN) that the longest of the slices spans[r]..spans[r + 1]
     takes: the rounds every rank makes in a collective pass over the index in slices."""
     longest = int(np.diff(np.asarray(spans, np.int64)).max(initial=0))
     return -(-longest // (entries or RUN))
 
 
-def read_index(path: str | os.PathLike, header: fmt.Header,
-               span: tuple[int, int] | None = None) -> np.ndarray:
+def read_index(path: str | os.PathLike[str], header: fmt.Header,
+               span: tuple[int, int] | None = None) -> npt.NDArray[np.void]:
     """Every index entry as an ENTRY array, decoded as entry_runs does. span=(first, end):
     only the entries of blocks first..end-1."""
     start, end = span or (0, header.geometry.n_blocks)

@@ -6,13 +6,19 @@ or damaged frame is skipped by searching for the next frame magic.
 """
 import mmap
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
+import numpy.typing as npt
 
 from . import format as fmt
 from .errors import CorruptBlockError
 from .format import WRITTEN
+
+# What iter_frames yields: (offset, block, size, sequence) of an intact frame, or
+# (offset, None, reason, None) of a damaged stretch.
+Frame = tuple[int, int, int, int] | tuple[int, None, str, None]
 
 
 @dataclass
@@ -23,12 +29,13 @@ class Scan:
     file_number: int
     size: int = 0
     frames: int = 0  # intact frames, superseded ones included
-    rows: np.ndarray = field(  # WRITTEN: the newest intact frame of each block
+    rows: npt.NDArray[np.void] = field(  # WRITTEN: the newest intact frame of each block
         default_factory=lambda: np.zeros(0, WRITTEN))
-    damaged: list = field(default_factory=list)  # (offset, reason) of each bad stretch
+    # (offset, reason) of each bad stretch
+    damaged: list[tuple[int, str]] = field(default_factory=list)
 
 
-def iter_frames(view, where):
+def iter_frames(view: bytes | mmap.mmap, where: str) -> Iterator[Frame]:
     """Yield (offset, block, size, sequence) of intact frames in bytes or an mmap, or
     (offset, None, reason, None) for each damaged stretch that was skipped."""
     position, end = 0, len(view)
@@ -57,7 +64,7 @@ def iter_frames(view, where):
             position = end if following < 0 else following
 
 
-def scan_data_file(path, file_number, n_blocks=None):
+def scan_data_file(path: str, file_number: int, n_blocks: int | None = None) -> Scan:
     """Scan a data file; missing or empty files hold nothing."""
     scan = Scan(path=path, file_number=file_number)
     try:
@@ -70,11 +77,13 @@ def scan_data_file(path, file_number, n_blocks=None):
         if scan.size == 0:
             return scan
         with mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as view:
-            newest = {}
-            for offset, block, size, sequence in iter_frames(view, path):
-                if block is None:
-                    scan.damaged.append((offset, size))
-                elif n_blocks is not None and block >= n_blocks:
+            newest: dict[int, tuple[int, int, int]] = {}
+            for frame in iter_frames(view, path):
+                if frame[1] is None:
+                    scan.damaged.append((frame[0], frame[2]))
+                    continue
+                offset, block, size, sequence = frame
+                if n_blocks is not None and block >= n_blocks:
                     scan.damaged.append((offset, f"{path}: frame at {offset} names block {block}, "
                                                  f"outside the volume's {n_blocks} blocks"))
                 else:
