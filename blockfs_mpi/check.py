@@ -20,12 +20,12 @@ import numpy.typing as npt
 
 from . import format as fmt
 from . import generation, parallel
-from .commit import index_spans, route_rows, slices_checksum
 from .describe import data_paths
 from .errors import BlockfsError, FormatError
 from .format import WRITTEN
 from .geometry import Geometry
 from .index import entry_runs, slice_rounds
+from .index_build import index_spans, route_rows, slices_checksum
 from .progress import Progress
 from .reader import BlockReader, read_header
 from .report import MAX_LISTED, Problem, Report, gathered

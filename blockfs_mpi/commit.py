@@ -1,194 +1,57 @@
-"""Turning the writers' entries into a committed directory file, atomically.
+"""The commit protocol: the writers' entries made the volume's directory file, atomically.
 
-A reader sees the old directory file or the new one, never half of one:
-the new one is written under a temporary name in the same folder, fsynced,
-renamed over the old name, and the folder is fsynced. Under MPI the index is
-built and written in slices, one per rank, so that no rank needs memory for
-the whole job's entries.
+A reader sees the old directory file or the new one, never half of one
+(atomic). Under MPI the index is built (index_build) and written in slices,
+one per rank, so that no rank needs memory for the whole job's entries: every
+rank writes its slice into a new file made beside the old one with MPI-IO,
+which is fsynced; rank 0 renames it over the old one and fsyncs the folder.
+Every step is collective and a failure on any rank is raised on every rank,
+leaving nothing behind.
 """
+from __future__ import annotations
+
 import contextlib
 import os
-import secrets
-import tempfile
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
+import numpy.typing as npt
 
 from . import format as fmt
+from .atomic import replace_durably, temporary_name, write_atomically
 from .errors import DuplicateBlockError, WriterError, brief
 from .format import WRITTEN
-from .parallel import agree, everywhere, idle_barrier, route
+from .index_build import build_index, duplicate_error, index_spans, route_rows, slices_checksum
+from .parallel import agree, everywhere, idle_barrier
 
-DUPLICATES_NAMED = 10  # blocks a DuplicateBlockError names; it counts all of them
+if TYPE_CHECKING:
+    from mpi4py import MPI
 
+CREATE_ATTEMPTS = 8  # names tried for a commit's temporary file before giving up
+PIECE_BYTES = 1 << 30  # most bytes of a slice in one collective write (MPI counts are ints)
+EMPTY_CHUNK = 1 << 16  # entries of the chunk an empty slice repeats (1 MiB, as format's)
 
-def _temporary_parts(path):
-    """(folder, prefix, suffix) of the names of path's next versions: `.<name>.<random>.commit`
-    beside it."""
-    return os.path.dirname(os.path.abspath(path)), f".{os.path.basename(path)}.", ".commit"
-
-
-def temporary_name(path):
-    """A name for the next version of path, as temporary_beside makes them, that no file is
-    likely to have (the caller creates it exclusively)."""
-    folder, prefix, suffix = _temporary_parts(path)
-    return os.path.join(folder, f"{prefix}{secrets.token_hex(4)}{suffix}")
+Hints = dict[str, Any]  # MPI-IO hints (striping) for a new file, as given for the volume
 
 
-def temporary_beside(path):
-    """(descriptor, name) of a new, empty file in path's folder, readable by all, whose name
-    no other commit uses: where the next version of path is written."""
-    folder, prefix, suffix = _temporary_parts(path)
-    fd, temporary = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=folder)
-    os.fchmod(fd, 0o644)
-    return fd, temporary
-
-
-def replace_durably(temporary, path, durable=True):
-    """Rename a written, fsynced temporary file over path, then fsync the folder so that the
-    rename itself survives a crash (unless durable=False)."""
-    os.replace(temporary, path)
-    if not durable:
-        return
-    folder_fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
-    try:
-        os.fsync(folder_fd)
-    finally:
-        os.close(folder_fd)
-
-
-@contextlib.contextmanager
-def atomic_file(path, durable=True):
-    """A descriptor open for writing whose file replaces path only if the block succeeds.
-
-    Lets large files (a streamed index) be written in pieces with the same guarantee
-    as write_atomically: no reader ever sees a partial file. The file and its folder are
-    fsynced unless durable=False (still atomic, not crash-safe): on ext4 an fsync, however
-    small the file, waits for the journal, which first writes out every data block
-    allocated meanwhile.
-    """
-    fd, temporary = temporary_beside(path)
-    try:
-        yield fd
-        if durable:
-            os.fsync(fd)
-        os.close(fd)
-        fd = None
-    except BaseException:
-        if fd is not None:
-            os.close(fd)
-        os.unlink(temporary)
-        raise
-    replace_durably(temporary, path, durable)
-
-
-def write_atomically(path, *parts):
-    """Replace the file at path with the bytes-like parts, one after the other, so that no
-    reader ever sees a partial file."""
-    with atomic_file(path) as fd:
-        for part in parts:
-            view = memoryview(part).cast("B")
-            while view:
-                view = view[os.write(fd, view):]
-
-
-def build_index(geometry, written, base=None, writer_kind="data file", newest_wins=False,
-                span=None):
-    """A dense format 2 index from WRITTEN rows, on top of a base index.
-
-    Within one data file the newest frame of a block wins. A block in the rows
-    of two different files is an error naming the block and both writers,
-    unless newest_wins (rebuilding from frames: then the newest frame wins).
-    span=(first, end) builds only the entries of blocks first..end-1 (a rank's
-    slice in a distributed commit), from rows of those blocks only.
-    Works through a sort permutation, never a sorted copy of the rows.
-    """
-    first, end = span or (0, geometry.n_blocks)
-    index = fmt.empty_index(end - first) if base is None else base.copy()
-    rows = np.asarray(written, WRITTEN)
-    if len(rows) and rows["block"].max() >= geometry.n_blocks:
-        raise WriterError(f"block number {rows['block'].max()} is outside the volume "
-                          f"({geometry.n_blocks} blocks)")
-    order = np.lexsort((rows["sequence"], rows["block"]))
-    blocks = rows["block"][order]
-    if not newest_wins:
-        _refuse_shared_blocks(geometry, blocks, rows["file"][order], writer_kind)
-    newest = np.ones(len(order), bool)  # the last row of each block in sequence order
-    np.not_equal(blocks[1:], blocks[:-1], out=newest[:-1])
-    blocks, order = blocks[newest] - first, order[newest]
-    for name in ("offset", "size", "file"):
-        index[name][blocks] = rows[name][order]
-    return index
-
-
-def _refuse_shared_blocks(geometry, blocks, files, writer_kind):
-    """Raise DuplicateBlockError if a block has rows of two writers (blocks sorted, files
-    in the same order)."""
-    same_block = blocks[1:] == blocks[:-1]
-    other_file = files[1:] != files[:-1]
-    twice = np.unique(blocks[1:][same_block & other_file])
-    if not len(twice):
-        return
-    problems = []
-    for block in twice[:DUPLICATES_NAMED]:
-        writers = sorted(set(files[blocks == block].tolist()))
-        x, y, z = geometry.block_origin(block)
-        problems.append(f"block {block} at (x={x}, y={y}, z={z}) by "
-                        + " and ".join(f"{writer_kind} {w}" for w in writers))
-    raise duplicate_error(len(twice), problems)
-
-
-def duplicate_error(count, problems):
-    """The DuplicateBlockError for `count` blocks written twice, naming the first few."""
-    problems = problems[:DUPLICATES_NAMED]
-    more = f" and {count - len(problems)} more" if count > len(problems) else ""
-    return DuplicateBlockError(f"{count} block(s) written by more than one writer: "
-                               + "; ".join(problems) + more, count, problems)
-
-
-def commit(path, header, written, base=None, writer_kind="data file"):
+def commit(path: str, header: fmt.Header, written: npt.ArrayLike,
+           base: npt.NDArray[np.void] | None = None,
+           writer_kind: str = "data file") -> npt.NDArray[np.void]:
     """Build the index from WRITTEN rows and replace the directory file atomically."""
     index = build_index(header.geometry, written, base, writer_kind)
     write_atomically(path, *fmt.directory2_parts(header, index))
     return index
 
 
-def recovered_index(geometry, recovered):
-    """The index that frames found in data files describe (newest frame of each block)."""
-    return build_index(geometry, recovered, newest_wins=True)
-
-
 # ------------------------------------------------------------ under MPI --
 
-CREATE_ATTEMPTS = 8  # names tried for a commit's temporary file before giving up
-PIECE_BYTES = 1 << 30  # most bytes of a slice in one collective write (MPI counts are ints)
-EMPTY_CHUNK = 1 << 16  # entries of the chunk an empty slice repeats (1 MiB, as format's)
+def _not_committed(path: str) -> Callable[[str], WriterError]:
+    """The error of a failed commit of path, from the ranks' messages."""
+    return lambda errors: WriterError(f"{path} not committed, {errors}")
 
 
-def index_spans(n_blocks, size):
-    """Where each rank's slice of the index starts: rank r builds and writes entries
-    spans[r] to spans[r + 1] - 1 in a distributed commit."""
-    return np.array([n_blocks * r // size for r in range(size + 1)], np.uint64)
-
-
-def route_rows(comm, rows, spans):
-    """Send every WRITTEN row to the rank whose slice of the index holds its block; the rows
-    this rank receives."""
-    rows = np.asarray(rows, WRITTEN)
-    owners = np.searchsorted(spans[1:-1], rows["block"], side="right")  # past the end: last
-    return route(comm, rows, owners)
-
-
-def slices_checksum(comm, crc, length):
-    """CRC-32C of the whole index from each rank's CRC-32C of its slice and the slice's
-    length in bytes, combined in rank order on every rank (one allgather; nobody reads
-    another's slice)."""
-    whole = 0
-    for slice_crc, slice_length in comm.allgather((crc, length)):
-        whole = fmt.crc32c_combine(whole, slice_crc, slice_length)
-    return whole
-
-
-def _index_checksum(comm, pieces):
+def _index_checksum(comm: MPI.Comm, pieces: list[npt.NDArray[np.uint8]]) -> int:
     """slices_checksum of this rank's slice, held as pieces in order."""
     mine, length = 0, 0
     for piece in pieces:
@@ -196,46 +59,25 @@ def _index_checksum(comm, pieces):
     return slices_checksum(comm, mine, length)
 
 
-def _create_beside(comm, path, hints):
+def _create_beside(comm: MPI.Comm, path: str, hints: Hints | None) -> tuple[MPI.File, str]:
     """(MPI file handle, name) of a new file beside path, readable by all, created and opened
     for writing by every rank of comm at once with the striping hints (Lustre applies them
-    only at creation). Rank 0 names it like temporary_beside; MODE_EXCL keeps it from being
-    another commit's, and a name that is taken is replaced by another, by every rank. Raises
-    on every rank, naming the file and the ranks, if it cannot be made; then none is left."""
+    only at creation). Rank 0 names it like atomic.temporary_beside; MODE_EXCL keeps it from
+    being another commit's, and a name that is taken is replaced by another, by every rank.
+    Raises on every rank, naming the file and the ranks, if it cannot be made; then none is
+    left."""
     from mpi4py import MPI
-    rank = comm.Get_rank()
     info = MPI.Info.Create()
     info.Set("romio_ds_write", "disable")  # nothing read back; hints from the volume as given
     for key, value in (hints or {}).items():
         info.Set(key, str(value))
     try:
         for _ in range(CREATE_ATTEMPTS):
-            temporary = comm.bcast(temporary_name(path) if rank == 0 else None, root=0)
-            handle, error, taken = None, None, False
-            try:
-                handle = MPI.File.Open(comm, temporary,
-                                       MPI.MODE_WRONLY | MPI.MODE_CREATE | MPI.MODE_EXCL, info)
-            except MPI.Exception as e:
-                taken = e.Get_error_class() == MPI.ERR_FILE_EXISTS
-                error = f"rank {rank}: cannot create {temporary}: {brief(e)}"
-            outcomes = comm.allgather((error, taken))
-            taken = any(taken for _, taken in outcomes)  # said by the rank that creates it
-            if taken and all(error for error, _ in outcomes):
-                continue  # another file has that name: try another
-            if handle is not None and rank == 0:
-                try:
-                    os.chmod(temporary, 0o644)  # as mkstemp's files are made by temporary_beside
-                except OSError as e:
-                    error = f"rank 0: cannot make {temporary} readable: {e}"
-            errors = agree(comm, error)
-            if not errors:
+            temporary = comm.bcast(temporary_name(path) if comm.Get_rank() == 0 else None,
+                                   root=0)
+            handle = _try_create(comm, path, temporary, info)
+            if handle is not None:
                 return handle, temporary
-            if all(error is None for error, _ in outcomes):  # opened everywhere: close it
-                handle.Close()
-            if rank == 0 and not taken:  # then it is none or this commit's
-                with contextlib.suppress(FileNotFoundError, NotADirectoryError):
-                    os.unlink(temporary)
-            raise everywhere(WriterError(f"{path} not committed, " + "; ".join(errors)))
     finally:
         info.Free()
     raise everywhere(WriterError(
@@ -243,7 +85,45 @@ def _create_beside(comm, path, hints):
         f"names were taken, the last {temporary}"))
 
 
-def _write_rounds(comm, handle, pieces):
+def _try_create(comm: MPI.Comm, path: str, temporary: str, info: MPI.Info) -> MPI.File | None:
+    """The MPI file handle of temporary, a new file beside path that every rank of comm
+    creates and opens at once (_create_beside); None if another file has that name. Raises
+    on every rank if it cannot be made, and then none is left."""
+    from mpi4py import MPI
+    rank = comm.Get_rank()
+    handle, error, taken = None, None, False
+    try:
+        handle = MPI.File.Open(cast(MPI.Intracomm, comm), temporary,
+                               MPI.MODE_WRONLY | MPI.MODE_CREATE | MPI.MODE_EXCL, info)
+    except MPI.Exception as e:
+        taken = e.Get_error_class() == MPI.ERR_FILE_EXISTS
+        error = f"rank {rank}: cannot create {temporary}: {brief(e)}"
+    outcomes = comm.allgather((error, taken))
+    taken = any(taken for _, taken in outcomes)  # said by the rank that creates it
+    if taken and all(error for error, _ in outcomes):
+        return None  # another file has that name: try another
+    if handle is not None and rank == 0:
+        try:
+            os.chmod(temporary, 0o644)  # as mkstemp's files are made by temporary_beside
+        except OSError as e:
+            error = f"rank 0: cannot make {temporary} readable: {e}"
+
+    def discard() -> None:
+        if handle is not None and all(error is None for error, _ in outcomes):
+            handle.Close()  # opened everywhere: closed everywhere
+        if rank == 0 and not taken:  # then it is none or this commit's
+            with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+                os.unlink(temporary)
+
+    errors = agree(comm, error)
+    if errors:
+        discard()
+        raise everywhere(_not_committed(path)("; ".join(errors)))
+    return handle
+
+
+def _write_rounds(comm: MPI.Comm, handle: MPI.File,
+                  pieces: list[tuple[int, npt.NDArray[np.uint8]]]) -> MPI.Exception | None:
     """Write this rank's (offset, bytes) pieces with Write_at_all, one a round, in as many
     rounds as the rank with the most pieces has (a rank out of pieces writes nothing): ROMIO
     gathers each round's pieces into large writes of contiguous file domains, aligned to
@@ -261,7 +141,8 @@ def _write_rounds(comm, handle, pieces):
     return error
 
 
-def _write_slices(comm, path, head, first, pieces, hints=None):
+def _write_slices(comm: MPI.Comm, path: str, head: bytes, first: int,
+                  pieces: list[npt.NDArray[np.uint8]], hints: Hints | None = None) -> str:
     """Write a directory file collectively with MPI-IO into a new file beside path: every rank
     its slice of the index (its pieces, entries first, first + 1, ...) in place, rank 0 also
     the head. Returns the file's name, fsynced and closed, or raises on every rank with every
@@ -275,9 +156,15 @@ def _write_slices(comm, path, head, first, pieces, hints=None):
         offset += len(piece)
     if rank == 0:  # last: the first round then covers the index from its start, unbroken
         placed.append((0, np.frombuffer(head, np.uint8)))
-    errors = []
-    for action, what in ((lambda: _write_rounds(comm, handle, placed), "write"),
-                         (lambda: handle.Sync(), "fsync")):
+
+    def discard() -> None:
+        handle.Close()
+        if rank == 0:
+            os.unlink(temporary)
+
+    steps: list[tuple[Callable[[], MPI.Exception | None], str]] = [
+        (lambda: _write_rounds(comm, handle, placed), "write"), (handle.Sync, "fsync")]
+    for action, what in steps:
         error = None
         try:
             failure = action()
@@ -287,16 +174,13 @@ def _write_slices(comm, path, head, first, pieces, hints=None):
             error = f"rank {rank}: cannot {what} {temporary}: {brief(e)}"
         errors = agree(comm, error)
         if errors:
-            break
+            discard()
+            raise everywhere(_not_committed(path)("; ".join(errors)))
     handle.Close()
-    if errors:
-        if rank == 0:
-            os.unlink(temporary)
-        raise everywhere(WriterError(f"{path} not committed, " + "; ".join(errors)))
     return temporary
 
 
-def _put_in_place(comm, temporary, path):
+def _put_in_place(comm: MPI.Comm, temporary: str, path: str) -> None:
     """Rank 0 renames the written directory file over path and fsyncs the folder; every rank
     learns whether that worked."""
     error = None
@@ -310,7 +194,9 @@ def _put_in_place(comm, temporary, path):
         raise everywhere(WriterError(error))
 
 
-def collective_commit(comm, path, header, rows, local_error=None, recovered=None, hints=None):
+def collective_commit(comm: MPI.Comm, path: str, header: fmt.Header, rows: npt.ArrayLike,
+                      local_error: str | None = None, recovered: npt.ArrayLike | None = None,
+                      hints: Hints | None = None) -> None:
     """close() under MPI: the index is built and written by every rank, a slice each, and
     committed atomically; all ranks agree on the outcome.
 
@@ -325,16 +211,18 @@ def collective_commit(comm, path, header, rows, local_error=None, recovered=None
     for the new directory file, as for the data files.
     """
     rank = comm.Get_rank()
+    not_committed = _not_committed(path)
     idle_barrier(comm)
     failed = agree(comm, f"rank {rank}: {local_error}" if local_error else None)
     if failed:
-        raise everywhere(WriterError(f"{path} not committed, " + "; ".join(failed)))
+        raise everywhere(not_committed("; ".join(failed)))
     geometry = header.geometry
     spans = index_spans(geometry.n_blocks, comm.Get_size())
     span = int(spans[rank]), int(spans[rank + 1])
     new_rows = route_rows(comm, rows, spans)
     old_rows = route_rows(comm, np.zeros(0, WRITTEN) if recovered is None else recovered, spans)
-    index, error = None, None
+    index: npt.NDArray[np.void] | None = None
+    error: str | tuple[str, int, list[str]] | None = None
     try:
         base = build_index(geometry, old_rows, newest_wins=True, span=span) if len(old_rows) \
             else None
@@ -351,21 +239,26 @@ def collective_commit(comm, path, header, rows, local_error=None, recovered=None
                                 [problem for _, _, problems in duplicates for problem in problems])
         raise everywhere(DuplicateBlockError(f"{path} not committed: {found}"))
     if errors:
-        raise everywhere(WriterError(f"{path} not committed, " + "; ".join(errors)))
+        raise everywhere(not_committed("; ".join(str(e) for e in errors)))
+    assert index is not None  # no rank failed
     commit_slices(comm, path, header, span[0], index, hints)
 
 
-def commit_slices(comm, path, header, first, index, hints=None):
+def commit_slices(comm: MPI.Comm, path: str, header: fmt.Header, first: int,
+                  index: Any, hints: Hints | None = None) -> None:
     """Replace the directory file at path atomically by header and the index of which each
     rank holds a slice (its entries of blocks first, first + 1, ...), written in place
     collectively into a new file made with the MPI-IO hints."""
+    # index: Any, not npt.NDArray[np.void]: repair_collectively passes it as the array it is
+    # on every rank once all agreed, without narrowing it from None; the array once it does.
     index_bytes = index.view(np.uint8)
     _commit_pieces(comm, path, header, first,
                    [index_bytes[start:start + PIECE_BYTES]
                     for start in range(0, len(index_bytes), PIECE_BYTES)], hints)
 
 
-def commit_empty_slices(comm, path, header, hints=None):
+def commit_empty_slices(comm: MPI.Comm, path: str, header: fmt.Header,
+                        hints: Hints | None = None) -> None:
     """create() under MPI: commit at path a directory file in which no block is written yet,
     every rank writing its slice of the index (index_spans) as commit_slices does. A slice is
     written as one shared chunk of missing entries, again and again: no rank holds more."""
@@ -379,7 +272,8 @@ def commit_empty_slices(comm, path, header, hints=None):
     _commit_pieces(comm, path, header, first, pieces, hints)
 
 
-def _commit_pieces(comm, path, header, first, pieces, hints):
+def _commit_pieces(comm: MPI.Comm, path: str, header: fmt.Header, first: int,
+                   pieces: list[npt.NDArray[np.uint8]], hints: Hints | None) -> None:
     """Replace the directory file at path atomically by header and the index of which each
     rank holds a slice from entry first on, as consecutive byte pieces."""
     head = fmt.encode_head2(header, header.geometry.n_blocks, _index_checksum(comm, pieces))

@@ -14,8 +14,9 @@ import numpy as np
 import numpy.typing as npt
 
 from . import format as fmt
-from .commit import atomic_file
+from .atomic import atomic_file
 from .errors import FormatError
+from .fileio import write_all
 from .index import entry_runs, raw_runs
 from .lock import VolumeLock
 from .reader import pread_exact, read_header
@@ -63,7 +64,7 @@ def write_directory(source: str, target: str, header: fmt.Header, data_files: Se
     """Write target atomically: the directory file source with data_files as its data file names.
 
     The index is copied unchanged, piece by piece; with unchanged names the
-    file is copied byte for byte. durable=False: no fsync (see commit.atomic_file).
+    file is copied byte for byte. durable=False: no fsync (see atomic.atomic_file).
     """
     fd = os.open(source, os.O_RDONLY)
     try:
@@ -74,9 +75,7 @@ def write_directory(source: str, target: str, header: fmt.Header, data_files: Se
         with atomic_file(target, durable) as out:
             pieces = (raw for _, raw in raw_runs(fd, header, piece_entries(header, piece_bytes)))
             for data in itertools.chain([head], pieces):
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(out, view):]
+                write_all(out, data)
     finally:
         os.close(fd)
 

@@ -16,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import parallel, relocate
-from .commit import write_atomically
+from .atomic import write_atomically
 from .convert import my_share
 from .directory import Directory
 from .errors import BlockfsError

@@ -11,10 +11,12 @@ import numpy.typing as npt
 
 from . import format as fmt
 from . import parallel
-from .commit import build_index, commit_slices, index_spans, route_rows, write_atomically
+from .atomic import write_atomically
+from .commit import commit_slices
 from .describe import data_paths
 from .errors import BlockfsError, FormatError
 from .index import read_index
+from .index_build import build_index, index_spans, route_rows
 from .reader import read_header
 from .report import Report
 

@@ -16,15 +16,11 @@ import numpy as np
 
 from . import format as fmt
 from . import parallel
-from .commit import (
-    collective_commit,
-    commit,
-    commit_empty_slices,
-    recovered_index,
-    write_atomically,
-)
+from .atomic import write_atomically
+from .commit import collective_commit, commit, commit_empty_slices
 from .compression import make_codec, single_threaded
 from .errors import BlockfsError, WriterError, brief
+from .index_build import recovered_index
 from .local_writers import WriterClient, WriterProcesses
 from .writer import BlockWriter, MPIFile, PosixFile
 from .writer_registry import published, published_volumes

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import format as fmt
-from .commit import replace_durably
+from .atomic import replace_durably
 from .errors import BlockfsError, CorruptBlockError, DataFileNotFoundError
 from .export import partial_path
 from .geometry import Geometry

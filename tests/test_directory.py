@@ -23,9 +23,9 @@ from blockfs_mpi import (
 )
 from blockfs_mpi import format as fmt
 from blockfs_mpi import writer as writer_module
-from blockfs_mpi.commit import build_index
 from blockfs_mpi.compression import make_codec
 from blockfs_mpi.geometry import Geometry
+from blockfs_mpi.index_build import build_index
 from blockfs_mpi.writer import BlockWriter, PosixFile
 from conftest import microscopy_volume, run_mpi, write_array
 

@@ -14,8 +14,8 @@ import pytest
 from blockfs_mpi import BlockfsError, Directory
 from blockfs_mpi import format as fmt
 from blockfs_mpi import index as index_module
+from blockfs_mpi.atomic import write_atomically
 from blockfs_mpi.check import check, check_share
-from blockfs_mpi.commit import write_atomically
 from blockfs_mpi.fsck import fsck
 from blockfs_mpi.index import read_index
 from blockfs_mpi.reader import read_header

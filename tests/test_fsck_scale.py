@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from blockfs_mpi import format as fmt
-from blockfs_mpi.commit import write_atomically
+from blockfs_mpi.atomic import write_atomically
 from blockfs_mpi.fsck import fsck
 from blockfs_mpi.index import read_index
 from blockfs_mpi.reader import read_header

@@ -25,9 +25,11 @@ from mpi4py import MPI
 from blockfs_mpi import Directory, WriterError
 from blockfs_mpi import commit as commit_module
 from blockfs_mpi import format as fmt
-from blockfs_mpi.commit import collective_commit, commit, index_spans
+from blockfs_mpi.atomic import write_atomically
+from blockfs_mpi.commit import collective_commit, commit
 from blockfs_mpi.format import WRITTEN
 from blockfs_mpi.geometry import Geometry
+from blockfs_mpi.index_build import index_spans
 from blockfs_mpi.reader import read_header
 from common import comm, say, shared_path
 
@@ -82,7 +84,7 @@ def commit_opens(start=0):
 
 def single_process_file(path, parts):
     """The bytes of the directory file the single-process writer makes of parts (rank 0)."""
-    commit_module.write_atomically(path, *parts)
+    write_atomically(path, *parts)
     with open(path, "rb") as f:
         return f.read()
 
