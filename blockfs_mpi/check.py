@@ -88,7 +88,10 @@ def check_share(path: str, rank: int = 0, size: int = 1, progress: Progress | No
             try:  # reader.verify, from the entry in hand rather than read again
                 payload = reader.payload_at(block, int(entry["file"]), int(entry["offset"]),
                                             int(entry["size"]), reuse=True)
-                (reader.check_sizes if quick else reader.decode)(payload, tuple(shape), block)
+                if quick:
+                    reader.check_sizes(payload, tuple(shape), block)
+                else:
+                    reader.decode(payload, tuple(shape), block)
             except (BlockfsError, OSError) as e:
                 report.add(Problem("damaged", f"{_where(geometry, block)}: {e}", block))
             report.entries += 1

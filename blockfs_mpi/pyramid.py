@@ -106,14 +106,17 @@ def downsample(block: npt.ArrayLike, method: str = "mean") -> npt.NDArray[Any]:
             np.int64 if block.dtype.kind == "i" else np.uint64)
         total = np.where(valid, candidates, 0).sum(axis=0, dtype=accumulate)
         count = valid.sum(axis=0)
-        mean = total / count if block.dtype.kind in "fc" else total // count.astype(accumulate)
+        mean: npt.NDArray[Any] = (total / count if block.dtype.kind in "fc"
+                                  else total // count.astype(accumulate))
         return mean.astype(block.dtype)
     if method != "mode":
         raise BlockfsError(f"unknown downsampling method {method!r}: use mean or mode")
     counts = np.stack([((candidates == c) & valid).sum(axis=0) for c in candidates])
     counts[~valid] = -1
     best = counts.max(axis=0)
-    return np.where(counts == best, candidates, np.iinfo(block.dtype).max).min(axis=0)
+    mode: npt.NDArray[Any] = np.where(counts == best, candidates,
+                                      np.iinfo(block.dtype).max).min(axis=0)
+    return mode
 
 
 def integer_mean(block: npt.NDArray[np.integer[Any]]) -> npt.NDArray[np.integer[Any]]:
