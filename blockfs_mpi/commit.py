@@ -6,7 +6,7 @@ one per rank, so that no rank needs memory for the whole job's entries: every
 rank writes its slice into a new file made beside the old one with MPI-IO,
 which is fsynced; rank 0 renames it over the old one and fsyncs the folder.
 Every step is collective and a failure on any rank is raised on every rank,
-leaving nothing behind.
+leaving nothing behind (parallel.fail_together).
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from .atomic import replace_durably, temporary_name, write_atomically
 from .errors import DuplicateBlockError, WriterError, brief
 from .format import WRITTEN
 from .index_build import build_index, duplicate_error, index_spans, route_rows, slices_checksum
-from .parallel import agree, everywhere, idle_barrier
+from .parallel import agree, everywhere, fail_together, idle_barrier
 
 if TYPE_CHECKING:
     from mpi4py import MPI
@@ -115,10 +115,7 @@ def _try_create(comm: MPI.Comm, path: str, temporary: str, info: MPI.Info) -> MP
             with contextlib.suppress(FileNotFoundError, NotADirectoryError):
                 os.unlink(temporary)
 
-    errors = agree(comm, error)
-    if errors:
-        discard()
-        raise everywhere(_not_committed(path)("; ".join(errors)))
+    fail_together(comm, error, _not_committed(path), discard)
     return handle
 
 
@@ -172,10 +169,7 @@ def _write_slices(comm: MPI.Comm, path: str, head: bytes, first: int,
                 raise failure
         except MPI.Exception as e:
             error = f"rank {rank}: cannot {what} {temporary}: {brief(e)}"
-        errors = agree(comm, error)
-        if errors:
-            discard()
-            raise everywhere(_not_committed(path)("; ".join(errors)))
+        fail_together(comm, error, _not_committed(path), discard)
     handle.Close()
     return temporary
 
@@ -189,9 +183,7 @@ def _put_in_place(comm: MPI.Comm, temporary: str, path: str) -> None:
             replace_durably(temporary, path)
         except OSError as e:
             error = f"rank 0: commit of {path} failed: {e}"
-    error = comm.bcast(error, root=0)
-    if error:
-        raise everywhere(WriterError(error))
+    fail_together(comm, error, WriterError)
 
 
 def collective_commit(comm: MPI.Comm, path: str, header: fmt.Header, rows: npt.ArrayLike,
@@ -213,9 +205,7 @@ def collective_commit(comm: MPI.Comm, path: str, header: fmt.Header, rows: npt.A
     rank = comm.Get_rank()
     not_committed = _not_committed(path)
     idle_barrier(comm)
-    failed = agree(comm, f"rank {rank}: {local_error}" if local_error else None)
-    if failed:
-        raise everywhere(not_committed("; ".join(failed)))
+    fail_together(comm, f"rank {rank}: {local_error}" if local_error else None, not_committed)
     geometry = header.geometry
     spans = index_spans(geometry.n_blocks, comm.Get_size())
     span = int(spans[rank]), int(spans[rank + 1])

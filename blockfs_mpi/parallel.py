@@ -249,3 +249,16 @@ def program(main: Main[R]) -> Main[R]:
                 sys.exit(1)
             abort(comm, f"error: {e}")
     return run
+
+
+def fail_together(comm: MPI.Comm | None, error: str | None,
+                  error_type: Callable[[str], Exception],
+                  cleanup: Callable[[], object] | None = None) -> None:
+    """End a collective step: every rank's error (a message naming the rank, or None) is
+    gathered on every rank (agree); if any rank has one, every rank runs cleanup, if given,
+    and raises error_type of the messages joined by "; ", marked everywhere."""
+    errors = agree(comm, error)
+    if errors:
+        if cleanup is not None:
+            cleanup()
+        raise everywhere(error_type("; ".join(errors)))

@@ -81,17 +81,19 @@ class RankWriter:
                 append=empty_at is None)
         except Exception as e:
             error = f"rank {rank}: cannot create {data_path}: {brief(e)}"
-        errors = parallel.agree(comm, error)
-        if not errors and empty_at is not None:
-            try:
-                commit_empty_slices(comm, empty_at, header, hints)
-            except WriterError as e:  # raised by every rank alike
-                errors = [str(e)]
-        if errors:
+
+        def close_writer() -> None:
             if writer is not None:
                 writer.file.close()
-            raise parallel.everywhere(WriterError("; ".join(errors)))
+
+        parallel.fail_together(comm, error, WriterError, close_writer)
         assert writer is not None  # no rank failed
+        if empty_at is not None:
+            try:
+                commit_empty_slices(comm, empty_at, header, hints)
+            except WriterError:  # raised by every rank alike
+                writer.file.close()
+                raise
         self.writer = writer
 
     def __getstate__(self):
