@@ -11,8 +11,10 @@ main(argv) over the library; `python -m blockfs_mpi.<program>` or its console sc
                  frames, frame rows), geometry (block arithmetic), compression (Blosc
                  codecs), errors
   one volume     reader (pread of entries and payloads), index (the whole index, read in
-                 runs), writer (one append-only data file), fileio (whole writes to a descriptor),
-                 scan (frames of a data file), commit (atomic, collective index commit),
+                 runs), index_build (the index from frame rows, whole or a rank's slice),
+                 writer (one append-only data file), fileio (whole writes to a descriptor),
+                 atomic (replacing a file atomically), scan (frames of a data file), commit
+                 (the commit protocol: a directory file committed, collectively under MPI),
                  generation (file names of a replacing volume), lock (one writer per volume),
                  completion (the writer record), identify (what a path is),
                  open_files (a bounded cache of open files)

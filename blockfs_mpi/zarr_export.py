@@ -8,7 +8,7 @@ import shutil
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from . import commit, export, parallel, pyramid, voxel_size, zarr_metadata
+from . import atomic, export, parallel, pyramid, voxel_size, zarr_metadata
 from . import format as fmt
 from .completion import warn_if_incomplete
 from .errors import BlockfsError, OptionError
@@ -175,7 +175,7 @@ def prepare_output(output: str, plan: Plan, overwrite: bool, resume: bool) -> No
         log.info("replacing the zarr folder %s", output)
         shutil.rmtree(output)
     os.makedirs(output, exist_ok=True)
-    commit.write_atomically(os.path.join(output, RECORD), json.dumps(plan, indent=2).encode())
+    atomic.write_atomically(os.path.join(output, RECORD), json.dumps(plan, indent=2).encode())
 
 
 def leftovers(output: str) -> list[str]:
@@ -243,9 +243,9 @@ def finish(output: str, plan: Plan) -> None:
     """Write the arrays' zarr.json, then the image's, then drop the record (rank 0)."""
     for name, array in plan["arrays"].items():
         os.makedirs(os.path.join(output, name), exist_ok=True)
-        commit.write_atomically(os.path.join(output, name, "zarr.json"),
+        atomic.write_atomically(os.path.join(output, name, "zarr.json"),
                                 json.dumps(array, indent=2).encode())
-    commit.write_atomically(os.path.join(output, "zarr.json"),
+    atomic.write_atomically(os.path.join(output, "zarr.json"),
                             json.dumps(plan["group"], indent=2).encode())
     os.unlink(os.path.join(output, RECORD))
 
