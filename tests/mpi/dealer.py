@@ -11,8 +11,10 @@
                 dealer at once, not after they finish (the job then ends with the error).
 
 Each rank waits for the others with messages on COMM_WORLD (the dealer has its own
-communicator), never with sleeps, so what each rank gets does not depend on timing. A wait
-that outlasts WAIT fails the job with what was waited for. Any number of ranks.
+communicator), never with sleeps, so what each rank gets does not depend on timing. Every
+message sent is received, also by a rank that started so late that it got no number (an
+unreceived message fails MPI_Finalize, and the launcher then kills the job). A wait that
+outlasts WAIT fails the job with what was waited for. Any number of ranks.
 """
 import sys
 import time
@@ -62,6 +64,8 @@ def slow():
             elif len(got) == 1:
                 wait_for([held], f"rank {held} holds a number")
         if rank != held:
+            if not got:  # a rank that started late may find every number taken: it still
+                wait_for([held], f"rank {held} holds a number")  # takes the word it was sent
             signal([held])  # this loop ended: nothing was left for this rank
     everyone = check_all_dealt(got, 120)
     if rank == 0 and size > 1:
@@ -80,6 +84,8 @@ def early_stop():
                 wait_for([1], "rank 1 stopped")  # until then rank 1 is dealt what it asks for
     if rank == 1:
         signal(others)  # the dealer is closed: rank 0 was told that rank 1 stopped
+    elif size > 1 and not got:  # a rank that started late may find every number taken:
+        wait_for([1], "rank 1 stopped")  # it still takes the word rank 1 sent it
     everyone = check_all_dealt(got, 50)
     if rank == 0 and size > 1:
         assert len(everyone[1]) == 2, everyone
