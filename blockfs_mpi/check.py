@@ -164,7 +164,7 @@ class _IndexPass:
 
 class _SlicedPass:
     """_IndexPass under MPI, collective: each rank reads only its slice of the index
-    (commit.index_spans), in the same number of runs on every rank. The committed entries of
+    (index_build.index_spans), in the same number of runs on every rank. The committed entries of
     each run go to the ranks checking their data files (`mine`, `starts`); the newest frames
     of every rank's data files go to the ranks whose slices hold their blocks, which compare
     them with the committed entries there (`frames`, `frames_committed`). Every rank gets
