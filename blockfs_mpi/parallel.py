@@ -14,7 +14,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, NoReturn, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol, TypeVar, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -97,11 +97,9 @@ def agree(comm: MPI.Comm | None, error: T | None) -> list[T]:
 
 
 def on_rank0(comm: MPI.Comm | None, task: Callable[[], T],
-             error_type: Callable[[str], Exception]) -> Any:
+             error_type: Callable[[str], Exception]) -> T | None:
     """Run task on rank 0 only and return its result there (None on the other ranks). If it
     fails, every rank raises error_type with rank 0's message, so none is left waiting."""
-    # Any, not T | None: callers in directory, relocate and blockfs2zarr use the result as a T
-    # on every rank (after a bcast) without narrowing it; T | None once they do.
     result: T | None = None
     error: str | None = None
     if rank_of(comm) == 0:
@@ -114,6 +112,14 @@ def on_rank0(comm: MPI.Comm | None, task: Callable[[], T],
     if error:
         raise everywhere(error_type(error))
     return result
+
+
+def from_rank0(comm: MPI.Comm | None, task: Callable[[], T],
+               error_type: Callable[[str], Exception]) -> T:
+    """on_rank0, its result broadcast to every rank: what rank 0 alone should find out (a
+    file's state, a plan) and every rank then acts on."""
+    result = on_rank0(comm, task, error_type)  # None only on the ranks other than 0
+    return cast(T, result if comm is None else comm.bcast(result, root=0))
 
 
 def on_every_rank(comm: MPI.Comm | None, task: Callable[[], T],
