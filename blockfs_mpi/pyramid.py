@@ -261,8 +261,8 @@ def make_level(source_path: str, dest_path: str, method: str, comm: "MPI.Comm | 
     all of them; the others wait (asleep), and raise what the writers agreed on failing.
     """
     below = read_header(source_path).geometry
-    level = Geometry(*((n + 1) // 2 for n in (below.x_extent, below.y_extent, below.z_extent)),
-                     *below.block_size[::-1])
+    level = Geometry((below.x_extent + 1) // 2, (below.y_extent + 1) // 2,
+                     (below.z_extent + 1) // 2, *below.block_size[::-1])
     writers = level_writers(comm, level.block_count)
     if writers == parallel.size_of(comm):
         write_level(source_path, dest_path, method, comm, silent, **volume_options)
