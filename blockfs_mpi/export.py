@@ -22,20 +22,35 @@ import logging
 import multiprocessing
 import os
 import queue
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
+from collections.abc import Callable, Container, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
 
 from . import parallel
 from .convert import amount, rate
 from .dealer import Dealer
 from .directory import Directory
 from .errors import BlockfsError
+from .geometry import Geometry
 from .options import number_in_range
 from .progress import Progress
 
+if TYPE_CHECKING:
+    from mpi4py import MPI
+
 log = logging.getLogger("blockfs_mpi")
 
+Work = Callable[[int], Iterable[tuple[int, int]]]  # work(i) of run(): yields (items, bytes)
+Piece = tuple[int, int, int, int, int, int]  # (z0, z1, y0, y1, x0, x1), of Pieces
+Strip = npt.NDArray[Any]  # rows of one plane, as PlaneStripes feeds a plane writer
+# write_plane(path, strips, (ny, nx), dtype, rows) of PlaneStripes: one plane from its strips
+WritePlane = Callable[[str, Iterator[Strip], tuple[int, int], np.dtype[Any], int], None]
 
-def check_pattern(pattern):
+
+def check_pattern(pattern: str) -> str:
     """Return pattern if it formats a z index into a file name (`out/img_%04d.tif`), else raise."""
     try:
         names = {pattern % 0, pattern % 1}
@@ -54,19 +69,19 @@ class PlanePattern(str):
 
     first: int
 
-    def __new__(cls, pattern: str, first: int = 0):
+    def __new__(cls, pattern: str, first: int = 0) -> "PlanePattern":
         named = super().__new__(cls, pattern)
         named.first = first
         return named
 
-    def __mod__(self, z):
+    def __mod__(self, z: int) -> str:
         return str.__mod__(self, z + self.first)
 
-    def __reduce__(self):  # for the worker processes
+    def __reduce__(self) -> tuple[type["PlanePattern"], tuple[str, int]]:  # for the workers
         return PlanePattern, (str(self), self.first)
 
 
-def plane_path(pattern, z):
+def plane_path(pattern: str, z: int) -> str:
     """The file name of plane z, its folder created if missing."""
     path = pattern % z
     folder = os.path.dirname(os.path.abspath(path))
@@ -79,25 +94,26 @@ def plane_path(pattern, z):
     return path
 
 
-def open_volume(path, comm):
+def open_volume(path: str, comm: "MPI.Comm | None") -> Directory:
     """Directory.open(path) on every rank; a volume that cannot be opened is reported once."""
     return parallel.on_every_rank(comm, lambda: Directory.open(path), BlockfsError)
 
 
-def check_workers(value):
+def check_workers(value: str | None) -> int | None:
     """--n-workers as a number, or None when not given (one per core)."""
-    return value and number_in_range("--n-workers", value, 1, 4096)
+    return number_in_range("--n-workers", value, 1, 4096) if value else None
 
 
-def rounds(n_items, comm):
+def rounds(n_items: int, comm: "MPI.Comm | None") -> list[int | None]:
     """This rank's item per round (None when it has none); the same length on every rank."""
     rank, size = parallel.rank_of(comm), parallel.size_of(comm)
     count = -(-n_items // size)
     return [i if i < n_items else None for i in range(rank, count * size, size)]
 
 
-def run(work, n_items, total, comm=None, n_workers=None, desc="export", unit="plane",
-        silent=False):
+def run(work: Work, n_items: int, total: int, comm: "MPI.Comm | None" = None,
+        n_workers: int | None = None, desc: str = "export", unit: str = "plane",
+        silent: bool = False) -> tuple[int, int, float]:
     """Do work(i) for every i in range(n_items), with one progress bar for the job.
 
     work(i) is a generator yielding (items, bytes) as it goes, counted towards
@@ -120,7 +136,8 @@ def run(work, n_items, total, comm=None, n_workers=None, desc="export", unit="pl
     return progress.close()
 
 
-def _run_in_processes(work, items, n_workers, total, desc, unit, silent):
+def _run_in_processes(work: Work, items: Iterable[int], n_workers: int, total: int, desc: str,
+                      unit: str, silent: bool) -> tuple[int, int, float]:
     """run() over local worker processes. The workers are forked before the progress bar
     starts its monitor thread, a worker's error cancels the work not yet started, and a
     worker that dies (the OOM killer) ends the job with BrokenProcessPool instead of a hang."""
@@ -136,7 +153,7 @@ def _run_in_processes(work, items, n_workers, total, desc, unit, silent):
     return totals
 
 
-def _drain(work, item):
+def _drain(work: Work, item: int) -> tuple[int, int]:
     """work(item) run to the end in a worker process; its total (items, bytes)."""
     items = nbytes = 0
     for done, size in work(item):
@@ -145,7 +162,8 @@ def _drain(work, item):
     return items, nbytes
 
 
-def report(comm, what, unit, items, nbytes, seconds):
+def report(comm: "MPI.Comm | None", what: str, unit: str, items: int, nbytes: int,
+           seconds: float) -> None:
     """Log the job's totals on rank 0."""
     if parallel.rank_of(comm) == 0 and not items:
         log.info("%s: no %s left to write (%.1f s)", what, unit, seconds)
@@ -165,7 +183,7 @@ def partial_path(path: str) -> str:
     return os.path.join(folder, f".{name}{PARTIAL}{os.getpid()}{os.path.splitext(name)[1]}")
 
 
-def partial_of(entry):
+def partial_of(entry: str) -> str | None:
     """The final name a temporary name from partial_path() stands for, else None."""
     if not entry.startswith(".") or PARTIAL not in entry:
         return None
@@ -175,7 +193,7 @@ def partial_of(entry):
     return name if rest.endswith(suffix) and pid.isdigit() else None
 
 
-def write_atomically(path: str, write) -> None:
+def write_atomically(path: str, write: Callable[[str], object]) -> None:
     """write(temporary) then rename it to path: a file under its final name is always
     complete. The temporary file is removed when write fails or is interrupted."""
     temporary = partial_path(path)
@@ -188,7 +206,7 @@ def write_atomically(path: str, write) -> None:
         raise
 
 
-def existing_outputs(pattern: str, n: int):
+def existing_outputs(pattern: str, n: int) -> tuple[list[int], list[str]]:
     """([z of every plane whose final name exists], [temporary files left by an interrupted
     run]) among the n planes of pattern, with one listing per output folder."""
     folders: dict[str, dict[str, int]] = {}
@@ -209,7 +227,8 @@ def existing_outputs(pattern: str, n: int):
     return sorted(done), leftovers
 
 
-def check_outputs(pattern: str, n: int, overwrite: bool = False, resume: bool = False):
+def check_outputs(pattern: str, n: int, overwrite: bool = False,
+                  resume: bool = False) -> frozenset[int]:
     """The planes to leave out (the existing ones with resume, else none), or a BlockfsError
     naming the first existing output when neither overwrite nor resume allows them.
     Temporary files an interrupted run left behind are removed."""
@@ -254,8 +273,9 @@ class PlaneStripes:
     every rank has one, where the volume has fewer slabs than that.
     """
 
-    def __init__(self, directory, pattern, write_plane, memory, copies=STRIPE_COPIES, ranks=1,
-                 rows=None, done=frozenset()):
+    def __init__(self, directory: Directory, pattern: str, write_plane: WritePlane, memory: int,
+                 copies: int = STRIPE_COPIES, ranks: int = 1, rows: int | None = None,
+                 done: Container[int] = frozenset()) -> None:
         self.directory = directory
         self.pattern = pattern
         self.write_plane = write_plane
@@ -283,19 +303,19 @@ class PlaneStripes:
         """How many planes the job writes."""
         return sum(map(len, self.groups))
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.groups)
 
-    def _write(self, z, feed):
+    def _write(self, z: int, feed: "queue.Queue[Strip | None]") -> None:
         _, ny, nx = self.directory.shape
         write_atomically(plane_path(self.pattern, z), lambda temporary: self.write_plane(
             temporary, _strips(feed), (ny, nx), self.directory.dtype, self.rows))
 
-    def __call__(self, i):
+    def __call__(self, i: int) -> Iterator[tuple[int, int]]:
         todo = self.groups[i]
         z0, z1 = todo[0], todo[-1] + 1
         ny = self.directory.shape[1]
-        feeds = [queue.Queue(maxsize=1) for _ in todo]
+        feeds: list[queue.Queue[Strip | None]] = [queue.Queue(maxsize=1) for _ in todo]
         pool = ThreadPoolExecutor(len(feeds), thread_name_prefix="blockfs-plane")
         writers = [pool.submit(self._write, z, feed) for z, feed in zip(todo, feeds)]
         try:
@@ -314,10 +334,10 @@ class PlaneStripes:
         yield len(todo), 0
 
 
-def plane_groups(planes, slab_depth, depth):
+def plane_groups(planes: Iterable[int], slab_depth: int, depth: int) -> Iterator[list[int]]:
     """The planes (ascending z) in groups within one z-slab, each spanning depth planes or
     fewer: a group's read covers its span."""
-    group = []
+    group: list[int] = []
     for z in planes:
         if group and (z - group[0] >= depth or z // slab_depth != group[0] // slab_depth):
             yield group
@@ -327,13 +347,13 @@ def plane_groups(planes, slab_depth, depth):
         yield group
 
 
-def _strips(feed):
+def _strips(feed: "queue.Queue[Strip | None]") -> Iterator[Strip]:
     """A plane's strips as its writer thread receives them, until the end (None)."""
     while (strip := feed.get()) is not None:
         yield strip
 
 
-def _put(feed, item, writer):
+def _put(feed: "queue.Queue[Strip | None]", item: Strip | None, writer: "Future[None]") -> None:
     """Queue item for a writer thread, unless the thread has ended (its result tells why)."""
     while not writer.done():
         try:
@@ -342,12 +362,19 @@ def _put(feed, item, writer):
             pass
 
 
+class MakeWork(Protocol):
+    """make_work of export_planes: the PlaneStripes of the job, given the planes to leave out
+    and the number of workers."""
+
+    def __call__(self, *, done: frozenset[int], ranks: int) -> PlaneStripes: ...
+
+
 class Pieces:
     """The pieces (z0, z1, y0, y1, x0, x1) of a volume one block deep and one block row high,
     as many blocks along x as fit `memory` with `copies` copies of each: a sequence computed
     from the piece number, never listed whole."""
 
-    def __init__(self, geometry, itemsize, memory, copies):
+    def __init__(self, geometry: Geometry, itemsize: int, memory: int, copies: int) -> None:
         self.geometry = geometry
         zb, yb, xb = (min(b, n) for b, n in zip(geometry.block_size, geometry.shape))
         block = zb * yb * xb * itemsize * copies
@@ -360,10 +387,10 @@ class Pieces:
         self.per_row = -(-geometry.n_x_blocks // self.columns)
         self.rows = geometry.n_z_blocks * geometry.n_y_blocks
 
-    def __len__(self):
+    def __len__(self) -> int:
         return self.rows * self.per_row
 
-    def __getitem__(self, i):
+    def __getitem__(self, i: int) -> Piece:
         if not 0 <= i < len(self):
             raise IndexError(i)
         g = self.geometry
@@ -375,8 +402,10 @@ class Pieces:
                 x0, min(x0 + self.columns * xb, g.x_extent))
 
 
-def export_planes(directory, pattern, make_work, comm=None, n_workers=None, silent=False,
-                  what="export", overwrite=False, resume=False):
+def export_planes(directory: Directory, pattern: str, make_work: MakeWork,
+                  comm: "MPI.Comm | None" = None, n_workers: int | None = None,
+                  silent: bool = False, what: str = "export", overwrite: bool = False,
+                  resume: bool = False) -> tuple[int, int, float]:
     """Run a plane exporter's work, make_work(done=planes to leave out, ranks=workers) -- a
     PlaneStripes --, over the volume; (planes, bytes, seconds) of the job.
 

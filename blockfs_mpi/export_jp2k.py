@@ -31,7 +31,8 @@ def require_glymur() -> ModuleType:
     if glymur.version.openjpeg_version_tuple < (2, 4, 0):
         raise RuntimeError(f"glymur found no OpenJPEG >= 2.4 library (found "
                            f"{glymur.version.openjpeg_version}): {OPENJPEG_HELP}")
-    return glymur
+    module: ModuleType = glymur  # untyped (ignore_missing_imports): Any to mypy
+    return module
 
 
 # What a rank holds per voxel of a stripe, in stripes: the stripe, OpenJPEG's tile in 32-bit
