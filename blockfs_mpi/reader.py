@@ -11,8 +11,11 @@ import os
 import stat
 import threading
 import weakref
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from . import format as fmt
 from . import parallel
@@ -45,7 +48,7 @@ def data_file_limit() -> int:
     return limit
 
 
-def pread_exact(fd, size, offset):
+def pread_exact(fd: int, size: int, offset: int) -> bytes:
     """Up to size bytes at offset: fewer only at end of file."""
     chunks = []
     while size > 0:
@@ -58,7 +61,7 @@ def pread_exact(fd, size, offset):
     return b"".join(chunks)
 
 
-def open_directory_file(path):
+def open_directory_file(path: str | os.PathLike[str]) -> tuple[int, fmt.Header]:
     """A read-only descriptor of a directory file and its parsed Header (either format).
     Anything else (a folder, a pyramid, a data file, a TIFF) is refused saying what it is
     and what to pass instead."""
@@ -72,13 +75,14 @@ def open_directory_file(path):
         if pread_exact(fd, 8, 0) not in VOLUME_MAGICS:
             raise FormatError(not_a_volume(str(path)))
         size = os.fstat(fd).st_size
-        return fd, fmt.parse_directory(lambda offset, n: pread_exact(fd, n, offset), size, path)
+        return fd, fmt.parse_directory(lambda offset, n: pread_exact(fd, n, offset), size,
+                                       os.fspath(path))
     except BaseException:
         os.close(fd)
         raise
 
 
-def pread_into(fd, view, offset):
+def pread_into(fd: int, view: memoryview, offset: int) -> int:
     """Fill a writable memoryview from offset; the byte count read (less only at end of file)."""
     done = 0
     while done < len(view):
@@ -89,7 +93,7 @@ def pread_into(fd, view, offset):
     return done
 
 
-def read_header(path):
+def read_header(path: str | os.PathLike[str]) -> fmt.Header:
     """The Header of the directory file at path (either format)."""
     fd, header = open_directory_file(path)
     os.close(fd)
@@ -225,7 +229,8 @@ class BlockReader:
     data_paths: where its data files are, if not where the directory file says (a copy's);
     open_files: how many data files it keeps open at once (None: data_file_limit())."""
 
-    def __init__(self, path, header=None, data_paths=None, open_files=None):
+    def __init__(self, path: str | os.PathLike[str], header: fmt.Header | None = None,
+                 data_paths: list[str] | None = None, open_files: int | None = None) -> None:
         self.path = os.path.abspath(path)
         # Without a header, the index is read from the very file the header came from, so a
         # commit that replaces the directory file meanwhile cannot mix two versions. pread
@@ -248,7 +253,7 @@ class BlockReader:
         if directory is not None:
             self._open_data_files()
 
-    def _open_data_files(self):
+    def _open_data_files(self) -> None:
         """Open the data files of the version just read (the first EAGER_DATA_FILES, as many
         as the bound allows): a replacement removes the old version's data files once the new
         one is committed, and this reader goes on reading the version it opened through these
@@ -266,7 +271,7 @@ class BlockReader:
                     pass
 
     @contextlib.contextmanager
-    def _descriptor(self, key):
+    def _descriptor(self, key: int | None) -> Iterator[int]:
         """The descriptor for key (None = directory file, else a data file number), kept open
         while in use."""
         opened = self._open
@@ -279,11 +284,11 @@ class BlockReader:
         finally:
             opened.files.release(key)
 
-    def close(self):
+    def close(self) -> None:
         """Close this process's descriptors."""
         self._open.close()
 
-    def entry(self, block_number):
+    def entry(self, block_number: int) -> tuple[int, int, int] | None:
         """(file number, payload offset, payload size) of a block, or None if never written."""
         header = self.header
         with self._descriptor(None) as fd:
@@ -294,27 +299,30 @@ class BlockReader:
         offset, size, file_number = entry
         return self._checked(block_number, file_number, offset, size)
 
-    def _checked(self, block_number, file_number, offset, size):
+    def _checked(self, block_number: int, file_number: int, offset: int,
+                 size: int) -> tuple[int, int, int]:
         """(file number, offset, size) of a written block's index entry, if it can be one."""
         if size == 0 or file_number >= len(self.data_paths) or offset < self.header.frame_size:
             raise CorruptBlockError(f"{self.path}: damaged index entry of block {block_number} "
                                     f"(file {file_number}, offset {offset}, size {size})")
         return file_number, offset, size
 
-    def payload(self, block_number, reuse=False):
+    def payload(self, block_number: int, reuse: bool = False) -> memoryview | None:
         """The verified compressed bytes of a block as a read-only memoryview, or None if
         it was never written. With reuse, they are read into this thread's buffer (valid
         until its next read), so that reading many blocks allocates no large temporaries."""
         entry = self.entry(block_number)
         return None if entry is None else self._payload(block_number, *entry, reuse)
 
-    def payload_at(self, block_number, file_number, offset, size, reuse=False):
+    def payload_at(self, block_number: int, file_number: int, offset: int, size: int,
+                   reuse: bool = False) -> memoryview:
         """The verified compressed bytes of a written block whose index entry is known (read
         with index.entry_runs, say), as payload gives them."""
         return self._payload(block_number, *self._checked(block_number, file_number, offset,
                                                           size), reuse)
 
-    def _payload(self, block_number, file_number, offset, size, reuse):
+    def _payload(self, block_number: int, file_number: int, offset: int, size: int,
+                 reuse: bool) -> memoryview:
         where = f"{self.data_paths[file_number]}: block {block_number} at offset {offset}"
         head = self.header.frame_size
         raw = memoryview(self._buffer(head + size, reuse))[:head + size]
@@ -335,16 +343,17 @@ class BlockReader:
             raise CorruptBlockError(f"{where}: checksum mismatch (damaged payload)")
         return payload
 
-    def _buffer(self, size, reuse):
+    def _buffer(self, size: int, reuse: bool) -> bytearray:
         """A bytearray of at least size bytes: this thread's, or a new one."""
         if not reuse:
             return bytearray(size)
-        buffer = getattr(self._local, "buffer", None)
+        buffer: bytearray | None = getattr(self._local, "buffer", None)
         if buffer is None or len(buffer) < size:
             buffer = self._local.buffer = bytearray(size)
         return buffer
 
-    def check_sizes(self, payload, shape, block_number):
+    def check_sizes(self, payload: fmt.RawBytes, shape: tuple[int, ...],
+                    block_number: int) -> None:
         """Raise CorruptBlockError unless the payload's Blosc header gives the block's size
         and the stored size: a cheap check of what decoding would find."""
         nbytes, cbytes = blosc_sizes(payload)
@@ -354,7 +363,8 @@ class BlockReader:
                 f"{self.path}: block {block_number} decompresses to {nbytes} bytes in "
                 f"{cbytes} stored, expected {expected} in {len(payload)} (damaged or wrong shape)")
 
-    def decode(self, payload, shape, block_number):
+    def decode(self, payload: fmt.RawBytes, shape: tuple[int, ...],
+               block_number: int) -> npt.NDArray[Any]:
         """Decode a payload into a new array of the given block shape."""
         self.check_sizes(payload, shape, block_number)
         out = np.empty(shape, self.header.dtype)
@@ -365,7 +375,7 @@ class BlockReader:
                 f"{self.path}: block {block_number} does not decode: {e}") from None
         return out
 
-    def verify(self, block_number, shape, decode=True):
+    def verify(self, block_number: int, shape: tuple[int, ...], decode: bool = True) -> None:
         """Raise CorruptBlockError unless the block can be read: its frame, checksum and
         sizes, and with decode its decompression too (4-6x the time of the rest)."""
         payload = self.payload(block_number, reuse=True)
@@ -376,7 +386,7 @@ class BlockReader:
         else:
             self.check_sizes(payload, shape, block_number)
 
-    def read(self, block_number, shape):
+    def read(self, block_number: int, shape: tuple[int, ...]) -> npt.NDArray[Any]:
         """The block as an array of the given shape; zeros if never written."""
         payload = self.payload(block_number, reuse=True)
         if payload is None:

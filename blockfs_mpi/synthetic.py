@@ -5,7 +5,11 @@ the whole, so every rank makes just its part. Used as the `synthetic:ZxYxX`
 source of blockfs-write, by the benchmarks and by the tests; it compresses
 like real light-sheet data (about 2x with Blosc zstd), unlike uniform noise.
 """
+from collections.abc import Iterable
+from typing import Any
+
 import numpy as np
+import numpy.typing as npt
 
 from . import indexing
 
@@ -14,7 +18,8 @@ BLOB_SIGMA = 2.5
 BLOB_RADIUS = 8
 
 
-def _blobs(shape, seed):
+def _blobs(shape: tuple[int, ...],
+           seed: int) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     rng = np.random.default_rng(seed)
     count = max(1, int(round(BLOB_DENSITY * np.prod(shape, dtype=np.float64))))
     centres = rng.uniform(0, 1, (count, 3)) * np.array(shape)
@@ -28,7 +33,8 @@ NOISE_PERIODS = (61, 67, 71)  # primes, so the noise never lines up with the blo
 class SyntheticVolume:
     """The volume of a given (z, y, x) shape and seed; index it like an array."""
 
-    def __init__(self, shape, dtype=np.uint16, seed=0):
+    def __init__(self, shape: Iterable[int], dtype: npt.DTypeLike = np.uint16,
+                 seed: int = 0) -> None:
         self.shape = tuple(int(n) for n in shape)
         self.dtype = np.dtype(dtype)
         self.seed = seed
@@ -37,11 +43,13 @@ class SyntheticVolume:
         self._noise = np.random.default_rng(seed + 1).standard_normal(NOISE_PERIODS).astype(
             np.float32)
 
-    def region(self, z0, z1, y0, y1, x0, x1):
+    def region(self, z0: int, z1: int, y0: int, y1: int, x0: int,
+               x1: int) -> npt.NDArray[Any]:
         """Voxels [z0:z1, y0:y1, x0:x1] as an array of the volume's dtype."""
         z, y, x = np.ogrid[z0:z1, y0:y1, x0:x1]
-        signal = (400.0 + 150.0 * np.sin(x / 41.0) * np.cos(y / 53.0) + 100.0 * np.sin(z / 67.0)
-                  ).astype(np.float32)
+        signal: npt.NDArray[np.float32] = (
+            400.0 + 150.0 * np.sin(x / 41.0) * np.cos(y / 53.0) + 100.0 * np.sin(z / 67.0)
+        ).astype(np.float32)
         signal = np.broadcast_to(signal, (z1 - z0, y1 - y0, x1 - x0)).copy()
         low = np.array([z0, y0, x0]) - BLOB_RADIUS
         high = np.array([z1, y1, x1]) + BLOB_RADIUS
@@ -65,7 +73,7 @@ class SyntheticVolume:
             np.clip(signal, info.min, info.max, out=signal)
         return signal.astype(self.dtype)
 
-    def __getitem__(self, key):
+    def __getitem__(self, key: object) -> npt.NDArray[Any]:
         """The voxels a key of integers and step 1 slices picks, as numpy would index the
         whole (see indexing.py)."""
         picked, squeeze = indexing.selection(key, self.shape)
