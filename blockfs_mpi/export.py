@@ -414,10 +414,8 @@ def export_planes(directory: Directory, pattern: str, make_work: MakeWork,
     """
     plane_path(pattern, 0)  # an output folder that cannot be made fails here, before any work
     n = directory.shape[0]
-    done = parallel.on_rank0(comm, lambda: check_outputs(pattern, n, overwrite, resume),
-                             BlockfsError)
-    if comm is not None:
-        done = comm.bcast(done, root=0)
+    done = parallel.from_rank0(comm, lambda: check_outputs(pattern, n, overwrite, resume),
+                               BlockfsError)
     workers = parallel.size_of(comm) if comm is not None else (n_workers or
                                                                  parallel.usable_cores())
     work = make_work(done=done, ranks=workers)

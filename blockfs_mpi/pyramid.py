@@ -217,9 +217,7 @@ def open_level2(level1: Directory, dest: str, comm: "MPI.Comm | None", resume: b
                             writer={"program": "blockfs-write", "level_1_source": source},
                             break_lock=break_lock)
     if resume:
-        alike = parallel.on_rank0(comm, lambda: started_alike(path, target.header),
-                                  BlockfsError)
-        if comm.bcast(alike, root=0) if comm is not None else alike:
+        if parallel.from_rank0(comm, lambda: started_alike(path, target.header), BlockfsError):
             return Directory.resume(path, comm=comm, break_lock=break_lock)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     target.create()
