@@ -7,10 +7,10 @@ Both runs convert the same source on the same ranks: `synthetic:SxSxS` (made
 on the fly by every rank) and S uncompressed TIFF planes of S^2 uint16 (made
 once, untimed, as write_tiff.py does). Each round times level 1 alone and
 --levels 5 (in turn first), by wall clock of the whole mpiexec job (Python start-up
-included, as a user waits for it); the outputs are deleted, untimed, before
-every run so that each creates new files. Prints the median and range of
-each, the ratio of the medians (issue 19's target: <= 1.2) and the median and range
-of the ratios of each round's pair.
+included, as a user waits for it); before every run the outputs are deleted and the
+disk synced, untimed, so that each run creates new files and none writes back
+another's pages. Prints the median and range of each, the ratio of the medians
+(issue 19's target: <= 1.2) and the median and range of the ratios of each round's pair.
 """
 import argparse
 import os
@@ -36,6 +36,7 @@ def timed_write(source, output, ranks, level, extra=()):
             shutil.rmtree(path)
         elif os.path.exists(path):
             os.remove(path)
+    os.sync()  # no run pays for writing back the pages of the one before
     mpiexec = os.path.join(os.path.dirname(sys.executable), "mpiexec")
     started = time.perf_counter()
     job = subprocess.run([mpiexec, "-n", str(ranks), sys.executable, "-m", "blockfs_mpi.write",
