@@ -11,6 +11,8 @@ The writers are fresh interpreters running `python -m blockfs_mpi.writer_process
 (see _start_writer), so they never re-run the user's main module; while they
 run, writer_registry lists them for the job's other processes.
 """
+from __future__ import annotations
+
 import multiprocessing
 import os
 import shutil
@@ -22,21 +24,26 @@ import threading
 import weakref
 from multiprocessing import spawn
 from multiprocessing.connection import Client, Connection
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from .errors import WriterError
 from .format import WRITTEN
-from .writer_registry import REGISTRY, publish, withdraw
+from .writer_registry import REGISTRY, Entry, publish, withdraw
 
 BLOCK_NUMBER = struct.Struct("<Q")  # a block sent to a writer: its number, then its voxels
 START_TIMEOUT = 60
+# What a writer process says on its control socket (writer_process.serve): a status and its
+# payload, None ("ready"), the WRITTEN rows as bytes ("done") or a message ("error").
+Reply = tuple[str, Any]
 
 # The folder holding the package, put first on the writers' import path.
 PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _clean_up(volume, folder, owner_pid):
+def _clean_up(volume: str, folder: str, owner_pid: int) -> None:
     """Withdraw the writers of `volume` and remove their sockets, in their owner only (a
     forked child that exits normally runs its copy of this too)."""
     if os.getpid() == owner_pid:
@@ -44,7 +51,7 @@ def _clean_up(volume, folder, owner_pid):
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _start_writer(control_fd):
+def _start_writer(control_fd: int) -> subprocess.Popen[bytes]:
     """`python -m blockfs_mpi.writer_process <fd>`: a fresh interpreter that imports this very
     package and never the user's main module.
 
@@ -64,14 +71,16 @@ def _start_writer(control_fd):
 class WriterProcesses:
     """The writer processes of one volume, owned by the process that started them."""
 
-    def __init__(self, volume, paths, codec_args, dtype, description, queue_depth=10):
+    def __init__(self, volume: str, paths: list[str], codec_args: tuple[str, int, str],
+                 dtype: npt.DTypeLike, description: dict[str, Any], queue_depth: int = 10) -> None:
         """Start one writer per data file of `volume` and publish them with `description`
         (what a process attaching to them must agree on)."""
         self.folder = tempfile.mkdtemp(prefix="blockfs-")
         self.addresses = [os.path.join(self.folder, f"w{i}") for i in range(len(paths))]
         self.authkey = os.urandom(32)
         self.paths = paths
-        self._controls, self._processes = [], []
+        self._controls: list[Connection] = []
+        self._processes: list[subprocess.Popen[bytes]] = []
         self._cleanup = weakref.finalize(self, _clean_up, volume, self.folder, os.getpid())
         for file_number, (path, address) in enumerate(zip(paths, self.addresses)):
             ours, theirs = socket.socketpair()
@@ -104,18 +113,19 @@ class WriterProcesses:
             raise WriterError(f"cannot record the writer processes of {volume} in {REGISTRY}: "
                               f"{e}") from None
 
-    def _receive(self, file_number, timeout=None):
+    def _receive(self, file_number: int, timeout: float | None = None) -> Reply:
         control = self._controls[file_number]
         try:
             if timeout is not None and not control.poll(timeout):
                 return "error", f"writer of {self.paths[file_number]} did not start"
-            return control.recv()
+            reply: Reply = control.recv()
+            return reply
         except (EOFError, OSError):
             code = self._processes[file_number].poll()
             status = "" if code is None else f" (exit status {code})"
             return "error", f"writer process of {self.paths[file_number]} died{status}"
 
-    def close(self):
+    def close(self) -> npt.NDArray[np.void]:
         """Stop every writer after it wrote all it acknowledged; their WRITTEN rows."""
         for control in self._controls:
             try:
@@ -131,7 +141,7 @@ class WriterProcesses:
             raise WriterError("; ".join(errors))
         return np.concatenate([np.frombuffer(rows, WRITTEN) for _, rows in results])
 
-    def terminate(self):
+    def terminate(self) -> None:
         """Stop every writer at once (after an error); what they appended stays on disk."""
         for process in self._processes:
             process.terminate()
@@ -142,26 +152,26 @@ class WriterProcesses:
 class WriterClient:
     """A process's connections to the writer processes, opened lazily (fork-safe)."""
 
-    def __init__(self, addresses, authkey):
+    def __init__(self, addresses: list[str], authkey: bytes) -> None:
         self.addresses = addresses
         self.authkey = authkey
-        self._pid = None
-        self._connections = {}
-        self._locks = {}
+        self._pid: int | None = None
+        self._connections: dict[int, Connection] = {}
+        self._locks: dict[int, threading.Lock] = {}
         self._lock = threading.Lock()
 
     @classmethod
-    def of(cls, entry: dict) -> "WriterClient":
+    def of(cls, entry: Entry) -> WriterClient:
         """A client of the writers a registry entry (`published`) describes."""
         return cls(entry["addresses"], bytes.fromhex(entry["authkey"]))
 
-    def __getstate__(self):
+    def __getstate__(self) -> dict[str, Any]:
         return {"addresses": self.addresses, "authkey": self.authkey}
 
-    def __setstate__(self, state):
-        self.__init__(state["addresses"], state["authkey"])
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        WriterClient.__init__(self, state["addresses"], state["authkey"])
 
-    def _connection(self, index):
+    def _connection(self, index: int) -> tuple[Connection, threading.Lock]:
         with self._lock:
             if self._pid != os.getpid():
                 self._pid, self._connections = os.getpid(), {}
@@ -177,7 +187,7 @@ class WriterClient:
                 self._connections[index] = connection
             return connection, self._locks[index]
 
-    def send(self, index, block_number, array):
+    def send(self, index: int, block_number: int, array: npt.NDArray[np.generic]) -> None:
         """Hand a block to writer `index`; returns once that writer has queued it."""
         connection, lock = self._connection(index)
         with lock:

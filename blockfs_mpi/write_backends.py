@@ -9,15 +9,18 @@
 A resumed volume is written by the first two alike: the frames that resume found
 on disk (`recovered`) are committed with the new ones.
 """
+from __future__ import annotations
+
 import os
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 import numpy as np
+import numpy.typing as npt
 
 from . import format as fmt
 from . import parallel
 from .atomic import write_atomically
-from .commit import collective_commit, commit, commit_empty_slices
+from .commit import Hints, collective_commit, commit, commit_empty_slices
 from .compression import make_codec, single_threaded
 from .errors import BlockfsError, WriterError, brief
 from .index_build import recovered_index
@@ -25,11 +28,16 @@ from .local_writers import WriterClient, WriterProcesses
 from .writer import BlockWriter, MPIFile, PosixFile
 from .writer_registry import published, published_volumes
 
+if TYPE_CHECKING:
+    from mpi4py import MPI
+
+Block = npt.NDArray[np.generic]  # a block's voxels, contiguous, in the volume's dtype
+
 
 class Backend(Protocol):
     """What a Directory asks of the object that writes its blocks."""
 
-    def write(self, block_number: int, block: np.ndarray) -> None:
+    def write(self, block_number: int, block: Block) -> None:
         """Hand over a block: its number and its voxels, contiguous, in the volume's dtype."""
 
     def close(self) -> None:
@@ -44,7 +52,7 @@ def commit_empty(path: str, header: fmt.Header) -> None:
     write_atomically(path, *fmt.empty_directory2_parts(header))
 
 
-def writer_description(header: fmt.Header, paths: list[str]) -> dict:
+def writer_description(header: fmt.Header, paths: list[str]) -> dict[str, Any]:
     """What a process writing through writer processes must agree with them on."""
     g = header.geometry
     return {"geometry": [g.x_extent, g.y_extent, g.z_extent,
@@ -62,8 +70,8 @@ def no_writers_error(path: str, reason: str) -> WriterError:
 class RankWriter:
     """Under MPI: this rank's writer of its own data file."""
 
-    def __init__(self, comm, path: str, header: fmt.Header, hints: dict | None,
-                 data_path: str, recovered: np.ndarray, empty_at: str | None) -> None:
+    def __init__(self, comm: MPI.Comm, path: str, header: fmt.Header, hints: Hints | None,
+                 data_path: str, recovered: npt.NDArray[np.void], empty_at: str | None) -> None:
         """Open this rank's data file, appending to it, or truncating it and committing an
         empty volume at empty_at (every rank writing its slice of the index,
         commit.commit_empty_slices) if that is given. Collective: a rank that fails makes
@@ -96,11 +104,11 @@ class RankWriter:
                 raise
         self.writer = writer
 
-    def __getstate__(self):
+    def __getstate__(self) -> NoReturn:
         raise BlockfsError(f"{self.path}: a volume being written by MPI ranks cannot be sent "
                            f"to another process; each rank writes its own")
 
-    def write(self, block_number: int, block: np.ndarray) -> None:
+    def write(self, block_number: int, block: Block) -> None:
         self.writer.write(block_number, block)
 
     def close(self) -> None:
@@ -127,7 +135,7 @@ class LocalWriters:
     them through its client."""
 
     def __init__(self, path: str, header: fmt.Header, paths: list[str],
-                 recovered: np.ndarray) -> None:
+                 recovered: npt.NDArray[np.void]) -> None:
         self.path, self.header, self.paths, self.recovered = path, header, paths, recovered
         self.owner_pid = os.getpid()
         self.processes: WriterProcesses | None = None  # in the owner, once started
@@ -135,7 +143,7 @@ class LocalWriters:
 
     @classmethod
     def create(cls, path: str, header: fmt.Header, paths: list[str],
-               empty_at: str) -> "LocalWriters":
+               empty_at: str) -> LocalWriters:
         """Truncate the data files and commit an empty volume at empty_at; refused while
         writer processes of the volume run (in any process), whose files it would truncate."""
         entry = published(path)
@@ -148,7 +156,7 @@ class LocalWriters:
         commit_empty(empty_at, header)
         return cls(path, header, paths, np.zeros(0, fmt.WRITTEN))
 
-    def __getstate__(self):
+    def __getstate__(self) -> dict[str, Any]:
         return dict(self.__dict__, processes=None)  # owned by the sender
 
     def start(self, queue_depth: int = 10) -> None:
@@ -161,7 +169,7 @@ class LocalWriters:
             h.dtype, writer_description(h, self.paths), queue_depth)
         self.client = WriterClient(self.processes.addresses, self.processes.authkey)
 
-    def write(self, block_number: int, block: np.ndarray) -> None:
+    def write(self, block_number: int, block: Block) -> None:
         if self.client is None:
             if os.getpid() != self.owner_pid:  # writers of its own would never be committed
                 raise no_writers_error(self.path, "this process got the Directory before "
@@ -179,7 +187,7 @@ class LocalWriters:
             commit_empty(self.path, self.header)
             return
         try:
-            rows = processes.close() if processes is not None else []
+            rows: npt.ArrayLike = processes.close() if processes is not None else []
         except WriterError as e:  # said as under MPI: not committed, and why
             raise WriterError(f"{self.path} not committed, {e}") from None
         base = recovered_index(self.header.geometry, self.recovered) if len(self.recovered) \
@@ -227,7 +235,7 @@ class StandIn:
                            f"file write a volume of another shape, dtype or set of data files")
         return WriterClient.of(entry)
 
-    def write(self, block_number: int, block: np.ndarray) -> None:
+    def write(self, block_number: int, block: Block) -> None:
         if self.client is None:
             self.client = self._attach()
         self.client.send(block_number % len(self.description["data_files"]), block_number,

@@ -12,16 +12,25 @@ close()'s sync; a crash before it leaves frames that --resume or fsck finds
 by their checksums either way. The writer keeps a 32-byte row per frame in memory (where it
 went, its sequence) and hands them over at close.
 """
+from __future__ import annotations
+
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 import numpy as np
+import numpy.typing as npt
 
 from . import format as fmt
 from .errors import WriterError, brief
 from .fileio import write_all
 from .format import WRITTEN
+
+if TYPE_CHECKING:
+    from numcodecs.abc import Codec
+
+    from .commit import Hints
 
 BUFFER_SIZE = 8 << 20  # bytes of frames gathered per append; BLOCKFS_BUFFER_SIZE overrides
 FIRST_BUFFER = 1 << 20  # a buffer's size at first use, doubled as frames fill it
@@ -58,21 +67,21 @@ ROWS_PER_CHUNK = 1 << 16  # WRITTEN rows are kept in 2 MiB chunks: nothing is co
 class PosixFile:
     """A data file written with os.pwrite (local writer processes)."""
 
-    def __init__(self, path, truncate):
+    def __init__(self, path: str, truncate: bool) -> None:
         flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if truncate else 0)
         self.path = path
         self.fd = os.open(path, flags, 0o644)
 
-    def size(self):
+    def size(self) -> int:
         return os.fstat(self.fd).st_size
 
-    def write_at(self, offset, data):
+    def write_at(self, offset: int, data: memoryview) -> None:
         write_all(self.fd, data, offset)
 
-    def sync(self):
+    def sync(self) -> None:
         os.fsync(self.fd)
 
-    def close(self):
+    def close(self) -> None:
         os.close(self.fd)
 
 
@@ -83,7 +92,7 @@ class MPIFile:
     Striping hints (Lustre) apply when the file is created.
     """
 
-    def __init__(self, path, truncate, hints=None):
+    def __init__(self, path: str, truncate: bool, hints: Hints | None = None) -> None:
         from mpi4py import MPI
         self._MPI = MPI
         info = MPI.Info.Create()
@@ -97,24 +106,25 @@ class MPIFile:
         if truncate:
             self.fh.Set_size(0)
 
-    def size(self):
+    def size(self) -> int:
         return self.fh.Get_size()
 
-    def write_at(self, offset, data):
+    def write_at(self, offset: int, data: memoryview) -> None:
         self.fh.Write_at(offset, [data, self._MPI.BYTE])
 
-    def sync(self):
+    def sync(self) -> None:
         self.fh.Sync()
 
-    def close(self):
+    def close(self) -> None:
         self.fh.Close()
 
 
 class BlockWriter:
     """Appends framed, compressed blocks to one data file and remembers where they went."""
 
-    def __init__(self, file, file_number, codec, buffer_size=None, append=False,
-                 sync_every=None):
+    def __init__(self, file: PosixFile | MPIFile, file_number: int, codec: Codec,
+                 buffer_size: int | None = None, append: bool = False,
+                 sync_every: int | None = None) -> None:
         self.file = file
         self.sync_every = sync_interval() if sync_every is None else sync_every
         self._unsynced = 0  # bytes appended since the last sync (the I/O thread's)
@@ -131,9 +141,9 @@ class BlockWriter:
         self._buffer_start = self.position
         self._sequence = 0
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="blockfs-io")
-        self._pending = None
+        self._pending: Future[None] | None = None
 
-    def write(self, block_number, array):
+    def write(self, block_number: int, array: npt.NDArray[np.generic]) -> None:
         """Compress an array and append it as the newest frame of block_number."""
         payload = self.codec.encode(np.ascontiguousarray(array))
         self._sequence = max(self._sequence + 1, time.time_ns())
@@ -145,7 +155,7 @@ class BlockWriter:
         if self._filled >= self.buffer_size:
             self.flush()
 
-    def _put(self, data):
+    def _put(self, data: bytes) -> None:
         """Copy bytes to the end of the filling buffer, growing it by doubling from FIRST_BUFFER
         up to buffer_size (a small pyramid level's writer never fills 8 MiB of pages), and
         beyond for a frame that does not fit."""
@@ -156,7 +166,7 @@ class BlockWriter:
         buffer[self._filled:end] = data
         self._filled = end
 
-    def _remember(self, block_number, offset, size):
+    def _remember(self, block_number: int, offset: int, size: int) -> None:
         """Keep the WRITTEN row of the frame being appended."""
         if self._rows_used == ROWS_PER_CHUNK:
             self._rows.append(np.zeros(ROWS_PER_CHUNK, WRITTEN))
@@ -165,7 +175,7 @@ class BlockWriter:
                                            self._sequence)
         self._rows_used += 1
 
-    def flush(self):
+    def flush(self) -> None:
         """Hand the buffered frames to the I/O thread (waiting for its previous append)."""
         self._wait()
         if self._filled:
@@ -174,7 +184,7 @@ class BlockWriter:
             self._buffers.reverse()
             self._filled, self._buffer_start = 0, self.position
 
-    def _append(self, start, frames):
+    def _append(self, start: int, frames: memoryview) -> None:
         """In the I/O thread: write a buffer of frames; sync once sync_every bytes are
         unsynced."""
         with frames:  # released here, so the buffer can grow when it is filled again
@@ -184,7 +194,7 @@ class BlockWriter:
             self.file.sync()
             self._unsynced = 0
 
-    def _wait(self):
+    def _wait(self) -> None:
         pending, self._pending = self._pending, None
         if pending is not None:
             try:
@@ -192,7 +202,7 @@ class BlockWriter:
             except Exception as e:
                 raise WriterError(f"{self.file.path}: write failed: {brief(e)}") from e
 
-    def close(self):
+    def close(self) -> npt.NDArray[np.void]:
         """Write everything, fsync, close; the entries as a WRITTEN array."""
         try:
             self.flush()
@@ -203,7 +213,7 @@ class BlockWriter:
             self.file.close()
         return self.written()
 
-    def written(self):
+    def written(self) -> npt.NDArray[np.void]:
         """A WRITTEN row for every frame written so far. A block written twice has two rows;
         the commit keeps the one with the higher sequence."""
         return np.concatenate(self._rows[:-1] + [self._rows[-1][:self._rows_used]])

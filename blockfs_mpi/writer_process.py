@@ -13,19 +13,23 @@ import threading
 from multiprocessing.connection import Connection, Listener
 
 import numpy as np
+import numpy.typing as npt
 
 from .compression import make_codec, single_threaded
 from .local_writers import BLOCK_NUMBER
 from .writer import BlockWriter, PosixFile
 
 STOP = None
+Block = tuple[int, npt.NDArray[np.generic]]  # a block's number and its voxels
 
 
-def serve(control, address, authkey, path, file_number, codec_args, dtype, depth):
+def serve(control: Connection, address: str, authkey: bytes, path: str, file_number: int,
+          codec_args: tuple[str, int, str], dtype: np.dtype[np.generic], depth: int) -> None:
     """Append the blocks sent to `address` to data file `path` until `control` says close."""
     single_threaded()
-    blocks = queue.Queue(maxsize=depth)
-    state = {"error": None}
+    blocks: queue.Queue[Block | None] = queue.Queue(maxsize=depth)
+    error: str | None = None  # the first write that failed, said to every later sender
+    closing = False  # set once the listener is closed on purpose
     try:
         listener = Listener(address, family="AF_UNIX", authkey=authkey)
         writer = BlockWriter(PosixFile(path, truncate=False), file_number,
@@ -34,7 +38,7 @@ def serve(control, address, authkey, path, file_number, codec_args, dtype, depth
         control.send(("error", f"writer for {path} failed to start: {e}"))
         return
 
-    def receive(conn):
+    def receive(conn: Connection) -> None:
         with conn:
             while True:
                 try:
@@ -43,19 +47,19 @@ def serve(control, address, authkey, path, file_number, codec_args, dtype, depth
                     return
                 (block_number,) = BLOCK_NUMBER.unpack_from(message)
                 blocks.put((block_number, np.frombuffer(message, dtype, offset=BLOCK_NUMBER.size)))
-                conn.send_bytes((state["error"] or "").encode())
+                conn.send_bytes((error or "").encode())
 
-    def accept():
+    def accept() -> None:
         while True:
             try:
                 conn = listener.accept()
             except Exception:  # closed at shutdown, or a client that failed to authenticate
-                if state.get("closing"):
+                if closing:
                     return
                 continue
             threading.Thread(target=receive, args=(conn,), daemon=True).start()
 
-    def wait_for_close():
+    def wait_for_close() -> None:
         try:
             control.recv()
         except EOFError:  # the parent died: write what was acknowledged and stop
@@ -69,19 +73,19 @@ def serve(control, address, authkey, path, file_number, codec_args, dtype, depth
         item = blocks.get()
         if item is STOP:
             break
-        if state["error"] is None:
+        if error is None:
             try:
                 writer.write(*item)
             except Exception as e:
-                state["error"] = f"writer of {path} failed: {e}"
-    state["closing"] = True
+                error = f"writer of {path} failed: {e}"
+    closing = True
     listener.close()
     try:
         rows = writer.close()
     except Exception as e:
-        state["error"] = state["error"] or f"writer of {path} failed at close: {e}"
-    if state["error"]:
-        control.send(("error", state["error"]))
+        error = error or f"writer of {path} failed at close: {e}"
+    if error:
+        control.send(("error", error))
     else:
         control.send(("done", rows.tobytes()))
 

@@ -12,6 +12,7 @@ import json
 import multiprocessing
 import os
 import tempfile
+from typing import Any, TypedDict
 
 # The folder, set on import unless inherited: the whole process tree of a job shares it, and a
 # child reads it when it needs writers -- even writers started after the child (or the
@@ -19,6 +20,18 @@ import tempfile
 REGISTRY = os.environ.setdefault(
     "BLOCKFS_MPI_WRITERS",
     os.path.join(tempfile.gettempdir(), f"blockfs-writers-{os.getpid()}-{os.urandom(4).hex()}"))
+
+
+class Entry(TypedDict):
+    """The running writers of one volume, as their owner (local_writers.WriterProcesses)
+    records them."""
+
+    volume: str
+    pid: int  # the owner's
+    folder: str  # of their sockets
+    addresses: list[str]
+    authkey: str  # hex
+    description: dict[str, Any]  # what a process writing through them must agree on
 
 
 def rerunning_main() -> bool:
@@ -30,11 +43,11 @@ def rerunning_main() -> bool:
     return bool(getattr(multiprocessing.current_process(), "_inheriting", False))
 
 
-def _entry_path(volume):
+def _entry_path(volume: str) -> str:
     return os.path.join(REGISTRY, hashlib.sha256(volume.encode()).hexdigest()[:32] + ".json")
 
 
-def publish(volume: str, entry: dict) -> None:
+def publish(volume: str, entry: Entry) -> None:
     """Record the running writers of `volume` (readable by this user only)."""
     for attempt in range(2):  # another process may remove the emptied folder meanwhile
         os.makedirs(REGISTRY, 0o700, exist_ok=True)
@@ -57,12 +70,12 @@ def withdraw(volume: str) -> None:
         pass
 
 
-def _live_entry(path):
+def _live_entry(path: str) -> Entry | None:
     """The registry entry in file `path` if its owner is alive and its writers' folder is
     there (an owner killed without closing its volume leaves its entry behind), else None."""
     try:
         with open(path) as f:
-            entry = json.load(f)
+            entry: Entry = json.load(f)
     except (OSError, ValueError):
         return None
     try:
@@ -74,12 +87,12 @@ def _live_entry(path):
     return entry if os.path.isdir(entry["folder"]) else None
 
 
-def published(volume: str) -> dict | None:
+def published(volume: str) -> Entry | None:
     """The registry entry of the running writers of `volume`, or None."""
     return _live_entry(_entry_path(volume))
 
 
-def published_volumes() -> list:
+def published_volumes() -> list[str]:
     """The volumes whose writers are running (for error messages)."""
     try:
         names = sorted(os.listdir(REGISTRY))
