@@ -10,17 +10,23 @@ empty or absolute parts are malformed, paths are resolved through symlinks
 and must stay inside, and so must every data file a directory file names.
 """
 import collections
+import contextlib
 import json
 import os
 import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
 
 from . import zarr_view
 from .directory import Directory
 from .open_files import descriptor_budget
 from .pyramid import DIRECTORY_NAME, scale_key
 from .voxel_size import VoxelSize, from_metadata
+from .zarr_shards import Chunk
 
 MAX_INFO_BYTES = 1 << 20
+Stamp = tuple[int, int, int]  # (inode, mtime in ns, size) of a directory file when opened
 
 
 class BadName(Exception):
@@ -31,10 +37,21 @@ class NotFound(Exception):
     """Nothing servable by that name (HTTP 404)."""
 
 
+@dataclass(eq=False)
+class _Entry:
+    """An open volume of the LRU: its Directory, the stamp of the file it opened (None once
+    evicted), how many users hold it, and its zarr view once made."""
+
+    directory: Directory
+    stamp: Stamp | None
+    users: int = 1
+    view: zarr_view.VolumeView | None = None
+
+
 class Catalog:
     """Volumes under root, with an LRU of open Directory objects shared by threads."""
 
-    def __init__(self, root, capacity=64):
+    def __init__(self, root: str, capacity: int = 64) -> None:
         self.root = os.path.realpath(root)
         if not os.path.isdir(self.root):
             raise NotADirectoryError(f"{root} is not a folder")
@@ -43,9 +60,9 @@ class Catalog:
         # reader keeps at most its part of its data files open (reader.BlockReader).
         self.files_per_volume = max(1, descriptor_budget(0.5) // max(1, capacity))
         self._lock = threading.Lock()
-        self._open = collections.OrderedDict()  # realpath -> [Directory, stamp, users]
+        self._open: collections.OrderedDict[str, _Entry] = collections.OrderedDict()  # realpath
 
-    def inside(self, parts):
+    def inside(self, parts: list[str]) -> str:
         """The real path of root/parts, or NotFound if it leaves root (or does not exist)."""
         for part in parts:
             if part in ("", ".", "..") or "/" in part or "\\" in part or "\0" in part:
@@ -57,7 +74,7 @@ class Catalog:
             raise NotFound("no such volume")
         return path
 
-    def scales(self, parts):
+    def scales(self, parts: list[str]) -> tuple[dict[str, str], dict[str, Any] | None]:
         """{key: directory file path} of the volume at root/parts, and its info (or None)."""
         path = self.inside(parts)
         if os.path.isfile(path):
@@ -68,7 +85,7 @@ class Catalog:
             keys = [scale["key"] for scale in info["scales"]]
         except (OSError, ValueError, KeyError, TypeError):
             raise NotFound("no volume (no readable precomputed info)") from None
-        found = {}
+        found: dict[str, str] = {}
         for key in keys:
             if isinstance(key, str):
                 try:
@@ -77,7 +94,7 @@ class Catalog:
                     pass
         return found, info
 
-    def info(self, parts):
+    def info(self, parts: list[str]) -> dict[str, Any]:
         """The precomputed info of a volume; size, chunk sizes and data type come from the
         blockfs files themselves (precomputed-tif wrote size in z, y, x order)."""
         scales, info = self.scales(parts)
@@ -102,18 +119,21 @@ class Catalog:
         info["scales"] = served
         return info
 
-    def scale(self, parts, key):
+    def scale(self, parts: list[str],
+              key: str) -> contextlib.AbstractContextManager[Directory]:
         """A context manager giving the open Directory of one scale of a volume."""
         path = self.scales(parts)[0].get(key)
         if path is None:
             raise NotFound(f"no scale {key!r}")
         return self.volume(path)
 
-    def volume(self, path):
+    @contextlib.contextmanager
+    def volume(self, path: str) -> Iterator[Directory]:
         """A context manager giving the open Directory at path (checked, cached)."""
-        return _Use(self, path)
+        with self._using(path) as entry:
+            yield entry.directory
 
-    def zarr(self, parts, key):
+    def zarr(self, parts: list[str], key: str) -> Chunk:
         """The bytes under key of the zarr v3 view of the volume at root/parts (see
         zarr_view.py): an array for a single volume, an OME-Zarr 0.5 image for a pyramid,
         whose levels are its scales 1_1_1, 2_2_2, ... as they follow each other."""
@@ -122,7 +142,7 @@ class Catalog:
             with self.zarr_volume(scales[scale_key(1)]) as view:
                 data = view.get(key)
         else:
-            levels = []
+            levels: list[str] = []
             while scale_key(len(levels) + 1) in scales:
                 levels.append(scales[scale_key(len(levels) + 1)])
             if not levels:
@@ -134,6 +154,7 @@ class Catalog:
                 data = zarr_view.image_metadata(len(levels), size,
                                                 zarr_view.downsampling_method(info), parts[-1])
             elif level is not None and level < len(levels):
+                assert inside is not None  # level_key gives a level with the key inside it
                 with self.zarr_volume(levels[level]) as view:
                     data = view.get(inside)
             else:
@@ -142,26 +163,39 @@ class Catalog:
             raise NotFound(f"no zarr key {key!r} (a block never written is absent: zeros)")
         return data
 
-    def zarr_volume(self, path):
+    @contextlib.contextmanager
+    def zarr_volume(self, path: str) -> Iterator[zarr_view.VolumeView]:
         """A context manager giving the zarr_view.VolumeView of the volume at path, made
         once per open Directory so that its re-encoded edge chunks stay cached."""
-        return _UseView(self, path)
+        with self._using(path) as entry:
+            if entry.view is None:  # two threads may both make one: either is right
+                entry.view = zarr_view.VolumeView(entry.directory)
+            yield entry.view
 
-    def _acquire(self, path):
+    @contextlib.contextmanager
+    def _using(self, path: str) -> Iterator[_Entry]:
+        """The entry of the volume at path, held (kept open) meanwhile."""
+        entry = self._acquire(path)
+        try:
+            yield entry
+        finally:
+            self._release(entry)
+
+    def _acquire(self, path: str) -> _Entry:
         stat = os.stat(path)
         stamp = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
         with self._lock:
-            entry = self._open.get(path)
-            if entry is not None and entry[1] == stamp:
+            found = self._open.get(path)
+            if found is not None and found.stamp == stamp:
                 self._open.move_to_end(path)
-                entry[2] += 1
-                return entry
+                found.users += 1
+                return found
         directory = Directory.open(path, open_files=self.files_per_volume)
         for data_path in directory.reader.data_paths:
             real = os.path.realpath(data_path)
             if not real.startswith(self.root + os.sep):
                 raise NotFound("a data file of this volume is outside the served folder")
-        entry = [directory, stamp, 1, None]  # Directory, stamp, users, its zarr view
+        entry = _Entry(directory, stamp)
         with self._lock:
             old = self._open.pop(path, None)
             self._open[path] = entry
@@ -171,44 +205,21 @@ class Catalog:
                 self._retire(self._open.popitem(last=False)[1])
         return entry
 
-    def _release(self, entry):
+    def _release(self, entry: _Entry) -> None:
         with self._lock:
-            entry[2] -= 1
-            if entry[2] == 0 and entry[1] is None:
-                entry[0].close()
+            entry.users -= 1
+            if entry.users == 0 and entry.stamp is None:
+                entry.directory.close()
 
     @staticmethod
-    def _retire(entry):
+    def _retire(entry: _Entry) -> None:
         """Mark an entry evicted; its files close when its last user is done (lock held)."""
-        entry[1] = None
-        if entry[2] == 0:
-            entry[0].close()
+        entry.stamp = None
+        if entry.users == 0:
+            entry.directory.close()
 
-    def close(self):
+    def close(self) -> None:
         with self._lock:
             while self._open:
                 self._retire(self._open.popitem()[1])
 
-
-class _Use:
-    """`with catalog.volume(path) as directory:` keeps the Directory open meanwhile."""
-
-    def __init__(self, catalog, path):
-        self.catalog, self.path = catalog, path
-
-    def __enter__(self):
-        self.entry = self.catalog._acquire(self.path)
-        return self.entry[0]
-
-    def __exit__(self, *exc):
-        self.catalog._release(self.entry)
-
-
-class _UseView(_Use):
-    """`with catalog.zarr_volume(path) as view:` likewise, for the zarr view of the volume."""
-
-    def __enter__(self):
-        directory = super().__enter__()
-        if self.entry[3] is None:  # two threads may both make one: either is right
-            self.entry[3] = zarr_view.VolumeView(directory)
-        return self.entry[3]

@@ -56,7 +56,7 @@ class Handler(BaseHTTPRequestHandler):
             return self.fail(HTTPStatus.INTERNAL_SERVER_ERROR, e, body)
         self.send(content, kind, body, compressible)
 
-    def content(self) -> tuple[bytes, str, bool]:
+    def content(self) -> tuple[bytes | memoryview, str, bool]:
         """(bytes, content type, whether gzip may shrink them) for the request path."""
         if self.path.partition("?")[0] == "/":
             host = self.headers.get("Host") or self.server.url[len("http://"):]
@@ -92,7 +92,8 @@ class Handler(BaseHTTPRequestHandler):
         return chunk.astype(chunk.dtype.newbyteorder("<"), copy=False).tobytes(), \
             "application/octet-stream", True
 
-    def send(self, content: bytes, kind: str, body: bool, compressible: bool = True) -> None:
+    def send(self, content: bytes | memoryview, kind: str, body: bool,
+             compressible: bool = True) -> None:
         """200 (gzip when accepted and compressible) or, for a Range request, 206/416 of the
         identity bytes."""
         status, headers = HTTPStatus.OK, {"Content-Type": kind, "Accept-Ranges": "bytes"}

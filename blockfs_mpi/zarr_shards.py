@@ -34,6 +34,7 @@ log = logging.getLogger("blockfs_mpi")
 
 ABSENT = 2 ** 64 - 1  # offset and nbytes of an inner chunk the shard does not hold
 CHECKSUM = struct.Struct("<I")
+Chunk = bytes | memoryview  # an inner chunk: a stored payload as read, or re-encoded
 
 
 @dataclass(frozen=True)
@@ -124,7 +125,8 @@ def complete(path: str, grid: ShardGrid) -> bool:
     return bool(len(present)) and int(present[:, 1].sum()) == data and int(ends.max()) <= data
 
 
-def inner_chunk(reader: BlockReader, number: int, shape: tuple, full: tuple):
+def inner_chunk(reader: BlockReader, number: int, shape: tuple[int, int, int],
+                full: tuple[int, int, int]) -> Chunk | None:
     """A block's bytes as a full-shape inner chunk, or None if it was never written: its
     stored payload (verified, sizes checked) when it has the full shape, else re-encoded
     from its voxels padded with zeros."""
@@ -136,7 +138,8 @@ def inner_chunk(reader: BlockReader, number: int, shape: tuple, full: tuple):
         return payload
     padded = np.zeros(full, reader.header.dtype)
     padded[:shape[0], :shape[1], :shape[2]] = reader.decode(payload, shape, number)
-    return reader.codec.encode(padded)
+    encoded: bytes = reader.codec.encode(padded)  # numcodecs is untyped: Any to mypy
+    return encoded
 
 
 @dataclass

@@ -8,6 +8,7 @@ before it is used.
 """
 import asyncio
 from collections.abc import AsyncIterator, Iterable
+from typing import TYPE_CHECKING
 
 import zarr
 from zarr.abc.store import (
@@ -20,10 +21,14 @@ from zarr.abc.store import (
 from zarr.core.buffer import Buffer, BufferPrototype, default_buffer_prototype
 
 from .errors import ReadOnlyError
+from .zarr_shards import Chunk
 from .zarr_view import PyramidView, VolumeView, open_view
 
+if TYPE_CHECKING:
+    from zarr.core.metadata import ArrayV3Metadata
 
-def requested_bytes(data, request: ByteRequest | None):
+
+def requested_bytes(data: Chunk, request: ByteRequest | None) -> Chunk:
     """The part of data a zarr ByteRequest asks for."""
     if request is None:
         return data
@@ -48,7 +53,7 @@ class BlockfsStore(Store):
     supports_partial_writes = False
     supports_listing = True
 
-    def __init__(self, view: VolumeView | PyramidView):
+    def __init__(self, view: VolumeView | PyramidView) -> None:
         super().__init__(read_only=True)
         self.view = view
 
@@ -60,10 +65,10 @@ class BlockfsStore(Store):
     def __eq__(self, other: object) -> bool:
         return isinstance(other, BlockfsStore) and other.view is self.view
 
-    def __hash__(self):
+    def __hash__(self) -> int:
         return id(self.view)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"BlockfsStore({self.view!r})"
 
     def with_read_only(self, read_only: bool = False) -> "BlockfsStore":
@@ -76,8 +81,10 @@ class BlockfsStore(Store):
         data = await asyncio.to_thread(self.view.get, key)
         if data is None:
             return None
-        return (prototype or default_buffer_prototype()).buffer.from_bytes(
+        # from_bytes returns Self, which mypy leaves Any when called on type[Buffer]
+        buffer: Buffer = (prototype or default_buffer_prototype()).buffer.from_bytes(
             requested_bytes(data, byte_range))
+        return buffer
 
     async def get_partial_values(self, prototype: BufferPrototype,
                                  key_ranges: Iterable[tuple[str, ByteRequest | None]]
@@ -116,7 +123,7 @@ class BlockfsStore(Store):
                     yield name
 
 
-def open_zarr(path: str) -> zarr.Array | zarr.Group:
+def open_zarr(path: str) -> "zarr.Array[ArrayV3Metadata] | zarr.Group":
     """A blockfs volume (its directory file) as a read-only zarr.Array, or a pyramid folder
     as a zarr.Group holding an OME-Zarr 0.5 multiscale image (arrays "0", "1", ...)."""
     return zarr.open(store=BlockfsStore.open_path(path), mode="r", zarr_format=3)

@@ -20,12 +20,13 @@ import os
 import re
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 from . import voxel_size, zarr_metadata
 from .directory import Directory
 from .zarr_export import level_paths, pyramid_info_size
-from .zarr_shards import inner_chunk
+from .zarr_shards import Chunk, inner_chunk
 
 METADATA_KEY = "zarr.json"
 CHUNK_KEY = re.compile(r"c/(\d{1,9})/(\d{1,9})/(\d{1,9})")
@@ -37,19 +38,19 @@ DEFAULT_VOXEL_SIZE = voxel_size.VoxelSize(1, 1, 1, "micrometer")
 class EdgeChunks:
     """Re-encoded edge chunks by block number, least recently used dropped beyond a size."""
 
-    def __init__(self, capacity: int):
+    def __init__(self, capacity: int) -> None:
         self.capacity, self.size = capacity, 0
-        self._chunks: collections.OrderedDict[int, bytes] = collections.OrderedDict()
+        self._chunks: collections.OrderedDict[int, Chunk] = collections.OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, number: int) -> bytes | None:
+    def get(self, number: int) -> Chunk | None:
         with self._lock:
             chunk = self._chunks.get(number)
             if chunk is not None:
                 self._chunks.move_to_end(number)
             return chunk
 
-    def put(self, number: int, chunk: bytes) -> None:
+    def put(self, number: int, chunk: Chunk) -> None:
         if len(chunk) > self.capacity:
             return
         with self._lock:
@@ -64,7 +65,7 @@ class EdgeChunks:
 class VolumeView:
     """One volume as a zarr v3 array: its zarr.json and one chunk per stored block."""
 
-    def __init__(self, directory: Directory, edge_cache_bytes: int = EDGE_CACHE_BYTES):
+    def __init__(self, directory: Directory, edge_cache_bytes: int = EDGE_CACHE_BYTES) -> None:
         self.directory = directory
         self.reader = directory.reader  # its header and index are the commit this view reads
         self.geometry = directory.geometry
@@ -78,7 +79,7 @@ class VolumeView:
         weakref.finalize(view, view.reader.close)
         return view
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<VolumeView of {self.directory!r}>"
 
     def block(self, key: str) -> tuple[int, tuple[int, int, int]] | None:
@@ -94,7 +95,7 @@ class VolumeView:
         origin = (x * g.x_block_size, y * g.y_block_size, z * g.z_block_size)
         return g.block_number(*origin), g.block_shape(*origin)
 
-    def chunk(self, number: int, shape: tuple[int, int, int]):
+    def chunk(self, number: int, shape: tuple[int, int, int]) -> Chunk | None:
         """The bytes of a block as a zarr chunk (its stored payload when it has the full
         shape), or None if it was never written."""
         full = self.geometry.block_size
@@ -110,7 +111,7 @@ class VolumeView:
                 self._edges.put(number, chunk)
         return chunk
 
-    def get(self, key: str):
+    def get(self, key: str) -> Chunk | None:
         """The bytes (bytes-like) stored under key, or None if there are none."""
         if key == METADATA_KEY:
             return self.metadata
@@ -137,7 +138,7 @@ class PyramidView:
     """A pyramid's levels as an OME-Zarr 0.5 multiscale image: zarr.json, arrays "0", "1"..."""
 
     def __init__(self, levels: list[VolumeView], size: voxel_size.VoxelSize,
-                 method: str = "mean", name: str = ""):
+                 method: str = "mean", name: str = "") -> None:
         self.levels = levels
         self.metadata = image_metadata(len(levels), size, method, name)
 
@@ -149,27 +150,28 @@ class PyramidView:
         return cls(levels, pyramid_voxel_size(folder, levels[0].reader.header.metadata),
                    downsampling_method(info), os.path.basename(os.path.normpath(folder)))
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<PyramidView of {len(self.levels)} levels from {self.levels[0].directory!r}>"
 
-    def _split(self, key: str):
-        """(level view, key inside it), or (None, None) for a key of no level."""
+    def _split(self, key: str) -> tuple[VolumeView, str] | None:
+        """(level view, key inside it), or None for a key of no level."""
         level, inside = level_key(key)
         if level is None or level >= len(self.levels):
-            return None, None
+            return None
+        assert inside is not None  # level_key gives a level with the key inside it
         return self.levels[level], inside
 
-    def get(self, key: str):
+    def get(self, key: str) -> Chunk | None:
         if key == METADATA_KEY:
             return self.metadata
-        level, inside = self._split(key)
-        return None if level is None else level.get(inside)
+        split = self._split(key)
+        return None if split is None else split[0].get(split[1])
 
     def exists(self, key: str) -> bool:
         if key == METADATA_KEY:
             return True
-        level, inside = self._split(key)
-        return level is not None and level.exists(inside)
+        split = self._split(key)
+        return split is not None and split[0].exists(split[1])
 
     def keys(self) -> Iterator[str]:
         yield METADATA_KEY
@@ -198,7 +200,7 @@ def open_view(path: str) -> VolumeView | PyramidView:
     return VolumeView.open(path)
 
 
-def read_info(folder: str) -> dict | None:
+def read_info(folder: str) -> object:
     """A pyramid folder's precomputed info, or None if it has none that reads."""
     try:
         with open(os.path.join(folder, "info")) as f:
@@ -207,12 +209,13 @@ def read_info(folder: str) -> dict | None:
         return None
 
 
-def downsampling_method(info: dict | None) -> str:
+def downsampling_method(info: object) -> str:
     """How the pyramid's levels were made: mode for a segmentation, else mean."""
     return "mode" if isinstance(info, dict) and info.get("type") == "segmentation" else "mean"
 
 
-def pyramid_voxel_size(folder: str | None, metadata: dict) -> voxel_size.VoxelSize:
+def pyramid_voxel_size(folder: str | None,
+                       metadata: Mapping[str, Any]) -> voxel_size.VoxelSize:
     """The voxel size of a pyramid's level 1 (or of a volume, with folder None): what the
     volume records, else the resolution of the pyramid's precomputed info (nm), else 1
     micrometre."""
