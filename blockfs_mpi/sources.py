@@ -6,19 +6,29 @@ otherwise only the TIFF strips or tiles that overlap the region. A source whose
 reads cost whole rows whatever columns are asked says so with `reads_whole_rows`
 (convert.plan_units then makes its units wide).
 """
+from __future__ import annotations
+
 import glob
 import hashlib
 import json
 import logging
 import os
 import re
+from collections.abc import Callable, Hashable, Mapping
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypedDict
 
 import numpy as np
+import numpy.typing as npt
 
 from . import parallel
 from .errors import BlockfsError
 from .identify import datasets_in, not_a_dataset
 from .open_files import OpenFiles, descriptor_budget
+
+if TYPE_CHECKING:  # imported where they are read (see TiffPlanes._open, ZarrArray._open)
+    import tensorstore
+    import zarr
+    from tifffile import TiffFile, TiffPage
 
 log = logging.getLogger("blockfs_mpi")
 
@@ -27,12 +37,30 @@ class SourceError(BlockfsError):
     """A source that cannot be read as asked: missing, unreadable or inconsistent."""
 
 
-def natural_key(path):
+class Source(Protocol):
+    """What blockfs-write converts: a 3-D volume read region by region (see the module's
+    docstring; a source may also say reads_whole_rows)."""
+
+    @property
+    def shape(self) -> tuple[int, ...]: ...  # (z, y, x)
+
+    @property
+    def dtype(self) -> np.dtype[Any]: ...
+
+    @property
+    def description(self) -> str: ...  # what it is, for the log
+
+    def read(self, z0: int, z1: int, y0: int, y1: int, x0: int,
+             x1: int) -> npt.NDArray[Any]: ...  # voxels [z0:z1, y0:y1, x0:x1]
+
+
+def natural_key(path: str) -> list[int | str]:
     """Sort key that puts img_2.tif before img_10.tif."""
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path)]
 
 
-def _page_region(page, y0, y1, x0, x1, where):
+def _page_region(page: TiffPage, y0: int, y1: int, x0: int, x1: int,
+                 where: str) -> npt.NDArray[Any]:
     """Rows y0:y1, columns x0:x1 of a 2-D TIFF page, decoding only the overlapping chunks."""
     if page.ndim != 2 and not (page.ndim == 3 and page.shape[-1] == 1):
         raise SourceError(f"{where}: page of shape {page.shape} is not a single-channel plane")
@@ -46,7 +74,8 @@ def _page_region(page, y0, y1, x0, x1, where):
             handle.seek(page.dataoffsets[index])
             data = handle.read(page.databytecounts[index])
             segment, (_, _, sy, sx, _), _ = page.decode(data, index)
-            segment = segment.reshape(segment.shape[1:3])
+            assert segment is not None  # tifffile decodes to None only when given no data
+            segment = segment.reshape(segment.shape[1], segment.shape[2])
             ly0, ly1 = max(y0, sy), min(y1, sy + segment.shape[0])
             lx0, lx1 = max(x0, sx), min(x1, sx + segment.shape[1])
             out[ly0 - y0:ly1 - y0, lx0 - x0:lx1 - x0] = \
@@ -54,13 +83,13 @@ def _page_region(page, y0, y1, x0, x1, where):
     return out
 
 
-def numbering_gap(files):
+def numbering_gap(files: list[str]) -> tuple[int, int] | None:
     """The first gap in the plane numbers of files (the last number in each name) as (number
     before, number after), or None if they run without one (or are not all numbered)."""
-    numbers = [re.findall(r"\d+", os.path.basename(path)) for path in files]
-    if not all(numbers):
+    digits = [re.findall(r"\d+", os.path.basename(path)) for path in files]
+    if not all(digits):
         return None
-    numbers = [int(found[-1]) for found in numbers]
+    numbers = [int(found[-1]) for found in digits]
     return next(((before, after) for before, after in zip(numbers, numbers[1:])
                  if after > before + 1), None)
 
@@ -70,7 +99,7 @@ OPEN_PLANE_BYTES = 32 << 20  # what open compressed planes' strip tables may hol
 ROW_SEGMENT_BYTES = 16 << 10  # narrower columns are read with their whole rows, in one pread
 
 
-def _close_plane(plane):
+def _close_plane(plane: int | TiffFile) -> None:
     if isinstance(plane, int):
         os.close(plane)
     else:
@@ -87,7 +116,7 @@ class TiffPlanes:
 
     reads_whole_rows = True  # narrow columns cost whole rows (one pread, or whole strips)
 
-    def __init__(self, pattern):
+    def __init__(self, pattern: str) -> None:
         self.files = sorted(glob.glob(pattern), key=natural_key)
         if not self.files:
             raise SourceError(f"no files match {pattern!r}")
@@ -100,18 +129,23 @@ class TiffPlanes:
                         pattern, before, after, after - before - 1, after, after - before - 1)
         with self._open(self.files[0]) as tif:
             page = tif.pages.first
+            if page.dtype is None:  # a sample format with no NumPy dtype (tifffile says None)
+                raise SourceError(f"{self.files[0]}: cannot read TIFF plane: its sample format "
+                                  f"has no NumPy dtype")
             self.plane_shape, self.dtype = tuple(page.shape[:2]), page.dtype
             # An open compressed plane holds its strip or tile table (about 72 bytes an entry
             # as Python ints): fewer of them are kept where the table is long.
             held = 0 if page.is_contiguous else 16384 + 72 * len(page.dataoffsets)
         self.shape = (len(self.files),) + self.plane_shape
-        self._contiguous = {}  # plane index -> (data offset, stored dtype) or None
+        # plane index -> (data offset, stored dtype) or None
+        self._contiguous: dict[int, tuple[int, np.dtype[Any]] | None] = {}
         limit = min(OPEN_PLANES, descriptor_budget())
         if held:
             limit = min(limit, max(8, OPEN_PLANE_BYTES // held))
-        self._planes = OpenFiles(limit, self._open_plane, _close_plane)
+        self._planes: OpenFiles[int | TiffFile] = OpenFiles(limit, self._open_plane,
+                                                            _close_plane)
 
-    def _open(self, path):
+    def _open(self, path: str) -> TiffFile:
         import tifffile  # here, not at the top: a zarr, HDF5 or NumPy source never loads it
         try:
             return tifffile.TiffFile(path)
@@ -120,15 +154,16 @@ class TiffPlanes:
         except Exception as e:
             raise SourceError(f"{path}: cannot read TIFF plane: {e}") from None
 
-    def _check(self, path, page):
+    def _check(self, path: str, page: TiffPage) -> None:
         if tuple(page.shape[:2]) != self.plane_shape or page.dtype != self.dtype:
             raise SourceError(f"{path}: plane is {page.shape} {page.dtype}, the first plane "
                               f"({self.files[0]}) is {self.plane_shape} {self.dtype}")
 
-    def _open_plane(self, z):
+    def _open_plane(self, z: Hashable) -> int | TiffFile:
         """Plane z opened for reading: a descriptor if it is uncompressed (its layout, parsed
         once, in _contiguous), else its TiffFile, whose structure is then parsed once a rank
         while the plane stays in the cache."""
+        assert isinstance(z, int)  # the OpenFiles of planes is asked for plane numbers only
         path = self.files[z]
         if self._contiguous.get(z) is not None:
             try:
@@ -145,12 +180,13 @@ class TiffPlanes:
         if not page.is_contiguous:
             self._contiguous[z] = None
             return tif
-        self._contiguous[z] = (page.dataoffsets[0], page.dtype.newbyteorder(tif.byteorder))
+        # The page's dtype is self.dtype (_check), as stored: in the file's byte order.
+        self._contiguous[z] = (page.dataoffsets[0], self.dtype.newbyteorder(tif.byteorder))
         fd = os.dup(tif.filehandle.fileno())
         tif.close()
         return fd
 
-    def _pread(self, z, fd, size, offset):
+    def _pread(self, z: int, fd: int, size: int, offset: int) -> bytes:
         try:
             data = os.pread(fd, size, offset)
         except OSError as e:
@@ -159,23 +195,29 @@ class TiffPlanes:
             raise SourceError(f"{self.files[z]}: plane is truncated")
         return data
 
-    def _rows(self, z, fd, y0, y1, x0, x1):
+    def _rows(self, z: int, fd: int, y0: int, y1: int, x0: int,
+              x1: int) -> npt.NDArray[Any]:
         """Rows y0:y1, columns x0:x1 of uncompressed plane z: one pread from the first pixel
         to the last, or, where the columns are a narrow part of wide rows, one a row."""
-        offset, stored = self._contiguous[z]
+        layout = self._contiguous[z]
+        assert layout is not None  # z is open as a descriptor: _open_plane found it uncompressed
+        offset, stored = layout
         width, item = self.plane_shape[1], stored.itemsize
         segment = (x1 - x0) * item
         if x1 - x0 == width or segment < ROW_SEGMENT_BYTES:
             size = (y1 - y0 - 1) * width * item + segment
             data = self._pread(z, fd, size, offset + (y0 * width + x0) * item)
-            return np.ndarray((y1 - y0, x1 - x0), stored, data, strides=(width * item, item))
+            strided: npt.NDArray[Any] = np.ndarray((y1 - y0, x1 - x0), stored, data,
+                                                   strides=(width * item, item))  # stubs: Any
+            return strided
         rows = np.empty((y1 - y0, x1 - x0), stored)
         for y in range(y0, y1):
             rows[y - y0] = np.frombuffer(self._pread(z, fd, segment, offset + (y * width + x0)
                                                      * item), stored)
         return rows
 
-    def read(self, z0, z1, y0, y1, x0, x1):
+    def read(self, z0: int, z1: int, y0: int, y1: int, x0: int,
+             x1: int) -> npt.NDArray[Any]:
         out = np.empty((z1 - z0, y1 - y0, x1 - x0), self.dtype)
         for z in range(z0, z1):
             plane = self._planes.get(z)
@@ -189,7 +231,7 @@ class TiffPlanes:
 class TiffStack:
     """One multi-page or 3-D TIFF file: pages are z planes."""
 
-    def __init__(self, path):
+    def __init__(self, path: str) -> None:
         import tifffile
         self.path = path
         try:
@@ -206,10 +248,11 @@ class TiffStack:
         self.shape = tuple(shape)
         self.description = f"TIFF stack {path}"
 
-    def read(self, z0, z1, y0, y1, x0, x1):
+    def read(self, z0: int, z1: int, y0: int, y1: int, x0: int,
+             x1: int) -> npt.NDArray[Any]:
         import tifffile
         if self._memmappable:
-            volume = tifffile.memmap(self.path, mode="r")
+            volume: npt.NDArray[Any] = tifffile.memmap(self.path, mode="r")
             return np.array(volume[z0:z1, y0:y1, x0:x1])
         out = np.empty((z1 - z0, y1 - y0, x1 - x0), self.dtype)
         with tifffile.TiffFile(self.path) as tif:
@@ -221,7 +264,7 @@ class TiffStack:
 class HDF5Dataset:
     """`file.h5:/path/to/dataset`: a 3-D HDF5 dataset, read by hyperslab."""
 
-    def __init__(self, spec):
+    def __init__(self, spec: str) -> None:
         import h5py
         path, _, name = spec.rpartition(":")
         try:
@@ -240,16 +283,18 @@ class HDF5Dataset:
         self.shape, self.dtype = self._dataset.shape, self._dataset.dtype
         self.description = f"HDF5 dataset {spec}"
 
-    def read(self, z0, z1, y0, y1, x0, x1):
-        return self._dataset[z0:z1, y0:y1, x0:x1]
+    def read(self, z0: int, z1: int, y0: int, y1: int, x0: int,
+             x1: int) -> npt.NDArray[Any]:
+        region: npt.NDArray[Any] = self._dataset[z0:z1, y0:y1, x0:x1]  # h5py: untyped
+        return region
 
 
 class NumpyFile:
     """A .npy file, memory-mapped."""
 
-    def __init__(self, path):
+    def __init__(self, path: str) -> None:
         try:
-            self._array = np.load(path, mmap_mode="r")
+            self._array: npt.NDArray[Any] = np.load(path, mmap_mode="r")
         except FileNotFoundError:
             raise SourceError(f"{path}: no such .npy file") from None
         except ValueError as e:
@@ -259,28 +304,43 @@ class NumpyFile:
         self.shape, self.dtype = self._array.shape, self._array.dtype
         self.description = f"NumPy file {path}"
 
-    def read(self, z0, z1, y0, y1, x0, x1):
+    def read(self, z0: int, z1: int, y0: int, y1: int, x0: int,
+             x1: int) -> npt.NDArray[Any]:
         return np.array(self._array[z0:z1, y0:y1, x0:x1])
 
 
 ZARR_MARKERS = ("zarr.json", ".zarray", ".zgroup")  # a zarr v3 node, a v2 array or group
 
 
-def zarr_node(path):
+class _ZarrNodeKind(TypedDict):
+    zarr_format: Literal[2, 3]
+    node_type: str  # "array" or "group"
+    attributes: dict[str, Any]  # JSON
+
+
+class ZarrNode(_ZarrNodeKind, total=False):
+    """A zarr node as zarr_node reads it; shape and dtype an array's only."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype[Any]
+
+
+def zarr_node(path: str) -> ZarrNode:
     """The zarr node at a local path, from its JSON alone (importing zarr-python takes half
     a second a rank, more than a small conversion's reading): a dict of zarr_format,
     node_type ("array" or "group") and attributes, and an array's shape and dtype."""
-    def load(name):
+    def load(name: str) -> dict[str, Any]:
         with open(os.path.join(path, name)) as f:
-            return json.load(f)
+            meta: dict[str, Any] = json.load(f)
+            return meta
 
     try:
         if os.path.exists(os.path.join(path, "zarr.json")):
             meta = load("zarr.json")
-            node = {"zarr_format": 3, "node_type": meta["node_type"],
-                    "attributes": meta.get("attributes", {})}
+            node: ZarrNode = {"zarr_format": 3, "node_type": meta["node_type"],
+                              "attributes": meta.get("attributes", {})}
             if meta["node_type"] == "array":
-                node.update(shape=tuple(meta["shape"]), dtype=np.dtype(meta["data_type"]))
+                node["shape"], node["dtype"] = tuple(meta["shape"]), np.dtype(meta["data_type"])
             return node
         attributes = load(".zattrs") if os.path.exists(os.path.join(path, ".zattrs")) else {}
         if os.path.exists(os.path.join(path, ".zarray")):
@@ -294,7 +354,8 @@ def zarr_node(path):
     raise SourceError(f"{path}: cannot open zarr: no zarr.json, .zarray or .zgroup there")
 
 
-def first_level(path, attributes, arrays):
+def first_level(path: str, attributes: Mapping[str, Any],
+                arrays: Callable[[], list[str]]) -> str:
     """Where the first multiscale level of the OME-Zarr image at path is, from its group's
     attributes (0.5's under "ome", 0.4's at the top); a group that is no image is refused,
     naming its arrays (the callable arrays lists them)."""
@@ -302,7 +363,8 @@ def first_level(path, attributes, arrays):
     if not multiscales:
         raise SourceError(f"{path}: a zarr group that is no OME-Zarr image; name one of its "
                           f"arrays: {', '.join(sorted(arrays())) or 'it has none'}")
-    return multiscales[0]["datasets"][0]["path"]
+    level: str = multiscales[0]["datasets"][0]["path"]  # JSON
+    return level
 
 
 class ZarrArray:
@@ -315,7 +377,11 @@ class ZarrArray:
     region's chunks on threads of its own: about twice zarr-python's speed at zstd-1), else
     with zarr-python. BLOCKFS_ZARR_READER=zarr or =tensorstore picks one."""
 
-    def __init__(self, path):
+    # Opened on first use and never pickled (__getstate__): present only once set.
+    _array: zarr.Array[Any]
+    _store: tensorstore.TensorStore | None
+
+    def __init__(self, path: str) -> None:
         self.path = path
         if "://" in path:
             array = self._open()
@@ -331,14 +397,14 @@ class ZarrArray:
         self.description = (f"zarr v{self.zarr_format} array {self.array_path} (read with "
                             f"{self.reader})")
 
-    def _locate(self):
+    def _locate(self) -> ZarrNode:
         """The local array's node (zarr_node), the first multiscale level's for an image;
         sets array_path to where it is."""
         node, self.array_path = zarr_node(self.path), self.path
         if node["node_type"] == "array":
             return node
 
-        def arrays():
+        def arrays() -> list[str]:
             return [name for name in os.listdir(self.path)
                     if any(os.path.exists(os.path.join(self.path, name, marker))
                            for marker in ("zarr.json", ".zarray"))
@@ -348,7 +414,7 @@ class ZarrArray:
         self.array_path = os.path.join(self.path, level)
         return zarr_node(self.array_path)
 
-    def _open(self):
+    def _open(self) -> zarr.Array[Any]:
         """The zarr array at path, or the first multiscale level of the image there, opened
         with zarr-python."""
         try:
@@ -367,10 +433,12 @@ class ZarrArray:
                                 lambda: [name for name, _ in group.arrays()])
             self.array_path = os.path.join(self.path, level)
             node = group[level]
+        if not isinstance(node, zarr.Array):  # an image whose first level is a group
+            raise SourceError(f"{self.array_path}: a zarr group, not an array")
         self._array = node
         return node
 
-    def _tensorstore(self):
+    def _tensorstore(self) -> tensorstore.TensorStore | None:
         """The array opened with TensorStore (kept), or None where zarr-python reads it."""
         if "_store" in self.__dict__:
             return self._store
@@ -390,11 +458,12 @@ class ZarrArray:
                 raise SourceError(f"{self.array_path}: TensorStore cannot read it: {e}") from None
         return self._store
 
-    def __getstate__(self):
+    def __getstate__(self) -> dict[str, object]:
         return {key: value for key, value in self.__dict__.items()
                 if key not in ("_array", "_store")}
 
-    def read(self, z0, z1, y0, y1, x0, x1):
+    def read(self, z0: int, z1: int, y0: int, y1: int, x0: int,
+             x1: int) -> npt.NDArray[Any]:
         store = self._tensorstore()
         if store is not None:
             return store[z0:z1, y0:y1, x0:x1].read().result()
@@ -406,7 +475,7 @@ class ZarrArray:
 class Synthetic:
     """`synthetic:ZxYxX`: the deterministic microscopy-like volume of blockfs_mpi.synthetic."""
 
-    def __init__(self, spec):
+    def __init__(self, spec: str) -> None:
         from .synthetic import SyntheticVolume
         try:
             shape = tuple(int(n) for n in spec.split(":", 1)[1].lower().split("x"))
@@ -418,11 +487,12 @@ class Synthetic:
         self.shape, self.dtype = shape, self._volume.dtype
         self.description = f"synthetic volume {'x'.join(map(str, shape))}"
 
-    def read(self, z0, z1, y0, y1, x0, x1):
+    def read(self, z0: int, z1: int, y0: int, y1: int, x0: int,
+             x1: int) -> npt.NDArray[Any]:
         return self._volume.region(z0, z1, y0, y1, x0, x1)
 
 
-def open_source(spec):
+def open_source(spec: str) -> Source:
     """The source named by a command-line argument."""
     if spec.startswith("synthetic:"):
         return Synthetic(spec)
@@ -451,7 +521,7 @@ SAMPLE_SHAPE = (4, 64, 64)  # (z, y, x) of each region whose voxels the fingerpr
 SAMPLED = ("kind", "shape", "dtype", "plane_count", "plane_files", "sample")  # compared
 
 
-def absolute_spec(spec):
+def absolute_spec(spec: str) -> str:
     """spec with its file or pattern made absolute, so that a record names it anywhere."""
     if spec.startswith("synthetic:"):
         return spec
@@ -461,7 +531,7 @@ def absolute_spec(spec):
     return os.path.abspath(spec)
 
 
-def fingerprint(source, spec):
+def fingerprint(source: Source, spec: str) -> dict[str, object]:
     """What identifies a source cheaply, recorded in a new volume so that --resume can tell
     a different source of the same shape: kind, spec, shape, dtype, for TIFF planes their
     count and a digest of their names and sizes, and a digest of the voxels of three small
@@ -469,8 +539,8 @@ def fingerprint(source, spec):
     rank that reads them to report). Modification times are left out: copying the planes to
     scratch changes them and nothing else."""
     shape = tuple(int(n) for n in source.shape)
-    record = {"kind": type(source).__name__, "spec": absolute_spec(spec), "shape": list(shape),
-              "dtype": np.dtype(source.dtype).str}
+    record: dict[str, object] = {"kind": type(source).__name__, "spec": absolute_spec(spec),
+                                 "shape": list(shape), "dtype": np.dtype(source.dtype).str}
     digest = hashlib.sha1()
     try:
         for fraction in (0.0, 0.5, 1.0):
@@ -489,7 +559,8 @@ def fingerprint(source, spec):
     return record
 
 
-def differences(recorded, current):
+def differences(recorded: Mapping[str, object],
+                current: Mapping[str, object]) -> list[str]:
     """How the source a volume was started from and this one differ, one phrase per field
     that both record (empty if they are the same source; a moved source of the same content
     is the same)."""
