@@ -233,8 +233,7 @@ def open_output(source, output, comm, *, block_size, dtype, resume, overwrite, d
                            f"to replace it")
     record = None
     if spec is not None:
-        record = parallel.on_rank0(comm, lambda: fingerprint(source, spec), SourceError)
-        record = comm.bcast(record, root=0) if comm is not None else record
+        record = parallel.from_rank0(comm, lambda: fingerprint(source, spec), SourceError)
     if exists and resume:
         parallel.on_rank0(comm, lambda: check_resumable(output, source, dtype, block_size,
                                                         record, force_source), BlockfsError)
