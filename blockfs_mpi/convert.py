@@ -13,13 +13,17 @@ high and an even number of blocks wide, so that each covers whole level-2
 blocks: their voxels are reduced 2x2x2 into level 2 while in memory, and
 the two levels are written and committed side by side.
 """
+from __future__ import annotations
+
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import numpy as np
+import numpy.typing as npt
 
 from . import generation, parallel
 from .dealer import Dealer
@@ -28,8 +32,13 @@ from .errors import BlockfsError
 from .lock import LockedError, check_unlocked
 from .progress import Progress
 from .reader import read_header
-from .sources import SourceError, differences, fingerprint
+from .sources import Source, SourceError, differences, fingerprint
 from .writer import BUFFER_SIZE
+
+if TYPE_CHECKING:
+    from mpi4py import MPI
+
+    from .geometry import Geometry
 
 log = logging.getLogger("blockfs_mpi")
 
@@ -37,6 +46,10 @@ WRITER_OVERHEAD = 48 << 20  # a rank's write buffers, codec state and interprete
 REGION_COPIES = 6  # source region, its temporaries (casts, synthetic float32) and blocks
 LEVEL2_OVERHEAD = 2 * BUFFER_SIZE + (4 << 20)  # level 2's writer: buffers, rows, codec
 RUNS_PER_RANK = 8  # how many places in the volume a rank's work comes from
+
+Unit = tuple[int, int, int, int, int, int]  # a box of voxels: (z0, z1, y0, y1, x0, x1)
+Origin = tuple[int, int, int]  # a block's first voxel: (x, y, z)
+T = TypeVar("T")
 
 
 @dataclass
@@ -51,7 +64,7 @@ class Summary:
     level2_blocks: int = 0  # level-2 blocks written in the same pass
     level2_skipped: int = 0  # and already present (a resumed job)
 
-    def __str__(self):
+    def __str__(self) -> str:
         level2 = (f"; level 2: {self.level2_blocks} blocks written, {self.level2_skipped} "
                   f"already present" if self.level2_blocks or self.level2_skipped else "")
         if not self.bytes_in:  # a resumed job with nothing left: no ratio nor rate to speak of
@@ -77,7 +90,8 @@ def rate(nbytes: int, seconds: float) -> str:
     return f"{amount(nbytes / max(seconds, 1e-9))}/s"
 
 
-def blocks_in_budget(block_size, itemsize, memory, reduction=0):
+def blocks_in_budget(block_size: tuple[int, ...], itemsize: int, memory: int,
+                     reduction: int = 0) -> int:
     """How many blocks a work unit may span within the memory budget; an error if not one
     (checked before the output is opened, so that a bad --memory replaces nothing).
 
@@ -99,7 +113,8 @@ def blocks_in_budget(block_size, itemsize, memory, reduction=0):
     return int(fits)
 
 
-def plan_units(geometry, itemsize, memory, reduction=0, whole_rows=False):
+def plan_units(geometry: Geometry, itemsize: int, memory: int, reduction: int = 0,
+               whole_rows: bool = False) -> UnitGrid:
     """Work units (z0, z1, y0, y1, x0, x1) of whole blocks, each within the memory budget.
 
     With reduction (see blocks_in_budget) each unit is two block rows deep and high and an
@@ -120,20 +135,26 @@ def plan_units(geometry, itemsize, memory, reduction=0, whole_rows=False):
     return UnitGrid(geometry.shape, (zb, yb, width))
 
 
-class UnitGrid(Sequence):
+class UnitGrid(Sequence[Unit]):
     """The work units of a volume cut into boxes of one extent (z, y, x; clipped at its
     edges), numbered z-slab by z-slab, then y, then x, and computed from their number: a
     job of 10^6 units lists none of them, each rank only the units it works on."""
 
-    def __init__(self, shape, extent):
+    def __init__(self, shape: Iterable[int], extent: Iterable[int]) -> None:
         self.shape, self.extent = tuple(shape), tuple(extent)
         self.counts = tuple(-(-size // step) for size, step in zip(self.shape, self.extent))
 
-    def __len__(self):
+    def __len__(self) -> int:
         nz, ny, nx = self.counts
         return nz * ny * nx
 
-    def __getitem__(self, number):
+    @overload
+    def __getitem__(self, number: int) -> Unit: ...
+
+    @overload
+    def __getitem__(self, number: slice) -> list[Unit]: ...
+
+    def __getitem__(self, number: int | slice) -> Unit | list[Unit]:
         if isinstance(number, slice):
             return [self[i] for i in range(len(self))[number]]
         if not -len(self) <= number < len(self):
@@ -147,17 +168,23 @@ class UnitGrid(Sequence):
                 x0, min(x0 + xs, x_extent))
 
 
-class Runs(Sequence):
+class Runs(Sequence[Sequence[T]]):
     """units cut into runs of neighbours, as even as can be (they differ by one at most),
     each listed only when asked for."""
 
-    def __init__(self, units, n_runs):
+    def __init__(self, units: Sequence[T], n_runs: int) -> None:
         self.units, self.n_runs = units, n_runs
 
-    def __len__(self):
+    def __len__(self) -> int:
         return self.n_runs
 
-    def __getitem__(self, number):
+    @overload
+    def __getitem__(self, number: int) -> Sequence[T]: ...
+
+    @overload
+    def __getitem__(self, number: slice) -> list[Sequence[T]]: ...
+
+    def __getitem__(self, number: int | slice) -> Sequence[T] | list[Sequence[T]]:
         if isinstance(number, slice):
             return [self[i] for i in range(self.n_runs)[number]]
         if not -self.n_runs <= number < self.n_runs:
@@ -167,14 +194,14 @@ class Runs(Sequence):
         return self.units[total * number // self.n_runs:total * (number + 1) // self.n_runs]
 
 
-def runs_of(units, comm):
+def runs_of(units: Sequence[T], comm: MPI.Comm | None) -> Runs[T]:
     """units cut into RUNS_PER_RANK runs of neighbours per rank. A rank working through whole
     runs opens few distinct source files (TIFF planes). units may be any sequence (a range
     of block numbers, a UnitGrid): neither it nor its runs are ever listed whole."""
     return Runs(units, max(1, min(len(units), parallel.size_of(comm) * RUNS_PER_RANK)))
 
 
-def my_share(units, comm):
+def my_share(units: Sequence[T], comm: MPI.Comm | None) -> list[T]:
     """This rank's units, decided without asking anyone: the runs of runs_of dealt
     round-robin. Spread over the whole volume, a rank never gets only background while
     another compresses all the tissue."""
@@ -182,7 +209,7 @@ def my_share(units, comm):
     return [unit for run in runs for unit in run]
 
 
-def blocks_of(directory, unit):
+def blocks_of(directory: Directory, unit: Sequence[int]) -> list[Origin]:
     """Block origins (x, y, z) inside a unit."""
     z0, z1, y0, y1, x0, x1 = unit
     return [(x, y, z) for z in range(z0, z1, directory.z_block_size)
@@ -190,15 +217,19 @@ def blocks_of(directory, unit):
             for x in range(x0, x1, directory.x_block_size)]
 
 
-def data_file_names(output, count, data_dirs):
+def data_file_names(output: str, count: int,
+                    data_dirs: Sequence[str]) -> list[str | os.PathLike[str]] | None:
     """Data file paths: beside the directory file, or round-robin over data_dirs."""
     if not data_dirs:
         return None
     name = os.path.basename(output)
+    # As Directory's block_filenames takes them (a list's type is invariant).
     return [os.path.join(data_dirs[i % len(data_dirs)], f"{name}.{i}") for i in range(count)]
 
 
-def check_resumable(output, source, dtype, block_size, record, force_source):
+def check_resumable(output: str, source: Source, dtype: npt.DTypeLike,
+                    block_size: tuple[int, ...], record: Mapping[str, object] | None,
+                    force_source: bool) -> None:
     """Refuse to resume output with this source unless it is the volume this job makes, from
     the source it was started from (unless force_source). After a killed --overwrite it is
     the new version in progress that a resume continues, so that is what must match."""
@@ -213,15 +244,20 @@ def check_resumable(output, source, dtype, block_size, record, force_source):
                            f"blocks; this job makes {expected[0]} {expected[1]} in "
                            f"{expected[2]}: not the same volume, so it cannot be resumed")
     recorded = header.writer.get("source")
-    changed = differences(recorded, record) if recorded and record else []
+    if not (recorded and record):
+        return
+    changed = differences(recorded, record)
     if changed and not force_source:
         raise BlockfsError(f"{output} was started from {recorded['spec']}, and {record['spec']} "
                            f"is not the same source: {'; '.join(changed)}. Resuming would mix "
                            f"two sources; pass --force-source to resume anyway")
 
 
-def open_output(source, output, comm, *, block_size, dtype, resume, overwrite, data_dirs=(),
-                spec=None, force_source=False, break_lock=False, **volume_options):
+def open_output(source: Source, output: str, comm: MPI.Comm | None, *,
+                block_size: tuple[int, ...], dtype: np.dtype[Any], resume: bool,
+                overwrite: bool, data_dirs: Sequence[str] = (), spec: str | None = None,
+                force_source: bool = False, break_lock: bool = False,
+                **volume_options: Any) -> Directory:
     """The Directory to write: created (collectively), or resumed after a killed job. The
     source's fingerprint (of `spec`, its command-line name) is recorded at create, and a
     resume from a different source is refused unless force_source. A volume another job
@@ -258,15 +294,16 @@ class NextLevel:
     reduction's peak bytes per voxel (pyramid.reduction_bytes), for the memory budget."""
 
     directory: Directory
-    reduce: Callable[[np.ndarray], np.ndarray]
+    reduce: Callable[[npt.NDArray[Any]], npt.NDArray[Any]]
     reduction: int
 
-    def covered(self, unit):
+    def covered(self, unit: Unit) -> tuple[list[Origin], list[Origin]]:
         """(the level-2 blocks a unit of level-1 voxels covers, those of them not on disk)."""
         above = blocks_of(self.directory, halved(unit))
         return above, [origin for origin in above if not self.directory.has_block(*origin)]
 
-    def write(self, region, unit, origins, dtype):
+    def write(self, region: npt.NDArray[Any], unit: Unit, origins: list[Origin],
+              dtype: np.dtype[Any]) -> None:
         """Reduce region, the voxels of unit as dtype, into the level-2 blocks at origins, one
         2x2x2 group of blocks at a time, and write them."""
         z0, _, y0, _, x0, _ = unit
@@ -277,12 +314,13 @@ class NextLevel:
             self.directory.write_block(self.reduce(below.astype(dtype, copy=False)), x, y, z)
 
 
-def halved(unit):
+def halved(unit: Unit) -> tuple[int, ...]:
     """The level-2 region (z0, z1, y0, y1, x0, x1) of a unit of level-1 voxels."""
     return tuple((n + 1) // 2 for n in unit)
 
 
-def convert(source, directory, memory, silent=False, level2: NextLevel | None = None):
+def convert(source: Source, directory: Directory, memory: int, silent: bool = False,
+            level2: NextLevel | None = None) -> Summary:
     """Write this rank's share of source into directory, skipping blocks already present,
     and commit (collective). The whole job's Summary on every rank.
 
@@ -295,7 +333,7 @@ def convert(source, directory, memory, silent=False, level2: NextLevel | None = 
     started = time.monotonic()
     bytes_before = _own_data_bytes(directory)
     reduction = level2.reduction if level2 else 0
-    whole_rows = getattr(source, "reads_whole_rows", False)
+    whole_rows: bool = getattr(source, "reads_whole_rows", False)  # TiffPlanes says True
     runs = runs_of(plan_units(directory.geometry, directory.dtype.itemsize, memory, reduction,
                               whole_rows), comm)
     progress = Progress(comm, directory.geometry.block_count, "blockfs-write", disable=silent)
@@ -334,7 +372,8 @@ def convert(source, directory, memory, silent=False, level2: NextLevel | None = 
                    kept)
 
 
-def verify(source, directory, memory, comm):
+def verify(source: Source, directory: Directory, memory: int,
+           comm: MPI.Comm | None) -> tuple[int, int, float]:
     """Compare this rank's share of the committed volume with the source, block by block.
 
     Returns (mismatched blocks, bytes read, seconds) over all ranks.
@@ -354,14 +393,14 @@ def verify(source, directory, memory, comm):
     return bad, read, time.monotonic() - started
 
 
-def _sum(comm, *values):
+def _sum(comm: MPI.Comm | None, *values: int) -> tuple[int, ...]:
     """Sums over all ranks of some integers (one collective call)."""
     if comm is None:
         return values
     return tuple(int(v) for v in comm.allreduce(np.array(values, np.int64)))
 
 
-def _own_data_bytes(directory):
+def _own_data_bytes(directory: Directory) -> int:
     """Bytes now in the data files this rank writes (all of them without MPI)."""
     comm = directory.comm
     paths = directory.block_filenames[parallel.rank_of(comm)::parallel.size_of(comm)]

@@ -58,9 +58,12 @@ import json
 import logging
 import os
 import re
+from collections.abc import Mapping
 from functools import partial
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from . import parallel, pyramid
 from .compression import Compression
@@ -75,7 +78,7 @@ log = logging.getLogger("blockfs_mpi")
 UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
 
-def parse_size(text):
+def parse_size(text: str) -> int:
     """'512M', '4G', '4GiB', '64KB', '1048576' -> bytes. A number without a unit is bytes only
     from a mebibyte up: `--memory 2` meant 2G, not 2 bytes, and is refused."""
     match = re.fullmatch(r"(\d+(?:\.\d*)?)\s*([KMGT]?)(I?B?)", text.strip().upper())
@@ -90,7 +93,7 @@ def parse_size(text):
     return size
 
 
-def check_data_dirs(text):
+def check_data_dirs(text: str | None) -> list[str]:
     """The folders --data-dirs names (comma-separated), each of which must exist."""
     folders = [d for d in (text or "").split(",") if d]
     for folder in folders:
@@ -103,7 +106,7 @@ def check_data_dirs(text):
     return folders
 
 
-def parse_block_size(text):
+def parse_block_size(text: str) -> tuple[int, ...]:
     """'64' or '32,64,64' (z,y,x) -> (z, y, x)."""
     try:
         sizes = [int(n) for n in text.split(",")]
@@ -116,7 +119,7 @@ def parse_block_size(text):
     return tuple(sizes)
 
 
-def parse_dtype(text, default):
+def parse_dtype(text: str | None, default: npt.DTypeLike) -> np.dtype[Any]:
     """--dtype as a numpy dtype (the source's own when not given)."""
     try:
         return np.dtype(text or default)
@@ -124,9 +127,9 @@ def parse_dtype(text, default):
         raise BlockfsError(f"--dtype {text!r}: not a numpy data type such as uint16") from None
 
 
-def parse_metadata(pairs):
+def parse_metadata(pairs: list[str]) -> dict[str, Any]:
     """['key=value', ...] -> dict; values are JSON where they parse, strings otherwise."""
-    metadata = {}
+    metadata: dict[str, Any] = {}  # JSON values
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
@@ -138,9 +141,9 @@ def parse_metadata(pairs):
     return metadata
 
 
-def striping_hints(args):
+def striping_hints(args: Mapping[str, Any]) -> dict[str, int] | None:
     """MPI-IO hints for Lustre striping, from --stripe-count and --stripe-size."""
-    hints = {}
+    hints: dict[str, int] = {}
     if args["--stripe-count"]:
         hints["striping_factor"] = number_in_range("--stripe-count", args["--stripe-count"], 1,
                                                    65535)
@@ -150,7 +153,7 @@ def striping_hints(args):
     return hints or None
 
 
-def volume_metadata(args):
+def volume_metadata(args: Mapping[str, Any]) -> dict[str, Any]:
     """The application metadata of the new volume: --metadata, and --voxel-size (--unit)
     recorded as VoxelSize and VoxelSizeUnit."""
     metadata = parse_metadata(args["--metadata"])
