@@ -5,7 +5,11 @@ pyramid folder as a multiscale image (a labels layer for a `mode` pyramid) of on
 array per level, each read lazily in multiples of its blocks, scaled by the voxel size
 (its unit in the layer's metadata).
 """
+from __future__ import annotations
+
 import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from . import pyramid
 from .directory import Directory
@@ -13,8 +17,17 @@ from .identify import is_volume
 from .zarr_export import level_paths
 from .zarr_view import downsampling_method, pyramid_voxel_size, read_info
 
+if TYPE_CHECKING:  # imported where a volume is read: napari asks get_reader about many paths
+    import dask.array
 
-def get_reader(path):
+OnePath = str | os.PathLike[str]
+# What napari hands a reader: one path, or a list of them.
+PathOrPaths = OnePath | list[OnePath] | tuple[OnePath, ...]
+# A napari layer: (data, attributes, layer type).
+LayerData = tuple["dask.array.Array | list[dask.array.Array]", dict[str, Any], str]
+
+
+def get_reader(path: PathOrPaths) -> Callable[[PathOrPaths], list[LayerData]] | None:
     """read, if path (or a list of one path) is a blockfs volume or pyramid folder; else None."""
     if isinstance(path, (list, tuple)):
         if len(path) != 1:
@@ -26,7 +39,7 @@ def get_reader(path):
     return read if os.path.isfile(path) and is_volume(path) else None
 
 
-def read(path) -> list[tuple]:
+def read(path: PathOrPaths) -> list[LayerData]:
     """napari layer data [(data, attributes, layer type)] of a volume or pyramid folder."""
     import dask.array
 
@@ -34,10 +47,13 @@ def read(path) -> list[tuple]:
     folder = path if os.path.isdir(path) else None
     volumes = [Directory.open(p) for p in level_paths(path)]
     size = pyramid_voxel_size(folder, volumes[0].metadata)
-    arrays = [dask.array.from_array(volume, name=f"blockfs-{id(volume)}")
+    # dask.array.from_array is unannotated (unused-ignore: while this module is not strict)
+    arrays = [dask.array.from_array(  # type: ignore[no-untyped-call, unused-ignore]
+                  volume, name=f"blockfs-{id(volume)}")
               for volume in volumes]  # named: dask need not hash the volume
-    attributes = {"name": os.path.basename(os.path.normpath(path)), "scale": size.zyx,
-                  "metadata": {**volumes[0].metadata, "unit": size.unit}}
+    attributes: dict[str, Any] = {"name": os.path.basename(os.path.normpath(path)),
+                                  "scale": size.zyx,
+                                  "metadata": {**volumes[0].metadata, "unit": size.unit}}
     kind = "image"
     if folder is not None:
         attributes["multiscale"] = True
