@@ -39,6 +39,8 @@ main(argv) over the library; `python -m blockfs_mpi.<program>` or its console sc
                  (relocate_cli: the command line they share), rebase, info, fsck, downsample,
                  serve
 """
+from typing import TYPE_CHECKING
+
 from .compression import Compression
 from .directory import Directory
 from .errors import (
@@ -53,10 +55,14 @@ from .errors import (
     WriterError,
 )
 
+if TYPE_CHECKING:  # zarr is an extra, imported by open_zarr only when called
+    import zarr
+    from zarr.core.metadata import ArrayV3Metadata
+
 __version__ = "0.1.0"
 
 
-def open_zarr(path):
+def open_zarr(path: str) -> "zarr.Array[ArrayV3Metadata] | zarr.Group":
     """A volume (directory file) as a read-only zarr.Array, or a pyramid folder as a
     zarr.Group holding an OME-Zarr 0.5 image, read in place (needs the `zarr` extra;
     imported only when called). See docs/zarr.md."""

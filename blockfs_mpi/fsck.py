@@ -110,7 +110,7 @@ def incomplete(path: str, report: Report | None, out: Callable[[str], object]) -
 
 
 @parallel.program
-def main(argv=None):
+def main(argv: list[str] | None = None) -> None:
     args = parse_command_line(__doc__, argv)
     n_workers = export.check_workers(args["--n-workers"]) or parallel.usable_cores()
     listed = number_in_range("--max-listed", args["--max-listed"], 0, 10**9)

@@ -64,7 +64,8 @@ class Plan:
         return os.path.dirname(self.target)
 
 
-def split_destination(source: str, dest: "str | os.PathLike") -> tuple[str, str, bool]:
+def split_destination(source: str,
+                      dest: "str | os.PathLike[str]") -> tuple[str, str, bool]:
     """(folder, new directory file, named) for dest: a name ending in .blockfs that is not a
     folder names the new directory file (named=True); anything else is the folder the volume
     goes into under its own name."""
@@ -231,7 +232,9 @@ def share_owners(sizes: list[int], n_ranks: int, files: npt.NDArray[np.integer],
     known = files < len(sizes)
     offsets = offsets.astype(np.int64)
     done = np.where(known, starts[np.where(known, files, 0)] + offsets - offsets % PIECE, 0)
-    return np.minimum(n_ranks - 1, done * n_ranks // max(1, sum(sizes)))
+    # int64 throughout (starts, offsets); numpy types a ufunc of a scalar and an array Any
+    owners: npt.NDArray[np.int64] = np.minimum(n_ranks - 1, done * n_ranks // max(1, sum(sizes)))
+    return owners
 
 
 def link_files(plan: Plan) -> bool:
