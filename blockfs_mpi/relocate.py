@@ -151,10 +151,9 @@ def clear_target(plan: Plan) -> None:
 
 
 def on_rank0_shared(comm: "MPI.Comm | None", task: Callable[[], Result]) -> Result:
-    """Run task on rank 0 only; every rank returns its result (broadcast from rank 0), or
-    raises its error as a RelocateError (parallel.on_rank0 returns it on rank 0 alone)."""
-    result = parallel.on_rank0(comm, task, RelocateError)
-    return result if comm is None else comm.bcast(result, root=0)
+    """parallel.from_rank0 with relocate's error: task runs on rank 0, every rank returns
+    its result or raises its failure as a RelocateError."""
+    return parallel.from_rank0(comm, task, RelocateError)
 
 
 def on_every_rank_asleep(comm: "MPI.Comm | None", task: Callable[[], object]) -> None:

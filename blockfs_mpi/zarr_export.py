@@ -275,7 +275,12 @@ def export_zarr(source: str, output: str, shard_blocks: int = 8,
     totals: tuple[int, int, float] = export.run(
         work, len(items), work.blocks(), comm, n_workers, desc="blockfs2zarr", unit="block",
         silent=silent)
-    parallel.on_rank0(comm, lambda: finish(output, plan), BlockfsError)
+
+    def finish_on_rank0() -> None:
+        assert plan is not None  # rank 0 made it
+        finish(output, plan)
+
+    parallel.on_rank0(comm, finish_on_rank0, BlockfsError)
     export.report(comm, "blockfs2zarr", "block", *totals)
     return totals
 
