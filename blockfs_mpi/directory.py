@@ -192,8 +192,8 @@ class Directory:
         lock = VolumeLock(path, program_name(), break_lock)
         parallel.on_rank0(comm, lock.acquire, LockedError)
         try:
-            found = parallel.on_rank0(comm, lambda: cls._resumable(path), BlockfsError)
-            in_progress, replaced = comm.bcast(found, root=0) if comm is not None else found
+            in_progress, replaced = parallel.from_rank0(comm, lambda: cls._resumable(path),
+                                                        BlockfsError)
             self = cls._opened(in_progress or path, None)
             self.directory_filename, self._lock = path, lock
             self._in_progress, self._replaced = in_progress, replaced
@@ -356,10 +356,8 @@ class Directory:
         self._lock = VolumeLock(self.directory_filename, program_name(), self._break_lock)
         parallel.on_rank0(self.comm, self._lock.acquire, LockedError)
         try:
-            plan = parallel.on_rank0(self.comm, self._check_replaceable, ReplaceRefusedError)
-            if self._mpi:
-                plan = self.comm.bcast(plan, root=0)
-            self.header.data_files, self._in_progress, self._replaced = plan
+            self.header.data_files, self._in_progress, self._replaced = parallel.from_rank0(
+                self.comm, self._check_replaceable, ReplaceRefusedError)
             self._start_writing(np.zeros(0, WRITTEN),
                                 empty_at=self._in_progress or self.directory_filename)
         except BaseException:
