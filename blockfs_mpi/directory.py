@@ -6,19 +6,23 @@ file of its own and `close()` commits collectively. Without MPI, writer
 processes own the data files, and any process holding the Directory (forked,
 spawned or forkserver workers alike) hands its blocks to them.
 """
+from __future__ import annotations
+
 import logging
 import math
 import multiprocessing
 import os
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from numpy.typing import ArrayLike, DTypeLike
+from numpy.typing import ArrayLike, DTypeLike, NDArray
 
 from . import format as fmt
 from . import generation, indexing, parallel
+from .commit import Hints
 from .completion import warn_if_incomplete
 from .compression import Compression, make_codec
 from .errors import (
@@ -37,12 +41,15 @@ from .scan import scan_data_file
 from .write_backends import Backend, LocalWriters, RankWriter, StandIn
 from .writer_registry import rerunning_main
 
+if TYPE_CHECKING:
+    from mpi4py import MPI
+
 log = logging.getLogger("blockfs_mpi")
 
 NEW, WRITING, READING = "new", "writing", "reading"
 
 
-def check_castable(block, dtype, where):
+def check_castable(block: NDArray[Any], dtype: np.dtype[Any], where: str) -> None:
     """Raise BlockShapeError unless every value of block is exactly representable in dtype."""
     if np.can_cast(block.dtype, dtype, casting="safe"):
         return
@@ -54,13 +61,34 @@ def check_castable(block, dtype, where):
                           f"loss; convert it first")
 
 
-def remove_leftovers(path, keep_stems, keep, also=()):
+def remove_leftovers(path: str, keep_stems: set[str], keep: set[str],
+                     also: Sequence[str] = ()) -> None:
     """Remove the given files and what killed replacements left beside the volume at path
     (generation.leftovers); a file that cannot be removed is a warning, never an error."""
     doomed = list(also) + [p for p in generation.leftovers(path, keep_stems, keep)
                            if p not in also]
     for failure in generation.remove(doomed):
         log.warning("%s: cannot remove %s", path, failure)
+
+
+class BlockBits:
+    """A set of a volume's block numbers, one bit per block (np.packbits order).
+
+    Bits, not a bool per block: resume() keeps one on every rank for the whole volume, and
+    a 100 TB volume of 64^3 uint16 blocks has 2 * 10^8 blocks, 24 MB as bits, 190 MB as bools.
+    Under MPI the ranks' sets are joined by a bitwise OR of `bits` (MPI.BOR).
+    """
+
+    def __init__(self, n_blocks: int) -> None:
+        self.bits = np.zeros(-(-n_blocks // 8), np.uint8)
+
+    def add(self, blocks: int | NDArray[np.uint64]) -> None:
+        """Put a block number, or every one of an array (repeats allowed), in the set."""
+        blocks = np.asarray(blocks, np.uint64)
+        np.bitwise_or.at(self.bits, blocks >> 3, (0x80 >> (blocks & 7)).astype(np.uint8))
+
+    def __contains__(self, block: int) -> bool:
+        return bool(self.bits[block >> 3] & 0x80 >> (block & 7))
 
 
 class Directory:
@@ -74,19 +102,19 @@ class Directory:
     # Threads that read a region of several blocks (directory[...]); None: the cores this
     # process may use, or 1 in an MPI rank or a multiprocessing worker (processes are the
     # parallelism there). Set it on a Directory to choose.
-    read_threads = None
+    read_threads: int | None = None
     # Set by _init_state, like every field; declared here for the type checker.
     _backend: Backend | None
     _stand_in: bool
 
     def __init__(self, x_extent: int, y_extent: int, z_extent: int, dtype: DTypeLike,
-                 directory_filename: str | os.PathLike, n_filenames: int | None = None,
+                 directory_filename: str | os.PathLike[str], n_filenames: int | None = None,
                  x_block_size: int = 64, y_block_size: int = 64, z_block_size: int = 64,
-                 block_filenames: list[str | os.PathLike] | None = None,
+                 block_filenames: Sequence[str | os.PathLike[str]] | None = None,
                  compression: Compression | str = Compression.zstd, compression_level: int = 1,
-                 metadata: dict | None = None, comm: Any = None, shuffle: str = "byte",
-                 hints: dict | None = None, writer: dict | None = None,
-                 break_lock: bool = False) -> None:
+                 metadata: Mapping[str, Any] | None = None, comm: MPI.Comm | None = None,
+                 shuffle: str = "byte", hints: Hints | None = None,
+                 writer: Mapping[str, Any] | None = None, break_lock: bool = False) -> None:
         """Describe a new volume of the given extents (voxels) and numpy dtype.
 
         Data files default to `<directory_filename>.<n>` and can be put
@@ -127,9 +155,9 @@ class Directory:
         if self._stand_in and not self._mpi:  # it writes from the start; see create()
             self._backend = StandIn(path, header, self.block_filenames)
 
-    def _init_state(self, path: str, header: fmt.Header, comm: Any, hints: dict | None = None,
-                    state: str = NEW, reader: BlockReader | None = None,
-                    break_lock: bool = False) -> None:
+    def _init_state(self, path: str, header: fmt.Header, comm: MPI.Comm | None,
+                    hints: Hints | None = None, state: str = NEW,
+                    reader: BlockReader | None = None, break_lock: bool = False) -> None:
         """Set every field of a Directory: each way of making one (__init__, open, resume,
         unpickling) starts here, so that no field can differ between them."""
         self.directory_filename = path
@@ -143,8 +171,8 @@ class Directory:
         # Made while multiprocessing re-runs the main module in a spawn or forkserver child: a
         # stand-in for the parent's Directory, writing through the parent's writer processes.
         self._stand_in = rerunning_main()
-        self._present: np.ndarray | None = None  # blocks on disk when resumed, a bit per block
-        self._written: np.ndarray | None = None  # blocks written through this object here, alike
+        self._present: BlockBits | None = None  # blocks on disk when resumed
+        self._written: BlockBits | None = None  # blocks written through this object here
         self._break_lock = break_lock
         self._lock: VolumeLock | None = None  # held by rank 0 from create() to close()
         self._in_progress: str | None = None  # a replacement's directory file until committed
@@ -153,8 +181,8 @@ class Directory:
     # ------------------------------------------------------------ opening --
 
     @classmethod
-    def open(cls, directory_filename: str | os.PathLike, comm: Any = None,
-             open_files: int | None = None) -> "Directory":
+    def open(cls, directory_filename: str | os.PathLike[str], comm: MPI.Comm | None = None,
+             open_files: int | None = None) -> Directory:
         """Open an existing volume (format 1 or 2) for reading; a volume whose writer did not
         finish is opened with a warning (its unwritten blocks read as zeros). open_files:
         how many of its data files the reader keeps open at once (reader.data_file_limit
@@ -165,7 +193,8 @@ class Directory:
         return self
 
     @classmethod
-    def _opened(cls, directory_filename, comm, open_files=None):
+    def _opened(cls, directory_filename: str | os.PathLike[str], comm: MPI.Comm | None,
+                open_files: int | None = None) -> Directory:
         """The volume at directory_filename, read-only."""
         path = os.path.abspath(directory_filename)
         reader = BlockReader(path, open_files=open_files)  # header and index of one version
@@ -174,8 +203,8 @@ class Directory:
         return self
 
     @classmethod
-    def resume(cls, directory_filename: str | os.PathLike, comm: Any = None,
-               hints: dict | None = None, break_lock: bool = False) -> "Directory":
+    def resume(cls, directory_filename: str | os.PathLike[str], comm: MPI.Comm | None = None,
+               hints: Hints | None = None, break_lock: bool = False) -> Directory:
         """Reopen a format 2 volume to write more: after a killed job, or to add blocks.
 
         Collective under MPI. Every frame that reached a data file intact
@@ -204,7 +233,7 @@ class Directory:
         return self
 
     @staticmethod
-    def _resumable(path):
+    def _resumable(path: str) -> tuple[str | None, list[str]]:
         """(directory file of a new version in progress or None, the committed version's data
         files that it replaces); removes what killed replacements left besides (rank 0)."""
         if not os.path.exists(path):
@@ -222,8 +251,9 @@ class Directory:
         remove_leftovers(path, stems, keep)
         return in_progress, committed if in_progress is not None else []
 
-    def _resume(self, comm, hints):
+    def _resume(self, comm: MPI.Comm | None, hints: Hints | None) -> None:
         """The rest of resume(): find this rank's intact frames and open its data file."""
+        assert self._reader is not None  # resume() made self with _opened, which opens one
         self._reader.close()
         self._reader = None
         if not self.header.has_frames:
@@ -233,7 +263,7 @@ class Directory:
         self.hints = hints
         size, rank = parallel.size_of(self.comm), parallel.rank_of(self.comm)
         base = os.path.basename(generation.stem(self.directory_filename, self.header.data_files))
-        if self._mpi:
+        if comm is not None:
             self.header.data_files += [f"{base}.{i}"
                                        for i in range(len(self.header.data_files), size)]
         n_blocks = self.geometry.n_blocks
@@ -241,12 +271,11 @@ class Directory:
         scans = [scan_data_file(paths[f], f, n_blocks) for f in range(rank, len(paths), size)
                  if os.path.exists(paths[f])]
         recovered = np.concatenate([s.rows for s in scans] + [np.zeros(0, WRITTEN)])
-        present = np.zeros(-(-n_blocks // 8), np.uint8)  # 1 bit per block, np.packbits order
-        blocks = recovered["block"]
-        np.bitwise_or.at(present, blocks >> 3, (0x80 >> (blocks & 7)).astype(np.uint8))
-        if self._mpi:
+        present = BlockBits(n_blocks)
+        present.add(recovered["block"])
+        if comm is not None:
             from mpi4py import MPI
-            self.comm.Allreduce(MPI.IN_PLACE, present, op=MPI.BOR)
+            comm.Allreduce(MPI.IN_PLACE, present.bits, op=MPI.BOR)
         self._present = present
         self._start_writing(recovered)
 
@@ -258,16 +287,16 @@ class Directory:
         block = self.geometry.block_number(x, y, z)
         if self._state == READING:
             return self.reader.entry(block) is not None
-        return any(bits is not None and bool(bits[block >> 3] & 0x80 >> (block & 7))
-                   for bits in (self._present, self._written))
+        return any(blocks is not None and block in blocks
+                   for blocks in (self._present, self._written))
 
-    def _remember_written(self, block):
-        """Set block's bit in _written (made at the first write: one bit per block)."""
+    def _remember_written(self, block: int) -> None:
+        """Add block to _written (made at the first write)."""
         if self._written is None:
-            self._written = np.zeros(-(-self.geometry.n_blocks // 8), np.uint8)
-        self._written[block >> 3] |= 0x80 >> (block & 7)
+            self._written = BlockBits(self.geometry.n_blocks)
+        self._written.add(block)
 
-    def __enter__(self) -> "Directory":
+    def __enter__(self) -> Directory:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
@@ -282,11 +311,11 @@ class Directory:
     # how: a rank's writer refuses, writer processes stay with their owner).
     _NOT_SENT = ("comm", "_reader", "_lock", "_written")
 
-    def __getstate__(self) -> dict:
+    def __getstate__(self) -> dict[str, Any]:
         return {name: value for name, value in self.__dict__.items()
                 if name not in self._NOT_SENT}
 
-    def __setstate__(self, state: dict) -> None:
+    def __setstate__(self, state: dict[str, Any]) -> None:
         self._init_state(state["directory_filename"], state["header"], None)
         self.__dict__.update(state)
 
@@ -298,20 +327,65 @@ class Directory:
 
     # --------------------------------------------------------- attributes --
 
-    geometry = property(lambda self: self.header.geometry)
-    dtype = property(lambda self: self.header.dtype)
-    x_extent = property(lambda self: self.geometry.x_extent)
-    y_extent = property(lambda self: self.geometry.y_extent)
-    z_extent = property(lambda self: self.geometry.z_extent)
-    x_block_size = property(lambda self: self.geometry.x_block_size)
-    y_block_size = property(lambda self: self.geometry.y_block_size)
-    z_block_size = property(lambda self: self.geometry.z_block_size)
-    shape = property(lambda self: self.geometry.shape, doc="(z, y, x) extents")
-    block_size = property(lambda self: self.geometry.block_size, doc="(z, y, x) block size")
-    compression = property(lambda self: self.header.compression)
-    compression_level = property(lambda self: self.header.compression_level)
-    metadata = property(lambda self: self.header.metadata, doc="application metadata")
-    version = property(lambda self: self.header.version, doc="on-disk format, 1 or 2")
+    @property
+    def geometry(self) -> Geometry:
+        return self.header.geometry
+
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        return self.header.dtype
+
+    @property
+    def x_extent(self) -> int:
+        return self.geometry.x_extent
+
+    @property
+    def y_extent(self) -> int:
+        return self.geometry.y_extent
+
+    @property
+    def z_extent(self) -> int:
+        return self.geometry.z_extent
+
+    @property
+    def x_block_size(self) -> int:
+        return self.geometry.x_block_size
+
+    @property
+    def y_block_size(self) -> int:
+        return self.geometry.y_block_size
+
+    @property
+    def z_block_size(self) -> int:
+        return self.geometry.z_block_size
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(z, y, x) extents"""
+        return self.geometry.shape
+
+    @property
+    def block_size(self) -> tuple[int, int, int]:
+        """(z, y, x) block size"""
+        return self.geometry.block_size
+
+    @property
+    def compression(self) -> Compression:
+        return self.header.compression
+
+    @property
+    def compression_level(self) -> int:
+        return self.header.compression_level
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """application metadata"""
+        return self.header.metadata
+
+    @property
+    def version(self) -> int:
+        """on-disk format, 1 or 2"""
+        return self.header.version
 
     @property
     def block_filenames(self) -> list[str]:
@@ -328,7 +402,7 @@ class Directory:
     # ------------------------------------------------------------ writing --
 
     @property
-    def _mpi(self):
+    def _mpi(self) -> bool:
         return self.comm is not None
 
     def create(self) -> None:
@@ -364,7 +438,7 @@ class Directory:
             self._lock.release()
             raise
 
-    def _check_replaceable(self):
+    def _check_replaceable(self) -> tuple[list[str], str | None, list[str]]:
         """(data file names, directory file of the new version in progress or None, the old
         version's data files): refuses before anything is touched unless only a blockfs
         volume would be replaced, and removes what killed replacements left (rank 0)."""
@@ -391,13 +465,13 @@ class Directory:
         folder = os.path.dirname(path)
         return [os.path.relpath(p, folder) for p in new], in_progress, sorted(old)
 
-    def _start_writing(self, recovered, empty_at=None):
+    def _start_writing(self, recovered: NDArray[np.void], empty_at: str | None = None) -> None:
         """Open the back end that writes the blocks (see write_backends) with the frames a
         resumed job found on disk (recovered). create() gives empty_at: the data files are
         truncated (collectively under MPI) and an empty volume is committed there; resume()
         appends to them."""
         path, paths, header = self.directory_filename, self.block_filenames, self.header
-        if self._mpi:
+        if self.comm is not None:
             self._backend = RankWriter(self.comm, path, header, self.hints,
                                        paths[self.comm.Get_rank()], recovered, empty_at)
         elif self._stand_in:
@@ -418,7 +492,7 @@ class Directory:
         if isinstance(self._backend, LocalWriters):
             self._backend.start(queue_depth)
 
-    def _require_writing(self):
+    def _require_writing(self) -> Backend:
         """The back end that writes the blocks; ReadOnlyError or BlockfsError if none does."""
         if self._state == READING:
             raise ReadOnlyError(f"{self.directory_filename} was opened for reading")
@@ -462,7 +536,7 @@ class Directory:
             self._reader.close()
             self._reader = None
 
-    def _end_writing(self, committed):
+    def _end_writing(self, committed: bool) -> None:
         """Where the lock is held (rank 0): once the new version is committed, remove the
         version it replaced (its data files, the in-progress directory file); then release
         the lock, committed or not."""
@@ -471,14 +545,15 @@ class Directory:
         try:
             if committed:
                 new = set(self.block_filenames)
+                old = [self._in_progress] if self._in_progress else []
+                old += [p for p in self._replaced if p not in new]
                 remove_leftovers(self.directory_filename,
                                  {generation.stem(self.directory_filename, self.header.data_files)},
-                                 new, [self._in_progress] * bool(self._in_progress)
-                                 + [p for p in self._replaced if p not in new])
+                                 new, old)
         finally:
             self._lock.release()
 
-    def _abandon(self, error):
+    def _abandon(self, error: BaseException) -> None:
         """Leave after an exception: write out what was handed over, commit nothing, release
         the lock.
 
@@ -502,12 +577,12 @@ class Directory:
             self._reader = BlockReader(self.directory_filename)
         return self._reader
 
-    def read_block(self, x: int, y: int, z: int) -> np.ndarray:
+    def read_block(self, x: int, y: int, z: int) -> NDArray[Any]:
         """The block whose origin is (x, y, z) as a (z, y, x) array; zeros if never written."""
         return self.reader.read(self.geometry.block_number(x, y, z),
                                 self.geometry.block_shape(x, y, z))
 
-    def _read_thread_count(self):
+    def _read_thread_count(self) -> int:
         if self.read_threads is not None:
             return self.read_threads
         if parallel.launched_by_mpi() or multiprocessing.parent_process() is not None:
@@ -516,17 +591,27 @@ class Directory:
 
     # NumPy's array attributes, so that numpy, dask and xarray take a volume as an array.
     ndim = 3
-    size = property(lambda self: math.prod(self.shape), doc="voxels in the volume")
-    nbytes = property(lambda self: self.size * self.dtype.itemsize,
-                      doc="bytes the whole volume takes in memory (np.asarray(volume))")
-    chunks = property(lambda self: self.block_size,
-                      doc="(z, y, x) block shape: dask.array.from_array chunks by multiples of it")
+
+    @property
+    def size(self) -> int:
+        """voxels in the volume"""
+        return math.prod(self.shape)
+
+    @property
+    def nbytes(self) -> int:
+        """bytes the whole volume takes in memory (np.asarray(volume))"""
+        return self.size * self.dtype.itemsize
+
+    @property
+    def chunks(self) -> tuple[int, int, int]:
+        """(z, y, x) block shape: dask.array.from_array chunks by multiples of it"""
+        return self.block_size
 
     def __len__(self) -> int:
         return self.z_extent
 
     def __array__(self, dtype: DTypeLike | None = None,
-                  copy: bool | None = None) -> np.ndarray:
+                  copy: bool | None = None) -> NDArray[Any]:
         """The whole volume in memory (`nbytes` bytes), for np.asarray(volume) (NumPy 2's
         protocol); read like volume[...]. copy=False is refused: reading always makes an array."""
         if copy is False:
@@ -535,7 +620,7 @@ class Directory:
         out = self[...]
         return out if dtype is None else out.astype(dtype, copy=False)
 
-    def __getitem__(self, key: object) -> np.ndarray:
+    def __getitem__(self, key: object) -> NDArray[Any]:
         """A sub-volume, as numpy would index the whole: volume[z0:z1, y0:y1, x0:x1],
         volume[..., -1], volume[::4, 10:-10] ... (integers, slices with any step, one
         Ellipsis; see indexing.py). A strided read reads only the blocks holding voxels it
@@ -548,7 +633,7 @@ class Directory:
         picked, squeeze = indexing.selection(key, self.shape)
         out = np.zeros(tuple(len(p) for p in picked), self.dtype)
 
-        def copy_block(piece):
+        def copy_block(piece: tuple[indexing.Piece, ...]) -> None:
             (z, out_z, in_z), (y, out_y, in_y), (x, out_x, in_x) = piece
             out[out_z, out_y, out_x] = self.read_block(x, y, z)[in_z, in_y, in_x]
 
