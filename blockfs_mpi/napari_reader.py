@@ -47,8 +47,8 @@ def read(path: PathOrPaths) -> list[LayerData]:
     folder = path if os.path.isdir(path) else None
     volumes = [Directory.open(p) for p in level_paths(path)]
     size = pyramid_voxel_size(folder, volumes[0].metadata)
-    # dask.array.from_array is unannotated (unused-ignore: while this module is not strict)
-    arrays = [dask.array.from_array(  # type: ignore[no-untyped-call, unused-ignore]
+    # dask.array.from_array is unannotated
+    arrays = [dask.array.from_array(  # type: ignore[no-untyped-call]
                   volume, name=f"blockfs-{id(volume)}")
               for volume in volumes]  # named: dask need not hash the volume
     attributes: dict[str, Any] = {"name": os.path.basename(os.path.normpath(path)),
