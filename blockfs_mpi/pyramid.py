@@ -123,35 +123,36 @@ def integer_mean(block: npt.NDArray[np.integer[Any]]) -> npt.NDArray[np.integer[
     """downsample's mean of an integer (z, y, x) array, summed one axis at a time: sums of
     integers are exact in any order (modulo 2**64 alike), so the floors are those of the
     general path, at a fraction of its time and memory. The sums are taken SLAB planes at a
-    time, so that they stay in the processor's cache, and in the block's own type where
-    eight of its values cannot overflow it (12-bit camera data in uint16), else wider."""
-    accumulate = mean_accumulator(block)
+    time, copied together first if block is a view with gaps, so that they stay in the
+    processor's cache; each slab is summed in the block's own type where eight of its
+    values cannot overflow it (12-bit camera data in uint16), else wider."""
     out = np.empty(tuple((n + 1) // 2 for n in block.shape), block.dtype)
-    counts = [np.where(np.arange((n + 1) // 2) < n // 2, 2, 1).astype(accumulate)
-              for n in block.shape]
+    counts = [np.where(np.arange((n + 1) // 2) < n // 2, 2, 1) for n in block.shape]
     whole = not any(n % 2 for n in block.shape)  # every group of 8: a shift divides
     for start in range(0, block.shape[0], SLAB):
-        total = block[start:start + SLAB]
+        slab = np.ascontiguousarray(block[start:start + SLAB])
+        accumulate = mean_accumulator(slab)
+        total = slab
         for axis in range(3):
             total = pair_sums(total, axis, accumulate)
         if whole:
             total >>= 3  # floor division by 8, for signed integers too
         else:
             total //= (counts[0][start // 2:(start + SLAB) // 2, None, None]
-                       * counts[1][None, :, None] * counts[2][None, None, :])
+                       * counts[1][None, :, None] * counts[2][None, None, :]).astype(accumulate)
         out[start // 2:(start + SLAB) // 2] = total
     return out
 
 
-def mean_accumulator(block: npt.NDArray[np.integer[Any]]) -> np.dtype[np.integer[Any]]:
-    """The narrowest integer type that holds the sum of any 8 of block's values: its own if
-    they are small enough (one pass over block to find out), 32 bits for 8- and 16-bit
-    types, else 64."""
-    own = block.dtype
+def mean_accumulator(values: npt.NDArray[np.integer[Any]]) -> np.dtype[np.integer[Any]]:
+    """The narrowest integer type that holds the sum of any 8 of values: their own if they
+    are small enough (one pass over them to find out), 32 bits for 8- and 16-bit types,
+    else 64."""
+    own = values.dtype
     info = np.iinfo(own)
-    if block.size and own.itemsize <= 4:
-        low = int(block.min()) if own.kind == "i" else 0  # one pass fewer for unsigned
-        if info.min <= 8 * low and 8 * int(block.max()) <= info.max:
+    if values.size and own.itemsize <= 4:
+        low = int(values.min()) if own.kind == "i" else 0  # one pass fewer for unsigned
+        if info.min <= 8 * low and 8 * int(values.max()) <= info.max:
             return own
     return np.dtype(("u" if own.kind == "u" else "i") + ("4" if own.itemsize <= 2 else "8"))
 

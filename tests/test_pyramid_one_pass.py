@@ -131,6 +131,23 @@ def test_integer_mean_sums_small_values_in_their_own_type():
                                               err_msg=f"{np.dtype(dtype)} {shape} {top}")
 
 
+def test_integer_mean_of_slabs_summed_in_different_types_and_of_views():
+    """Each SLAB of planes picks its own accumulator (one slab of small values in the block's
+    type, the next wider), and a view with gaps (a block cut from a unit) is reduced as a
+    copy of it would be: exact means every time."""
+    rng = np.random.default_rng(9)
+    for dtype in (np.uint16, np.int16, np.uint8):
+        info = np.iinfo(dtype)
+        unit = rng.integers(0, info.max // 8, (3 * pyramid.SLAB + 3, 20, 40), dtype=dtype,
+                            endpoint=True)
+        unit[pyramid.SLAB:2 * pyramid.SLAB] = info.max  # the second slab overflows the type
+        assert pyramid.mean_accumulator(unit[:pyramid.SLAB]) == np.dtype(dtype)
+        assert pyramid.mean_accumulator(unit[pyramid.SLAB:2 * pyramid.SLAB]) != np.dtype(dtype)
+        for block in (unit, unit[:, 3:17, 10:29], unit[1:, ::2, 5:]):
+            np.testing.assert_array_equal(pyramid.downsample(block), reference_mean(block),
+                                          err_msg=f"{np.dtype(dtype)} {block.shape}")
+
+
 # ------------------------------------------------------------ the plan --
 
 @pytest.mark.parametrize("whole_rows", [False, True])
