@@ -5,14 +5,13 @@ File descriptors are opened per process, so a reader that crossed a fork
 most data_file_limit() data files open (an LRU), so that a volume of thousands of
 data files, or a server of hundreds of volumes, stays within RLIMIT_NOFILE.
 """
-import contextlib
 import math
 import os
 import stat
 import threading
 import weakref
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -30,6 +29,8 @@ from .open_files import OpenFiles, descriptor_budget
 EAGER_DATA_FILES = 256
 # The environment variable that sets how many data files a reader keeps open at once.
 OPEN_DATA_FILES = "BLOCKFS_OPEN_DATA_FILES"
+
+R = TypeVar("R")  # what a read of an open file gives
 
 
 def data_file_limit() -> int:
@@ -270,17 +271,15 @@ class BlockReader:
                 except OSError:  # reported when one of its blocks is read
                     pass
 
-    @contextlib.contextmanager
-    def _descriptor(self, key: int | None) -> Iterator[int]:
-        """The descriptor for key (None = directory file, else a data file number), kept open
-        while in use."""
+    def _with_fd(self, key: int | None, read: Callable[[int], R]) -> R:
+        """read(fd) of the file of key (None = directory file, else a data file number), kept
+        open while it reads. On the path of every block read, so no context manager."""
         opened = self._open
         if key is None and opened.directory is not None:
-            yield opened.directory
-            return
+            return read(opened.directory)
         fd = opened.files.acquire(key)
         try:
-            yield fd
+            return read(fd)
         finally:
             opened.files.release(key)
 
@@ -291,8 +290,8 @@ class BlockReader:
     def entry(self, block_number: int) -> tuple[int, int, int] | None:
         """(file number, payload offset, payload size) of a block, or None if never written."""
         header = self.header
-        with self._descriptor(None) as fd:
-            raw = pread_exact(fd, header.entry_size, header.entry_position(block_number))
+        raw = self._with_fd(None, lambda fd: pread_exact(fd, header.entry_size,
+                                                         header.entry_position(block_number)))
         entry = header.decode_entry(raw, block_number, self.path)
         if entry is None:
             return None
@@ -326,8 +325,7 @@ class BlockReader:
         where = f"{self.data_paths[file_number]}: block {block_number} at offset {offset}"
         head = self.header.frame_size
         raw = memoryview(self._buffer(head + size, reuse))[:head + size]
-        with self._descriptor(file_number) as fd:
-            got = pread_into(fd, raw, offset - head)
+        got = self._with_fd(file_number, lambda fd: pread_into(fd, raw, offset - head))
         if got < head + size:
             raise CorruptBlockError(f"{where}: index entry points past the end of the data "
                                     f"file ({head + size} bytes wanted, {got} there)")
