@@ -168,7 +168,7 @@ def report(comm: "MPI.Comm | None", what: str, unit: str, items: int, nbytes: in
     if parallel.rank_of(comm) == 0 and not items:
         log.info("%s: no %s left to write (%.1f s)", what, unit, seconds)
     elif parallel.rank_of(comm) == 0:
-        log.info("%s: %d %ss, %s in %.1f s (%s) on %d rank(s)", what, items, unit,
+        log.info("%s: %d %ss, %s in %.2f s (%s) on %d rank(s)", what, items, unit,
                  amount(nbytes), seconds, rate(nbytes, seconds), parallel.size_of(comm))
 
 
