@@ -82,8 +82,12 @@ class BlockBits:
     def __init__(self, n_blocks: int) -> None:
         self.bits = np.zeros(-(-n_blocks // 8), np.uint8)
 
-    def add(self, blocks: int | NDArray[np.uint64]) -> None:
-        """Put a block number, or every one of an array (repeats allowed), in the set."""
+    def add(self, block: int) -> None:
+        """Put a block number in the set (at every block written: plain integer arithmetic)."""
+        self.bits[block >> 3] |= 0x80 >> (block & 7)
+
+    def add_all(self, blocks: NDArray[np.uint64]) -> None:
+        """Put every block number of an array in the set (repeats allowed)."""
         blocks = np.asarray(blocks, np.uint64)
         np.bitwise_or.at(self.bits, blocks >> 3, (0x80 >> (blocks & 7)).astype(np.uint8))
 
@@ -272,7 +276,7 @@ class Directory:
                  if os.path.exists(paths[f])]
         recovered = np.concatenate([s.rows for s in scans] + [np.zeros(0, WRITTEN)])
         present = BlockBits(n_blocks)
-        present.add(recovered["block"])
+        present.add_all(recovered["block"])
         if comm is not None:
             from mpi4py import MPI
             comm.Allreduce(MPI.IN_PLACE, present.bits, op=MPI.BOR)
