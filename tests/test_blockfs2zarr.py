@@ -17,7 +17,7 @@ import pytest
 from blockfs_mpi import Directory, blockfs2zarr, export, pyramid, zarr_export
 from blockfs_mpi import format as fmt
 from blockfs_mpi.compression import Compression
-from blockfs_mpi.reader import BlockReader
+from blockfs_mpi.reader import BlockReader, read_header
 from blockfs_mpi.zarr_shards import ABSENT, ShardGrid
 from conftest import import_peer, kill_group, microscopy_volume, mpiexec, run_checked
 from test_format import as_written, write_format1
@@ -245,12 +245,28 @@ def test_killed_job_resumes_to_the_same_bytes(tmp_path):
                                 "blockfs_mpi.blockfs2zarr", str(source), str(output), "--shard",
                                 "1", "--silent"], stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, start_new_session=True)
+    geometry = read_header(str(source)).geometry
+
+    def stuck(name):
+        """Whether name (c/z/y/x under the array) is the temporary file of a shard whose block
+        is in data file 1: its rank waits on the pipe for good, so the file outlives the kill
+        (a temporary file of file 0's blocks may be renamed in the meantime)."""
+        final = export.partial_of(os.path.basename(name))
+        if final is None:
+            return False
+        z, y = map(int, os.path.dirname(name).split(os.sep)[-2:])
+        x = int(final)
+        return geometry.block_number(8 * x, 8 * y, 8 * z) % 2 == 1
+
     try:
         deadline = time.monotonic() + 60
-        while not ((output / "0" / "c").exists() and any(
-                export.partial_of(os.path.basename(name)) is None
-                for name in tree(output / "0" / "c"))):
-            assert process.poll() is None and time.monotonic() < deadline, "no shard written"
+        while True:
+            names = list(tree(output / "0" / "c")) if (output / "0" / "c").exists() else []
+            if any(export.partial_of(os.path.basename(name)) is None for name in names) and \
+                    any(stuck(name) for name in names):
+                break  # a complete shard, and a temporary one that stays
+            assert process.poll() is None and time.monotonic() < deadline, \
+                f"no complete shard and stuck temporary one: {names}"
             time.sleep(0.01)
     finally:
         kill_group(process.pid)
