@@ -11,4 +11,4 @@ scripts/setup-test-system.sh
 venv=${BLOCKFS_VENV:-.venv}
 "$venv/bin/ruff" check blockfs_mpi tests benchmarks scripts   # settings in pyproject.toml
 "$venv/bin/mypy"                                                # checks blockfs_mpi
-exec "$venv/bin/python" -m pytest -q -p no:cacheprovider "$@"
+exec "$venv/bin/python" -m pytest -q -p no:cacheprovider --durations=25 "$@"   # the slowest 25 in the log
