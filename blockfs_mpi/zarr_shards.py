@@ -21,6 +21,7 @@ import struct
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from . import format as fmt
 from .atomic import replace_durably
@@ -61,7 +62,7 @@ class ShardGrid:
     @property
     def index_size(self) -> int:
         """Bytes of a shard's index with its checksum."""
-        return 16 * self.chunks_per_shard + CHECKSUM.size
+        return index_bytes(self.chunks_per_shard)
 
     def position(self, number: int) -> tuple[int, int, int]:
         """(z, y, x) grid position of shard number (C order)."""
@@ -101,6 +102,25 @@ def encode_index(index: np.ndarray) -> bytes:
     return raw + CHECKSUM.pack(fmt.crc32c(raw))
 
 
+def index_bytes(chunks: int) -> int:
+    """Bytes of the index, with its checksum, of a shard of chunks inner chunks."""
+    return 16 * chunks + CHECKSUM.size
+
+
+def read_index(fd: int, chunks: int) -> tuple[npt.NDArray[np.uint64], int] | None:
+    """The index of the shard open at fd, which holds chunks inner chunks: its (offset,
+    nbytes) rows and the bytes before it; None if the file is too short to hold one or the
+    index checksum is wrong."""
+    size, index_size = os.fstat(fd).st_size, index_bytes(chunks)
+    if size < index_size:
+        return None
+    raw = pread_exact(fd, index_size, size - index_size)
+    body, (checksum,) = raw[:-CHECKSUM.size], CHECKSUM.unpack(raw[-CHECKSUM.size:])
+    if len(raw) != index_size or fmt.crc32c(body) != checksum:
+        return None
+    return np.frombuffer(body, "<u8").reshape(-1, 2), size - index_size
+
+
 def complete(path: str, grid: ShardGrid) -> bool:
     """True if the file at path is a whole shard: its index checksum is right and its inner
     chunks exactly fill the bytes before the index."""
@@ -109,19 +129,14 @@ def complete(path: str, grid: ShardGrid) -> bool:
     except FileNotFoundError:
         return False
     try:
-        size = os.fstat(fd).st_size
-        if size < grid.index_size:
-            return False
-        raw = pread_exact(fd, grid.index_size, size - grid.index_size)
+        found = read_index(fd, grid.chunks_per_shard)
     finally:
         os.close(fd)
-    body, (checksum,) = raw[:-CHECKSUM.size], CHECKSUM.unpack(raw[-CHECKSUM.size:])
-    if len(raw) != grid.index_size or fmt.crc32c(body) != checksum:
+    if found is None:
         return False
-    index = np.frombuffer(body, "<u8").reshape(-1, 2)
+    index, data = found
     present = index[(index[:, 0] != ABSENT) | (index[:, 1] != ABSENT)]
     ends = present[:, 0] + present[:, 1]
-    data = size - grid.index_size
     return bool(len(present)) and int(present[:, 1].sum()) == data and int(ends.max()) <= data
 
 
