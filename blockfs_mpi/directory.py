@@ -519,6 +519,16 @@ class Directory:
         backend.write(block_number, np.ascontiguousarray(block, self.dtype))
         self._remember_written(block_number)
 
+    def write_payload(self, payload: bytes, x: int, y: int, z: int) -> None:
+        """Write the block whose origin is voxel (x, y, z) as payload, a block already
+        encoded with this volume's codec (its Blosc buffer, as a block is stored). Under MPI
+        it is stored as it is; without MPI the writer processes take voxels, so it is
+        decoded here first (write_backends.decoded)."""
+        backend = self._require_writing()
+        block_number = self.geometry.block_number(x, y, z)
+        backend.write_payload(block_number, payload)
+        self._remember_written(block_number)
+
     def close(self) -> None:
         """Finish writing and commit the index atomically (collective under MPI); then the
         files of a version it replaced are removed and the volume's lock is released.

@@ -40,6 +40,9 @@ class Backend(Protocol):
     def write(self, block_number: int, block: Block) -> None:
         """Hand over a block: its number and its voxels, contiguous, in the volume's dtype."""
 
+    def write_payload(self, block_number: int, payload: bytes) -> None:
+        """Hand over a block already compressed with the volume's codec, by its number."""
+
     def close(self) -> None:
         """Write out every block handed over and commit them, or raise saying why not."""
 
@@ -58,6 +61,16 @@ def writer_description(header: fmt.Header, paths: list[str]) -> dict[str, Any]:
     return {"geometry": [g.x_extent, g.y_extent, g.z_extent,
                          g.x_block_size, g.y_block_size, g.z_block_size],
             "dtype": header.dtype.str, "data_files": paths}
+
+
+def decoded(header: fmt.Header, block_number: int, payload: bytes) -> Block:
+    """The voxels of a block's payload, compressed with the volume's codec: for back ends
+    whose writer processes take voxels (they are sent there and compressed again)."""
+    g = header.geometry
+    out = np.empty(g.block_shape(*g.block_origin(block_number)), header.dtype)
+    make_codec(header.compression, header.compression_level, header.shuffle).decode(payload,
+                                                                                    out=out)
+    return out
 
 
 def no_writers_error(path: str, reason: str) -> WriterError:
@@ -110,6 +123,10 @@ class RankWriter:
 
     def write(self, block_number: int, block: Block) -> None:
         self.writer.write(block_number, block)
+
+    def write_payload(self, block_number: int, payload: bytes) -> None:
+        """Framed and appended as it is: no decoding, no compressing."""
+        self.writer.write_payload(block_number, payload)
 
     def close(self) -> None:
         """Write out this rank's blocks and commit every rank's (collective)."""
@@ -179,6 +196,11 @@ class LocalWriters:
         assert self.client is not None
         self.client.send(block_number % len(self.paths), block_number, block)
 
+    def write_payload(self, block_number: int, payload: bytes) -> None:
+        """Decoded here and written as voxels (the writer processes take voxels): correct,
+        not faster than write."""
+        self.write(block_number, decoded(self.header, block_number, payload))
+
     def close(self) -> None:
         """Stop the writers once they wrote every block handed over, and commit what they
         and a resumed job's writers wrote; nothing written: finish the empty volume."""
@@ -216,7 +238,8 @@ class StandIn:
     """
 
     def __init__(self, path: str, header: fmt.Header, paths: list[str]) -> None:
-        self.path, self.description = path, writer_description(header, paths)
+        self.path, self.header = path, header
+        self.description = writer_description(header, paths)
         self.client: WriterClient | None = None
 
     def _attach(self) -> WriterClient:
@@ -240,6 +263,11 @@ class StandIn:
             self.client = self._attach()
         self.client.send(block_number % len(self.description["data_files"]), block_number,
                          block)
+
+    def write_payload(self, block_number: int, payload: bytes) -> None:
+        """Decoded here and written as voxels (the writer processes take voxels): correct,
+        not faster than write."""
+        self.write(block_number, decoded(self.header, block_number, payload))
 
     def close(self) -> None:
         """Nothing to commit: the parent commits what its writers wrote."""

@@ -145,7 +145,11 @@ class BlockWriter:
 
     def write(self, block_number: int, array: npt.NDArray[np.generic]) -> None:
         """Compress an array and append it as the newest frame of block_number."""
-        payload = self.codec.encode(np.ascontiguousarray(array))
+        self.write_payload(block_number, self.codec.encode(np.ascontiguousarray(array)))
+
+    def write_payload(self, block_number: int, payload: bytes) -> None:
+        """Append a payload already compressed with this writer's codec as the newest frame
+        of block_number (blockfs-write copies matching zarr chunks so, as stored)."""
         self._sequence = max(self._sequence + 1, time.time_ns())
         header = fmt.encode_frame_header(block_number, payload, self._sequence)
         self._put(header)
