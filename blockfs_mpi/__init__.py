@@ -34,7 +34,8 @@ main(argv) over the library; `python -m blockfs_mpi.<program>` or its console sc
                  synthetic, voxel_size, options
   interop        zarr_metadata, zarr_view, zarr_store, zarr_shards, zarr_export (a volume
                  or pyramid as an OME-Zarr image: the plan, the shards, --resume),
-                 napari_reader
+                 zarr_chunks (a zarr source's stored chunks, copied as blocks by
+                 blockfs-write), napari_reader
   programs       write, blockfs2tif, blockfs2jp2k, blockfs2hdf, blockfs2zarr, mv and cp
                  (relocate_cli: the command line they share), rebase, info, fsck, downsample,
                  serve

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from mpi4py import MPI
 
     from .geometry import Geometry
+    from .zarr_chunks import StoredChunks
 
 log = logging.getLogger("blockfs_mpi")
 
@@ -63,6 +64,7 @@ class Summary:
     seconds: float
     level2_blocks: int = 0  # level-2 blocks written in the same pass
     level2_skipped: int = 0  # and already present (a resumed job)
+    copied: int = 0  # of blocks, those copied from the source's stored chunks (zarr_chunks)
 
     def __str__(self) -> str:
         level2 = (f"; level 2: {self.level2_blocks} blocks written, {self.level2_skipped} "
@@ -71,7 +73,8 @@ class Summary:
             return (f"{self.blocks} blocks written, {self.skipped} already present; nothing "
                     f"left to write ({self.seconds:.1f} s){level2}")
         ratio = f" (ratio {self.bytes_in / self.bytes_out:.2f})" if self.bytes_out else ""
-        return (f"{self.blocks} blocks written, {self.skipped} already present; "
+        copied = f" ({self.copied} copied as stored)" if self.copied else ""
+        return (f"{self.blocks} blocks written{copied}, {self.skipped} already present; "
                 f"{amount(self.bytes_in)} in, {amount(self.bytes_out)} out{ratio}; "
                 f"{rate(self.bytes_in, self.seconds)} in {self.seconds:.1f} s{level2}")
 
@@ -337,7 +340,13 @@ def convert(source: Source, directory: Directory, memory: int, silent: bool = Fa
     runs = runs_of(plan_units(directory.geometry, directory.dtype.itemsize, memory, reduction,
                               whole_rows), comm)
     progress = Progress(comm, directory.geometry.block_count, "blockfs-write", disable=silent)
-    written = skipped = bytes_in = reduced = kept = 0
+    from .zarr_chunks import stored_chunks  # here: zarr_shards imports export, which imports us
+    stored = stored_chunks(source, directory.header) if level2 is None else None
+    if stored is not None and parallel.rank_of(comm) == 0:
+        log.info("blockfs-write: copying matching inner chunks as stored%s", "" if comm else
+                 " (decoded again for the writer processes; under mpiexec as stored)")
+    full_block = int(np.prod(directory.block_size)) * directory.dtype.itemsize
+    written = skipped = bytes_in = reduced = kept = copied = 0
     with Dealer(len(runs), comm) as dealt:
         for unit in (unit for number in dealt for unit in runs[number]):
             origins = blocks_of(directory, unit)
@@ -348,8 +357,18 @@ def convert(source: Source, directory: Directory, memory: int, silent: bool = Fa
             kept += len(above) - len(missing)
             if not todo and not missing:
                 continue
-            z0, _, y0, _, x0, _ = unit
-            region = source.read(*unit)
+            box = unit
+            if stored is not None:  # None with level2, which needs the whole unit's voxels
+                needed = copy_stored(stored, directory, todo, progress, full_block)
+                copied += len(todo) - len(needed)
+                written += len(todo) - len(needed)
+                bytes_in += (len(todo) - len(needed)) * full_block
+                todo = needed
+                if not todo:
+                    continue
+                box = bounds(directory, todo)
+            z0, _, y0, _, x0, _ = box
+            region = source.read(*box)
             for x, y, z in todo:
                 zs, ys, xs = directory.get_block_size(x, y, z)
                 block = region[z - z0:z - z0 + zs, y - y0:y - y0 + ys, x - x0:x - x0 + xs]
@@ -361,15 +380,43 @@ def convert(source: Source, directory: Directory, memory: int, silent: bool = Fa
                 level2.write(region, unit, missing, directory.dtype)
                 reduced += len(missing)
             del region
+    if stored is not None:
+        stored.close()
     progress.close()
     directory.close()
     if level2:
         level2.directory.close()
     totals = _sum(comm, written, skipped, bytes_in, _own_data_bytes(directory) - bytes_before,
-                  reduced, kept)
-    blocks, skipped, bytes_in, bytes_out, reduced, kept = totals
+                  reduced, kept, copied)
+    blocks, skipped, bytes_in, bytes_out, reduced, kept, copied = totals
     return Summary(blocks, skipped, bytes_in, bytes_out, time.monotonic() - started, reduced,
-                   kept)
+                   kept, copied)
+
+
+def copy_stored(stored: StoredChunks, directory: Directory, todo: list[Origin],
+                progress: Progress, nbytes: int) -> list[Origin]:
+    """Write each block of todo whose chunk the source stores as the volume stores blocks
+    (zarr_chunks) as that chunk, byte for byte, counting nbytes each in progress; the other
+    blocks, to be read as voxels, in order."""
+    needed = []
+    zb, yb, xb = directory.block_size
+    for x, y, z in todo:
+        payload = stored.stored_block(z // zb, y // yb, x // xb)
+        if payload is None:
+            needed.append((x, y, z))
+            continue
+        directory.write_payload(payload, x, y, z)
+        progress.update(1, nbytes)
+    return needed
+
+
+def bounds(directory: Directory, origins: list[Origin]) -> Unit:
+    """The smallest box (z0, z1, y0, y1, x0, x1) holding the blocks at origins."""
+    ends = [(x + xs, y + ys, z + zs) for x, y, z in origins
+            for zs, ys, xs in [directory.get_block_size(x, y, z)]]
+    return (min(z for _, _, z in origins), max(z for _, _, z in ends),
+            min(y for _, y, _ in origins), max(y for _, y, _ in ends),
+            min(x for x, _, _ in origins), max(x for x, _, _ in ends))
 
 
 def verify(source: Source, directory: Directory, memory: int,
