@@ -24,6 +24,7 @@ from blockfs_mpi.convert import (
 )
 from blockfs_mpi.errors import BlockfsError
 from blockfs_mpi.geometry import Geometry
+from blockfs_mpi.lock import VolumeLock
 from blockfs_mpi.reader import read_header
 from blockfs_mpi.synthetic import SyntheticVolume
 from conftest import kill_group, microscopy_volume, mpiexec, peak_rss_of_write, run_checked
@@ -267,6 +268,27 @@ def test_resume_remakes_a_level2_of_another_source(tmp_path):
     assert re.search(r"0 blocks written, \d+ already present; .* level 2: 8 blocks written, "
                      r"0 already present", result.stderr), result.stderr
     assert_same_pyramid(pyr, two_pass(tmp_path / "two", new, (16, 16, 16), 2, "mean"), 2)
+
+
+@pytest.mark.mpi
+def test_a_failure_above_level2_leaves_level1_to_resume(tmp_path):
+    """Levels 3.. are made while level 1's data files are fsynced, before level 1's commit.
+    When they fail (level 3 locked by another live process here) the job ends saying why,
+    and --resume keeps every block of levels 1 and 2 and completes the pyramid."""
+    voxels = microscopy_volume((80, 96, 112))
+    np.save(tmp_path / "source.npy", voxels)
+    pyr = tmp_path / "pyr"
+    level3 = pyramid.level_path(str(pyr), 3)
+    os.makedirs(os.path.dirname(level3))
+    command = write_command(2, tmp_path / "source.npy", pyr, "--levels=3", "--block-size=16",
+                            "--silent")
+    with VolumeLock(level3):
+        failed = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert failed.returncode != 0 and f"{level3} is locked by" in failed.stderr, failed.stderr
+    result = run_checked([*command, "--resume"], timeout=120)
+    assert re.search(r"\b0 blocks written, 210 already present; .*level 2: 0 blocks written, "
+                     r"36 already present", result.stderr), result.stderr
+    assert_same_pyramid(pyr, two_pass(tmp_path / "two", voxels, (16, 16, 16), 3, "mean"), 3)
 
 
 # ------------------------------------------------------------ memory --
