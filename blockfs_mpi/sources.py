@@ -465,11 +465,17 @@ class ZarrArray:
     def read(self, z0: int, z1: int, y0: int, y1: int, x0: int,
              x1: int) -> npt.NDArray[Any]:
         store = self._tensorstore()
-        if store is not None:
-            return store[z0:z1, y0:y1, x0:x1].read().result()
-        if "_array" not in self.__dict__:
-            self._open()
-        return np.asarray(self._array[z0:z1, y0:y1, x0:x1])
+        try:
+            if store is not None:
+                return store[z0:z1, y0:y1, x0:x1].read().result()
+            if "_array" not in self.__dict__:
+                self._open()
+            return np.asarray(self._array[z0:z1, y0:y1, x0:x1])
+        except SourceError:
+            raise
+        except Exception as e:  # the reader's own error for a damaged or missing chunk
+            raise SourceError(f"{self.array_path}: cannot read z {z0}:{z1}, y {y0}:{y1}, "
+                              f"x {x0}:{x1} with {self.reader}: {e}") from e
 
 
 class Synthetic:

@@ -8,13 +8,14 @@ import sys
 import numpy as np
 import pytest
 
-from blockfs_mpi import Directory, zarr_export
+from blockfs_mpi import Directory, pyramid, zarr_export
 from blockfs_mpi.convert import amount
 from blockfs_mpi.reader import BlockReader
 from blockfs_mpi.zarr_metadata import chunk_key
 from blockfs_mpi.zarr_shards import ABSENT, ShardGrid
 from conftest import microscopy_volume, mpiexec, run_checked
 from test_blockfs2zarr import make_volume, shard_index
+from test_pyramid import reference_mean
 
 CODEC = dict(compression="zstd", compression_level=1)  # blockfs-write's defaults
 OPTIONS = ("--compression", "zstd", "--level", 1, "--silent")
@@ -89,6 +90,23 @@ def test_another_codec_is_decoded(tmp_path):
 
 
 @pytest.mark.mpi
+def test_a_pyramid_reads_voxels(tmp_path):
+    """With --levels, level 2 is reduced from each unit's voxels in the same pass: every
+    block is read as voxels, and both levels are right."""
+    voxels = microscopy_volume((70, 100, 130))
+    original, _ = make_volume(tmp_path / "a.blockfs", voxels, (32, 32, 32), **CODEC)
+    image = tmp_path / "a.ome.zarr"
+    zarr_export.export_zarr(str(original), str(image), 2, n_workers=1, silent=True)
+    result = write_program(image, tmp_path / "pyr", "--block-size", 32, "--levels", 2,
+                           *OPTIONS, n=2)
+    assert "copying" not in result.stderr and "copied as stored" not in result.stderr
+    level1 = Directory.open(pyramid.level_path(str(tmp_path / "pyr"), 1))
+    level2 = Directory.open(pyramid.level_path(str(tmp_path / "pyr"), 2))
+    np.testing.assert_array_equal(level1[:], voxels)
+    np.testing.assert_array_equal(level2[:], reference_mean(voxels))
+
+
+@pytest.mark.mpi
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
 def test_an_unsharded_zarr_python_array_is_copied(tmp_path, dtype):
     """A zarr v3 array of zarr-python with blosc zstd 1 byte shuffle and 32^3 chunks: each
@@ -131,3 +149,23 @@ def test_a_damaged_chunk_is_named(tmp_path, n):
                            expect_failure=True)
     assert f"{os.path.join(str(image), '0', 'c/0/0/0')}: the chunk of block (z, y, x) " \
            f"(1, 0, 0) is damaged" in result.stderr
+
+
+@pytest.mark.mpi
+def test_a_damaged_chunk_read_as_voxels_is_named(tmp_path):
+    """A chunk the reader decodes (block 0, in the regions the resume fingerprint samples)
+    whose Blosc data is damaged ends the job naming the array and the region."""
+    voxels = microscopy_volume((64, 64, 64))
+    original, _ = make_volume(tmp_path / "a.blockfs", voxels, (32, 32, 32), **CODEC)
+    image = tmp_path / "a.ome.zarr"
+    zarr_export.export_zarr(str(original), str(image), 2, n_workers=1, silent=True)
+    shard = image / "0" / "c" / "0" / "0" / "0"
+    with Directory.open(str(original)) as volume:
+        index = shard_index(shard, ShardGrid(volume.geometry, 2))
+    offset, size = (int(n) for n in index[0])
+    with open(shard, "r+b") as f:
+        f.seek(offset + 16)  # past the Blosc header: the compressed data
+        f.write(bytes(size - 16))
+    result = write_program(image, tmp_path / "b.blockfs", "--block-size", 16, *OPTIONS, n=2,
+                           expect_failure=True)
+    assert f"{image / '0'}: cannot read z 0:" in result.stderr, result.stderr
