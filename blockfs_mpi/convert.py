@@ -347,8 +347,7 @@ def convert(source: Source, directory: Directory, memory: int, silent: bool = Fa
     from .zarr_chunks import stored_chunks  # here: zarr_shards imports export, which imports us
     stored = stored_chunks(source, directory.header) if level2 is None else None
     if stored is not None and parallel.rank_of(comm) == 0:
-        log.info("blockfs-write: copying matching inner chunks as stored%s", "" if comm else
-                 " (decoded again for the writer processes; under mpiexec as stored)")
+        log.info("blockfs-write: copying matching inner chunks as stored")
     full_block = int(np.prod(directory.block_size)) * directory.dtype.itemsize
     written = skipped = bytes_in = reduced = kept = copied = 0
     with Dealer(len(runs), comm) as dealt:

@@ -529,9 +529,8 @@ class Directory:
 
     def write_payload(self, payload: bytes, x: int, y: int, z: int) -> None:
         """Write the block whose origin is voxel (x, y, z) as payload, a block already
-        encoded with this volume's codec (its Blosc buffer, as a block is stored). Under MPI
-        it is stored as it is; without MPI the writer processes take voxels, so it is
-        decoded here first (write_backends.decoded)."""
+        encoded with this volume's codec (its Blosc buffer, as a block is stored): framed
+        and appended as it is, by this rank's writer or a writer process."""
         backend = self._require_writing()
         block_number = self.geometry.block_number(x, y, z)
         backend.write_payload(block_number, payload)

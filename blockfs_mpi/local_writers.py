@@ -33,7 +33,9 @@ from .errors import WriterError
 from .format import WRITTEN
 from .writer_registry import REGISTRY, Entry, publish, withdraw
 
-BLOCK_NUMBER = struct.Struct("<Q")  # a block sent to a writer: its number, then its voxels
+# A block sent to a writer: its number and whether a stored payload (compressed with the
+# volume's codec) or its voxels follow.
+BLOCK_HEADER = struct.Struct("<Q?")
 START_TIMEOUT = 60
 # What a writer process says on its control socket (writer_process.serve): a status and its
 # payload, None ("ready"), the WRITTEN rows as bytes ("done") or a message ("error").
@@ -187,12 +189,16 @@ class WriterClient:
                 self._connections[index] = connection
             return connection, self._locks[index]
 
-    def send(self, index: int, block_number: int, array: npt.NDArray[np.generic]) -> None:
-        """Hand a block to writer `index`; returns once that writer has queued it."""
+    def send(self, index: int, block_number: int, block: npt.NDArray[np.generic] | bytes
+             ) -> None:
+        """Hand a block to writer `index`, its voxels or (bytes) its stored payload; returns
+        once that writer has queued it."""
+        stored = isinstance(block, bytes)
+        data = block if isinstance(block, bytes) else block.tobytes()
         connection, lock = self._connection(index)
         with lock:
             try:
-                connection.send_bytes(BLOCK_NUMBER.pack(block_number) + array.tobytes())
+                connection.send_bytes(BLOCK_HEADER.pack(block_number, stored) + data)
                 error = connection.recv_bytes()
             except (EOFError, OSError) as e:
                 raise WriterError(f"writer process {index} is gone: {e}") from None

@@ -63,16 +63,6 @@ def writer_description(header: fmt.Header, paths: list[str]) -> dict[str, Any]:
             "dtype": header.dtype.str, "data_files": paths}
 
 
-def decoded(header: fmt.Header, block_number: int, payload: bytes) -> Block:
-    """The voxels of a block's payload, compressed with the volume's codec: for back ends
-    whose writer processes take voxels (they are sent there and compressed again)."""
-    g = header.geometry
-    out = np.empty(g.block_shape(*g.block_origin(block_number)), header.dtype)
-    make_codec(header.compression, header.compression_level, header.shuffle).decode(payload,
-                                                                                    out=out)
-    return out
-
-
 def no_writers_error(path: str, reason: str) -> WriterError:
     return WriterError(
         f"{path}: {reason}. Create the Directory, call create() and start_writer_processes() "
@@ -191,6 +181,15 @@ class LocalWriters:
         self.client = WriterClient(self.processes.addresses, self.processes.authkey)
 
     def write(self, block_number: int, block: Block) -> None:
+        self._send(block_number, block)
+
+    def write_payload(self, block_number: int, payload: bytes) -> None:
+        """Sent as it is: the writer process frames and appends it without compressing."""
+        self._send(block_number, payload)
+
+    def _send(self, block_number: int, block: Block | bytes) -> None:
+        """Hand a block, its voxels or its stored payload, to the writer of its data file,
+        starting the writers in the owner if none serve it yet."""
         if self.client is None:
             if os.getpid() != self.owner_pid:  # writers of its own would never be committed
                 raise no_writers_error(self.path, "this process got the Directory before "
@@ -199,11 +198,6 @@ class LocalWriters:
             self.start()
         assert self.client is not None
         self.client.send(block_number % len(self.paths), block_number, block)
-
-    def write_payload(self, block_number: int, payload: bytes) -> None:
-        """Decoded here and written as voxels (the writer processes take voxels): correct,
-        not faster than write."""
-        self.write(block_number, decoded(self.header, block_number, payload))
 
     def close(self) -> None:
         """Stop the writers once they wrote every block handed over, and commit what they
@@ -242,8 +236,7 @@ class StandIn:
     """
 
     def __init__(self, path: str, header: fmt.Header, paths: list[str]) -> None:
-        self.path, self.header = path, header
-        self.description = writer_description(header, paths)
+        self.path, self.description = path, writer_description(header, paths)
         self.client: WriterClient | None = None
 
     def _attach(self) -> WriterClient:
@@ -263,15 +256,16 @@ class StandIn:
         return WriterClient.of(entry)
 
     def write(self, block_number: int, block: Block) -> None:
+        self._send(block_number, block)
+
+    def write_payload(self, block_number: int, payload: bytes) -> None:
+        self._send(block_number, payload)
+
+    def _send(self, block_number: int, block: Block | bytes) -> None:
         if self.client is None:
             self.client = self._attach()
         self.client.send(block_number % len(self.description["data_files"]), block_number,
                          block)
-
-    def write_payload(self, block_number: int, payload: bytes) -> None:
-        """Decoded here and written as voxels (the writer processes take voxels): correct,
-        not faster than write."""
-        self.write(block_number, decoded(self.header, block_number, payload))
 
     def close(self) -> None:
         """Nothing to commit: the parent commits what its writers wrote."""

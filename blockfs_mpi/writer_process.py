@@ -16,11 +16,11 @@ import numpy as np
 import numpy.typing as npt
 
 from .compression import make_codec, single_threaded
-from .local_writers import BLOCK_NUMBER
+from .local_writers import BLOCK_HEADER
 from .writer import BlockWriter, PosixFile
 
 STOP = None
-Block = tuple[int, npt.NDArray[np.generic]]  # a block's number and its voxels
+Block = tuple[int, npt.NDArray[np.generic] | bytes]  # a number and its voxels, or its payload
 
 
 def serve(control: Connection, address: str, authkey: bytes, path: str, file_number: int,
@@ -45,8 +45,9 @@ def serve(control: Connection, address: str, authkey: bytes, path: str, file_num
                     message = conn.recv_bytes()
                 except (EOFError, OSError):
                     return
-                (block_number,) = BLOCK_NUMBER.unpack_from(message)
-                blocks.put((block_number, np.frombuffer(message, dtype, offset=BLOCK_NUMBER.size)))
+                block_number, stored = BLOCK_HEADER.unpack_from(message)
+                blocks.put((block_number, message[BLOCK_HEADER.size:] if stored else
+                            np.frombuffer(message, dtype, offset=BLOCK_HEADER.size)))
                 conn.send_bytes((error or "").encode())
 
     def accept() -> None:
@@ -75,7 +76,11 @@ def serve(control: Connection, address: str, authkey: bytes, path: str, file_num
             break
         if error is None:
             try:
-                writer.write(*item)
+                block_number, block = item
+                if isinstance(block, bytes):
+                    writer.write_payload(block_number, block)
+                else:
+                    writer.write(block_number, block)
             except Exception as e:
                 error = f"writer of {path} failed: {e}"
     closing = True
