@@ -21,12 +21,14 @@ reversed every other round so that a noisy machine's drift falls on all alike:
 - zarr-python 3 doing the same with 2 processes on disjoint shards, files
   fsynced by the harness inside the timed region (zarr has no fsync);
 - blockfs-write on 2 ranks from the blockfs2zarr export (an OME-Zarr source)
-  and from the same volume as .npy.
+  and from the same volume as .npy, at the volume's zstd level (the export's
+  inner chunks are then copied as stored) and at the level above it (every
+  chunk decoded and compressed again, as from any other zarr).
 
 Each cell is the median and range (min-max) over the rounds; MB/s is the
 volume's uncompressed bytes over the seconds. Targets (issue 18): blockfs2zarr
 <= 1.7 x the cp + sync time, >= 3 x TensorStore's MB/s at zstd-5; blockfs-write
-from the OME-Zarr >= 0.8 x from the .npy.
+from the OME-Zarr >= 0.8 x from the .npy (each at the same output level).
 """
 import argparse
 import os
@@ -174,6 +176,10 @@ def measure(size, level, rounds, shard, out, max_load):
             export, os.path.join(folder, "from-zarr"), level),
         "blockfs-write from the .npy, -n 2": lambda: write_from(
             npy, os.path.join(folder, "from-npy"), level),
+        f"blockfs-write from the OME-Zarr at zstd-{level + 1}, -n 2": lambda: write_from(
+            export, os.path.join(folder, "from-zarr"), level + 1),
+        f"blockfs-write from the .npy at zstd-{level + 1}, -n 2": lambda: write_from(
+            npy, os.path.join(folder, "from-npy"), level + 1),
     }
     inner = []  # blockfs2zarr's own seconds, start-up excluded
     names = list(systems)
@@ -200,8 +206,11 @@ def measure(size, level, rounds, shard, out, max_load):
                "blockfs2zarr, mpiexec -n 2"),
               ("blockfs2zarr / zarr-python, MB/s", "zarr-python 3 sharded, 2 processes",
                "blockfs2zarr, mpiexec -n 2"),
-              ("blockfs-write from OME-Zarr / from .npy, MB/s",
-               "blockfs-write from the .npy, -n 2", "blockfs-write from the OME-Zarr, -n 2"))
+              ("blockfs-write from OME-Zarr / from .npy, MB/s (chunks copied)",
+               "blockfs-write from the .npy, -n 2", "blockfs-write from the OME-Zarr, -n 2"),
+              (f"blockfs-write from OME-Zarr / from .npy at zstd-{level + 1}, MB/s (decoded)",
+               f"blockfs-write from the .npy at zstd-{level + 1}, -n 2",
+               f"blockfs-write from the OME-Zarr at zstd-{level + 1}, -n 2"))
     print(f"| blockfs2zarr without start-up (its summary line) | {spread(inner, 2)} | "
           f"{spread([megabytes / t for t in inner])} |")
     # Start-up excluded on both sides, as cp's is next to nothing and TensorStore is timed
