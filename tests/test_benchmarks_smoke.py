@@ -75,7 +75,9 @@ def test_blockfs2zarr_runs(environment, tmp_path):
                           "--levels", "1", "--rounds", "2", "--shard", "1",
                           "--out", str(tmp_path / "zarr"), *QUIET], env=environment)
     assert "| blockfs2zarr, mpiexec -n 2 |" in result.stdout
-    assert "| blockfs-write from OME-Zarr / from .npy, MB/s |" in result.stdout
+    assert "| blockfs-write from OME-Zarr / from .npy, MB/s (chunks copied) |" in result.stdout
+    assert "| blockfs-write from OME-Zarr / from .npy at zstd-2, MB/s (decoded) |" \
+        in result.stdout
 
 
 @pytest.mark.skipif(importlib.util.find_spec("zarr") is None, reason="needs the zarr extra")
