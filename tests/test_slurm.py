@@ -298,6 +298,11 @@ def test_time_limit_requeues_and_resumes(cluster, tmp_path):
     the job from squeue's time left) and the next run goes on with --resume until the
     volume is complete.
 
+    The write takes ~68 s (--level 9, 2 ranks, a quiet 2-core machine), 2.5 times what a
+    run does (~27 s: 30 s less start-up), so a machine twice as fast is still cut off; the
+    job runs again once a minute, so 3 runs here and ~13 (of the 14 minutes allowed) on one
+    four times slower.
+
     Slurm holds a requeued job until the credentials of its killed run expire: two
     minutes by default, 20 s on the test cluster (AuthInfo=cred_expire=20; releasing
     it sooner makes slurmd refuse the launch, "Job credential revoked").
@@ -306,7 +311,7 @@ def test_time_limit_requeues_and_resumes(cluster, tmp_path):
     leaves that segment behind.
     """
     output = tmp_path / "v.blockfs"
-    shape = (512, 512, 768)
+    shape = (512, 512, 512)
     job, _ = sbatch(cluster, "write.sbatch",
                     {"SOURCE": "synthetic:" + "x".join(map(str, shape)), "OUTPUT": output,
                      "OPTIONS": "--level 9", "LAUNCHER": "mpiexec", "REQUEUE_MARGIN": "30"},
