@@ -294,14 +294,11 @@ def open_output(source: Source, output: str, comm: MPI.Comm | None, *,
 class NextLevel:
     """Level 2 of a pyramid, made in the same pass as level 1: its volume (open to write),
     the 2x2x2 reduction of level-1 voxels into its blocks (pyramid.downsample) and that
-    reduction's peak bytes per voxel (pyramid.reduction_bytes), for the memory budget, and
-    the making of the levels above it (collective), which runs once level 2 is committed,
-    while level 1's data files are fsynced in the background."""
+    reduction's peak bytes per voxel (pyramid.reduction_bytes), for the memory budget."""
 
     directory: Directory
     reduce: Callable[[npt.NDArray[Any]], npt.NDArray[Any]]
     reduction: int
-    above: Callable[[], None] | None = None
 
     def covered(self, unit: Unit) -> tuple[list[Origin], list[Origin]]:
         """(the level-2 blocks a unit of level-1 voxels covers, those of them not on disk)."""
@@ -331,9 +328,8 @@ def convert(source: Source, directory: Directory, memory: int, silent: bool = Fa
     and commit (collective). The whole job's Summary on every rank.
 
     With level2, each unit's voxels are also reduced into the level-2 blocks they cover
-    while they are in memory, a level-2 block (2x2x2 level-1 blocks) at a time; level 2 is
-    committed, and the levels above it made, before level 1 (a failure there leaves level 1
-    to --resume). A unit is read from the source when any of its blocks of
+    while they are in memory, a level-2 block (2x2x2 level-1 blocks) at a time, and level 2
+    is committed after level 1. A unit is read from the source when any of its blocks of
     either level is missing, so a level-2 block is always reduced from the whole unit.
     """
     comm = directory.comm
@@ -386,12 +382,9 @@ def convert(source: Source, directory: Directory, memory: int, silent: bool = Fa
     if stored is not None:
         stored.close()
     progress.close()
-    if level2:  # level 1's fsync overlaps level 2's commit and the levels above it
-        directory.start_sync()
-        level2.directory.close()
-        if level2.above:
-            level2.above()
     directory.close()
+    if level2:
+        level2.directory.close()
     totals = _sum(comm, written, skipped, bytes_in, _own_data_bytes(directory) - bytes_before,
                   reduced, kept, copied)
     blocks, skipped, bytes_in, bytes_out, reduced, kept, copied = totals

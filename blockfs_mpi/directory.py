@@ -496,14 +496,6 @@ class Directory:
         if isinstance(self._backend, LocalWriters):
             self._backend.start(queue_depth)
 
-    def start_sync(self) -> None:
-        """Under MPI, begin making this rank's blocks durable (its data file's fsync, on the
-        writer's I/O thread) so that other work overlaps the disk before close(), which
-        finishes it. Writer processes without MPI fsync at close(); this leaves them be."""
-        self._require_writing()
-        if isinstance(self._backend, RankWriter):
-            self._backend.start_sync()
-
     def _require_writing(self) -> Backend:
         """The back end that writes the blocks; ReadOnlyError or BlockfsError if none does."""
         if self._state == READING:

@@ -337,18 +337,9 @@ def info(dest: str, levels: int, voxel_size: Sequence[float], method: str = "mea
 
 def build(dest: str, levels: int, voxel_size: Sequence[float] = (1, 1, 1), method: str = "mean",
           comm: "MPI.Comm | None" = None, overwrite: bool = False, silent: bool = False,
-          break_lock: bool = False) -> None:
-    """Make levels 2..levels of the pyramid in dest, each from the one below, and write its
-    info (collective; see make_levels)."""
-    make_levels(dest, levels, method, comm, overwrite, silent, 2, break_lock)
-    parallel.on_rank0(comm, lambda: write_info(dest, levels, voxel_size, method), BlockfsError)
-
-
-def make_levels(dest: str, levels: int, method: str = "mean", comm: "MPI.Comm | None" = None,
-                overwrite: bool = False, silent: bool = False, first: int = 2,
-                break_lock: bool = False) -> None:
-    """Make levels first..levels of the pyramid in dest, each from the one below (level
-    first - 1 is committed: 1, or 2 while blockfs-write still writes level 1).
+          first: int = 2, break_lock: bool = False) -> None:
+    """Make levels first..levels of the pyramid in dest, each from the one below (levels
+    below first exist: 1, or 1 and 2 that blockfs-write made in one pass), and write its info.
 
     Collective: each level is committed by every rank before the next starts.
     Existing levels are replaced only with overwrite. Each level is locked while it is
@@ -357,7 +348,7 @@ def make_levels(dest: str, levels: int, method: str = "mean", comm: "MPI.Comm | 
     """
     if levels < 1:
         raise BlockfsError(f"--levels must be at least 1, not {levels}")
-    base = Directory.open(level_path(dest, first - 1))
+    base = Directory.open(level_path(dest, 1))
     check_method(method, base.dtype)
     options = dict(compression=base.compression, compression_level=base.compression_level,
                    shuffle=base.header.shuffle)
@@ -372,6 +363,7 @@ def make_levels(dest: str, levels: int, method: str = "mean", comm: "MPI.Comm | 
     for level in range(first, levels + 1):
         make_level(level_path(dest, level - 1), level_path(dest, level), method, comm, silent,
                    break_lock=break_lock, **options)
+    parallel.on_rank0(comm, lambda: write_info(dest, levels, voxel_size, method), BlockfsError)
 
 
 def refuse_existing(dest: str, levels: int, overwrite: bool, first: int = 2) -> None:

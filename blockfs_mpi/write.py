@@ -204,12 +204,9 @@ def main(argv: list[str] | None = None) -> None:
         compression_level=level, metadata=metadata, hints=hints)
     level2 = None
     if levels >= 2:  # made in the same pass as level 1, from the voxels it holds
-        above = partial(pyramid.make_levels, args["<output>"], levels, method, comm,
-                        overwrite=True, silent=args["--silent"], first=3,
-                        break_lock=args["--break-lock"]) if levels >= 3 else None
         level2 = NextLevel(pyramid.open_level2(directory, args["<output>"], comm, args["--resume"],
                                                args["--break-lock"]),
-                           partial(pyramid.downsample, method=method), reduction, above)
+                           partial(pyramid.downsample, method=method), reduction)
     summary = convert(source, directory, memory, silent=args["--silent"], level2=level2)
     if rank == 0:
         log.info("blockfs-write: %s", summary)
@@ -222,11 +219,11 @@ def main(argv: list[str] | None = None) -> None:
         if bad:
             raise parallel.everywhere(  # bad counts every rank's units
                 BlockfsError(f"verification failed: {bad} units differ from the source"))
-    if levels:  # levels 2.. were made by convert: the info says what the pyramid is
+    if levels:  # levels 3.. from level 2, and the info
         size = from_metadata(directory.metadata) or VoxelSize(1, 1, 1)  # as resumed, too
-        parallel.on_rank0(comm, lambda: pyramid.write_info(args["<output>"], levels,
-                                                           size.in_nanometers(), method),
-                          BlockfsError)
+        pyramid.build(args["<output>"], levels, size.in_nanometers(), method, comm,
+                      overwrite=True, silent=args["--silent"], first=3,
+                      break_lock=args["--break-lock"])
 
 
 if __name__ == "__main__":

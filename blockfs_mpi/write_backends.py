@@ -118,10 +118,6 @@ class RankWriter:
         """Framed and appended as it is: no decoding, no compressing."""
         self.writer.write_payload(block_number, payload)
 
-    def start_sync(self) -> None:
-        """Begin writing and fsyncing this rank's data file in the background (BlockWriter)."""
-        self.writer.start_sync()
-
     def close(self) -> None:
         """Write out this rank's blocks and commit every rank's (collective)."""
         error, rows = None, None

@@ -179,29 +179,22 @@ class BlockWriter:
                                            self._sequence)
         self._rows_used += 1
 
-    def flush(self, sync: bool = False) -> None:
-        """Hand the buffered frames to the I/O thread (waiting for its previous append); with
-        sync, the thread also fsyncs the file after writing them."""
+    def flush(self) -> None:
+        """Hand the buffered frames to the I/O thread (waiting for its previous append)."""
         self._wait()
-        if self._filled or sync:
+        if self._filled:
             frames = memoryview(self._buffers[0])[:self._filled]
-            self._pending = self._io.submit(self._append, self._buffer_start, frames, sync)
+            self._pending = self._io.submit(self._append, self._buffer_start, frames)
             self._buffers.reverse()
             self._filled, self._buffer_start = 0, self.position
 
-    def start_sync(self) -> None:
-        """Have the I/O thread write and fsync every frame so far while the caller goes on:
-        close() then finds the disk caught up instead of waiting for all of it."""
-        self.flush(sync=True)
-
-    def _append(self, start: int, frames: memoryview, sync: bool = False) -> None:
-        """In the I/O thread: write a buffer of frames; sync if asked or once sync_every
-        bytes are unsynced."""
+    def _append(self, start: int, frames: memoryview) -> None:
+        """In the I/O thread: write a buffer of frames; sync once sync_every bytes are
+        unsynced."""
         with frames:  # released here, so the buffer can grow when it is filled again
-            if len(frames):
-                self.file.write_at(start, frames)
+            self.file.write_at(start, frames)
             self._unsynced += len(frames)
-        if sync or self._unsynced >= self.sync_every:
+        if self._unsynced >= self.sync_every:
             self.file.sync()
             self._unsynced = 0
 

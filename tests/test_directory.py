@@ -229,36 +229,6 @@ def test_writer_keeps_a_small_row_per_frame(tmp_path, monkeypatch):
     assert (index["offset"][1500:] == rows["offset"][1500:4500]).all()
 
 
-class CountedSyncs(PosixFile):
-    """A data file that counts its fsyncs."""
-
-    syncs = 0
-
-    def sync(self) -> None:
-        super().sync()
-        self.syncs += 1
-
-
-def test_start_sync_writes_and_fsyncs_the_buffered_frames_before_close(tmp_path):
-    """start_sync hands every buffered frame to the I/O thread, which writes and fsyncs them
-    while the caller goes on (blockfs-write builds the upper pyramid levels meanwhile);
-    close() then writes and fsyncs only what came after."""
-    path = tmp_path / "d.0"
-    file = CountedSyncs(str(path), truncate=True)
-    writer = BlockWriter(file, 0, make_codec("lz4", 1), buffer_size=1 << 30)
-    block = np.arange(8 ** 3, dtype=np.uint16).reshape(8, 8, 8)
-    for number in range(3):
-        writer.write(number, block)
-    assert path.stat().st_size == 0 and file.syncs == 0  # all in the append buffer
-    writer.start_sync()
-    writer.flush()  # waits for the I/O thread
-    assert path.stat().st_size == writer.position and file.syncs == 1
-    writer.write(3, block)
-    rows = writer.close()
-    assert path.stat().st_size == writer.position and file.syncs == 2
-    assert list(rows["block"]) == [0, 1, 2, 3]
-
-
 def test_writer_frames_smaller_and_larger_than_its_buffer(tmp_path):
     """Frames land intact and in order while the two append buffers take turns, one of them
     growing for a frame larger than the buffer (4 KiB here forces an append almost every frame)."""

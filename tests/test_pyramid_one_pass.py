@@ -271,10 +271,10 @@ def test_resume_remakes_a_level2_of_another_source(tmp_path):
 
 
 @pytest.mark.mpi
-def test_a_failure_above_level2_leaves_level1_to_resume(tmp_path):
-    """Levels 3.. are made while level 1's data files are fsynced, before level 1's commit.
-    When they fail (level 3 locked by another live process here) the job ends saying why,
-    and --resume keeps every block of levels 1 and 2 and completes the pyramid."""
+def test_a_failure_above_level2_is_completed_by_resume(tmp_path):
+    """When the levels above 2 fail (level 3 locked by another live process here) the job
+    ends saying why, and --resume keeps every block of levels 1 and 2 and completes the
+    pyramid."""
     voxels = microscopy_volume((80, 96, 112))
     np.save(tmp_path / "source.npy", voxels)
     pyr = tmp_path / "pyr"
