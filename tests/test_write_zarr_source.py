@@ -126,19 +126,25 @@ def test_an_unsharded_zarr_python_array_is_copied(tmp_path, dtype):
         assert payloads(tmp_path / "b.blockfs", [number])[number] == f.read()
 
 
+def exported_shard(tmp_path, shape):
+    """A volume of shape in 32^3 blocks exported as a.ome.zarr with shards of 2^3 blocks:
+    the image, its first shard's path and that shard's index (offset, size per chunk)."""
+    voxels = microscopy_volume(shape)
+    original, _ = make_volume(tmp_path / "a.blockfs", voxels, (32, 32, 32), **CODEC)
+    image = tmp_path / "a.ome.zarr"
+    zarr_export.export_zarr(str(original), str(image), 2, n_workers=1, silent=True)
+    shard = image / "0" / "c" / "0" / "0" / "0"
+    with Directory.open(str(original)) as volume:
+        return image, shard, shard_index(shard, ShardGrid(volume.geometry, 2))
+
+
 @pytest.mark.mpi
 @pytest.mark.parametrize("n", [0, 2])
 def test_a_damaged_chunk_is_named(tmp_path, n):
     """An inner chunk whose Blosc header announces another size ends the job naming its
     shard file and block. (The block is one that the fingerprint's sampled regions miss:
     they are read as voxels, by TensorStore.)"""
-    voxels = microscopy_volume((160, 64, 64))
-    original, _ = make_volume(tmp_path / "a.blockfs", voxels, (32, 32, 32), **CODEC)
-    image = tmp_path / "a.ome.zarr"
-    zarr_export.export_zarr(str(original), str(image), 2, n_workers=1, silent=True)
-    shard = image / "0" / "c" / "0" / "0" / "0"
-    with Directory.open(str(original)) as volume:
-        index = shard_index(shard, ShardGrid(volume.geometry, 2))
+    image, shard, index = exported_shard(tmp_path, (160, 64, 64))
     offset = int(index[4][0])  # block (z, y, x) = (1, 0, 0)
     assert offset != ABSENT
     with open(shard, "r+b") as f:
@@ -154,13 +160,7 @@ def test_a_damaged_chunk_is_named(tmp_path, n):
 def test_a_damaged_chunk_read_as_voxels_is_named(tmp_path):
     """A chunk the reader decodes (block 0, in the regions the resume fingerprint samples)
     whose Blosc data is damaged ends the job naming the array and the region."""
-    voxels = microscopy_volume((64, 64, 64))
-    original, _ = make_volume(tmp_path / "a.blockfs", voxels, (32, 32, 32), **CODEC)
-    image = tmp_path / "a.ome.zarr"
-    zarr_export.export_zarr(str(original), str(image), 2, n_workers=1, silent=True)
-    shard = image / "0" / "c" / "0" / "0" / "0"
-    with Directory.open(str(original)) as volume:
-        index = shard_index(shard, ShardGrid(volume.geometry, 2))
+    image, shard, index = exported_shard(tmp_path, (64, 64, 64))
     offset, size = (int(n) for n in index[0])
     with open(shard, "r+b") as f:
         f.seek(offset + 16)  # past the Blosc header: the compressed data
