@@ -24,7 +24,7 @@ from . import format as fmt
 from . import generation, indexing, parallel
 from .commit import Hints
 from .completion import warn_if_incomplete
-from .compression import Compression, make_codec
+from .compression import Compression, blosc_sizes, make_codec
 from .errors import (
     BlockCoordinateError,
     BlockfsError,
@@ -522,9 +522,16 @@ class Directory:
     def write_payload(self, payload: bytes, x: int, y: int, z: int) -> None:
         """Write the block whose origin is voxel (x, y, z) as payload, a block already
         encoded with this volume's codec (its Blosc buffer, as a block is stored): framed
-        and appended as it is, by this rank's writer or a writer process."""
+        and appended as it is, by this rank's writer or a writer process. Its Blosc header
+        must give the block's bytes and the payload's length (a 16-byte check, no decode)."""
         backend = self._require_writing()
         block_number = self.geometry.block_number(x, y, z)
+        expected = int(np.prod(self.geometry.block_shape(x, y, z))) * self.dtype.itemsize
+        if blosc_sizes(payload) != (expected, len(payload)):
+            raise BlockShapeError(
+                f"{self.directory_filename}: block at (x={x}, y={y}, z={z}): the payload is "
+                f"not a Blosc buffer of its {expected} bytes in {len(payload)} (its header "
+                f"says {blosc_sizes(payload)})")
         backend.write_payload(block_number, payload)
         self._remember_written(block_number)
 

@@ -26,6 +26,7 @@ from blockfs_mpi import writer as writer_module
 from blockfs_mpi.compression import make_codec
 from blockfs_mpi.geometry import Geometry
 from blockfs_mpi.index_build import build_index
+from blockfs_mpi.reader import BlockReader
 from blockfs_mpi.writer import BlockWriter, PosixFile
 from conftest import microscopy_volume, run_mpi, write_array
 
@@ -205,6 +206,27 @@ def test_last_write_of_a_block_wins(tmp_path):
         directory.write_block(np.full((64, 64, 64), value, np.uint8), 0, 0, 0)
     directory.close()
     assert (Directory.open(tmp_path / "v.blockfs")[:] == 3).all()
+
+
+def test_write_payload_stores_a_payload_as_it_is_and_refuses_one_of_another_size(tmp_path):
+    """write_payload frames a block's Blosc buffer as it is (the reader gets it back byte for
+    byte); a buffer whose header gives another size than its block's, an edge block's
+    clipped size included, or that is no Blosc buffer, is refused naming the block."""
+    path = str(tmp_path / "v.blockfs")
+    codec = make_codec("zstd", 1)
+    block = microscopy_volume((16, 16, 16))
+    payload = codec.encode(block)
+    with Directory(24, 16, 16, np.uint16, path, x_block_size=16, y_block_size=16,
+                   z_block_size=16) as directory:
+        directory.create()
+        directory.write_payload(payload, 0, 0, 0)
+        for bad, x in ((payload, 16), (b"not blosc", 0), (payload[:-1], 0)):
+            with pytest.raises(BlockShapeError, match=rf"block at \(x={x}, y=0, z=0\)"):
+                directory.write_payload(bad, x, 0, 0)
+        directory.write_block(block[:, :, :8], 16, 0, 0)
+    volume = Directory.open(path)
+    np.testing.assert_array_equal(volume[:, :, :16], block)
+    assert bytes(BlockReader(path).payload(0)) == payload
 
 
 def test_writer_keeps_a_small_row_per_frame(tmp_path, monkeypatch):
