@@ -63,8 +63,8 @@ def serve(control: Connection, address: str, authkey: bytes, path: str, file_num
     def wait_for_close() -> None:
         try:
             control.recv()
-        except EOFError:  # the parent died: write what was acknowledged and stop
-            pass
+        except (EOFError, OSError):  # the parent died (a reset if it left a reply unread):
+            pass                     # write what was acknowledged and stop
         blocks.put(STOP)
 
     threading.Thread(target=accept, daemon=True).start()
@@ -89,10 +89,10 @@ def serve(control: Connection, address: str, authkey: bytes, path: str, file_num
         rows = writer.close()
     except Exception as e:
         error = error or f"writer of {path} failed at close: {e}"
-    if error:
-        control.send(("error", error))
-    else:
-        control.send(("done", rows.tobytes()))
+    try:
+        control.send(("error", error) if error else ("done", rows.tobytes()))
+    except OSError:  # the parent is gone: no one is left to tell
+        pass
 
 
 def main() -> None:

@@ -1,5 +1,6 @@
 """A volume says whether its writer finished (a killed job is loud, a sparse volume is not),
 and --resume refuses a source other than the one the volume was started from."""
+import functools
 import json
 import shutil
 import signal
@@ -158,10 +159,15 @@ def test_resume_with_fewer_planes_says_so(tmp_path, written):
 
 
 def test_ctrl_c_says_how_to_continue(tmp_path):
+    """Ctrl-C (SIGINT to the program) ends it with status 130 and a hint to --resume. The
+    job starts with SIGINT at its default: a suite run in the background of a shell without
+    job control inherits it ignored, and Python then ignores it too."""
     output = tmp_path / "out.blockfs"
     job = subprocess.Popen([sys.executable, "-m", "blockfs_mpi.write", "synthetic:128x512x512",
                             str(output), "--silent", "--level", "9"],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           preexec_fn=functools.partial(signal.signal, signal.SIGINT,
+                                                        signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 60
         while not output.exists():  # the empty volume is committed: the job is under way

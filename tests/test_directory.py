@@ -1,10 +1,12 @@
 """The Directory API on one rank (no MPI): the contract lab code depends on."""
 import os
 import pickle
+import socket
 import subprocess
 import sys
 import threading
 import tracemalloc
+from multiprocessing.connection import Connection
 
 import numpy as np
 import pytest
@@ -20,6 +22,7 @@ from blockfs_mpi import (
     OptionError,
     ReadOnlyError,
     WriterError,
+    local_writers,
 )
 from blockfs_mpi import format as fmt
 from blockfs_mpi import writer as writer_module
@@ -496,6 +499,22 @@ def test_writer_process_failure_is_reported(tmp_path):
         directory.write_block(np.zeros((64, 64, 64), np.uint16), 0, 0, 0)
     with pytest.raises(WriterError, match="died"):
         directory.close()
+
+
+def test_a_writer_process_whose_owner_dies_with_its_reply_unread_ends(tmp_path):
+    """An owner killed before it read its writer's "ready" (Ctrl-C while the writers start)
+    resets their control socket rather than closing it: the writer still ends, having
+    written what it acknowledged, instead of waiting for blocks forever (it holds the
+    owner's stdout and stderr open)."""
+    ours, theirs = socket.socketpair()
+    with theirs:
+        process = local_writers._start_writer(theirs.fileno())
+    control = Connection(ours.detach())
+    control.send((str(tmp_path / "w0"), os.urandom(32), str(tmp_path / "d.0"), 0,
+                  ("zstd", 1, "byte"), np.dtype(np.uint16), 10))
+    assert control.poll(60), "the writer did not say it is ready"
+    control.close()  # its "ready" unread: a reset, not an end of file, reaches the writer
+    assert process.wait(timeout=60) == 0
 
 
 def test_new_volumes_default_to_zstd_1(tmp_path):
