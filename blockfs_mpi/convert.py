@@ -102,18 +102,31 @@ def blocks_in_budget(block_size: tuple[int, ...], itemsize: int, memory: int,
     2x2x2 blocks at a time (pyramid.reduction_bytes); a unit then spans 2x2x2 blocks at least,
     and level 2's writer and the reduction take their share of the budget first."""
     zb, yb, xb = block_size
-    block_bytes = zb * yb * xb * itemsize
     least = 8 if reduction else 1
-    reserved = WRITER_OVERHEAD + (LEVEL2_OVERHEAD + 8 * zb * yb * xb * reduction
-                                  if reduction else 0)
-    fits = (memory - reserved) // (REGION_COPIES * block_bytes)
+    fits = blocks_that_fit(block_size, itemsize, memory, reduction)
     if fits < least:
-        need = (reserved + REGION_COPIES * least * block_bytes) / 2 ** 20
+        need = (reserved_bytes(block_size, reduction)
+                + REGION_COPIES * least * zb * yb * xb * itemsize) / 2 ** 20
         made = " and level 2 in the same pass" if reduction else ""
         raise BlockfsError(f"memory budget {memory / 2 ** 20:.0f} MiB is too small for "
                            f"{zb}x{yb}x{xb} blocks of {itemsize} bytes{made}; give at least "
                            f"{need:.0f} MiB")
-    return int(fits)
+    return fits
+
+
+def blocks_that_fit(block_size: tuple[int, ...], itemsize: int, memory: int,
+                    reduction: int = 0) -> int:
+    """blocks_in_budget's count, fewer than a unit needs included (no error)."""
+    zb, yb, xb = block_size
+    region_bytes = REGION_COPIES * zb * yb * xb * itemsize
+    return int((memory - reserved_bytes(block_size, reduction)) // region_bytes)
+
+
+def reserved_bytes(block_size: tuple[int, ...], reduction: int = 0) -> int:
+    """The budget's share taken before any unit: the writer's, and with reduction (see
+    blocks_in_budget) level 2's writer and reduction."""
+    zb, yb, xb = block_size
+    return WRITER_OVERHEAD + (LEVEL2_OVERHEAD + 8 * zb * yb * xb * reduction if reduction else 0)
 
 
 def plan_units(geometry: Geometry, itemsize: int, memory: int, reduction: int = 0,
@@ -294,11 +307,21 @@ def open_output(source: Source, output: str, comm: MPI.Comm | None, *,
 class NextLevel:
     """Level 2 of a pyramid, made in the same pass as level 1: its volume (open to write),
     the 2x2x2 reduction of level-1 voxels into its blocks (pyramid.downsample) and that
-    reduction's peak bytes per voxel (pyramid.reduction_bytes), for the memory budget."""
+    reduction's peak bytes per voxel (pyramid.reduction_bytes), for the memory budget.
+
+    With held (pyramid.held_level3_bytes, taken from the budget), each level-2 block written
+    is also reduced into level 3 and kept in above, by the block's origin, for
+    pyramid.build."""
 
     directory: Directory
     reduce: Callable[[npt.NDArray[Any]], npt.NDArray[Any]]
     reduction: int
+    held: int = 0
+    above: dict[Origin, npt.NDArray[Any]] | None = None
+
+    def __post_init__(self) -> None:
+        if self.held:
+            self.above = {}
 
     def covered(self, unit: Unit) -> tuple[list[Origin], list[Origin]]:
         """(the level-2 blocks a unit of level-1 voxels covers, those of them not on disk)."""
@@ -314,7 +337,10 @@ class NextLevel:
             zs, ys, xs = self.directory.get_block_size(x, y, z)
             below = region[2 * z - z0:2 * (z + zs) - z0, 2 * y - y0:2 * (y + ys) - y0,
                            2 * x - x0:2 * (x + xs) - x0]
-            self.directory.write_block(self.reduce(below.astype(dtype, copy=False)), x, y, z)
+            block = self.reduce(below.astype(dtype, copy=False))
+            self.directory.write_block(block, x, y, z)
+            if self.above is not None:
+                self.above[(x, y, z)] = self.reduce(block)
 
 
 def halved(unit: Unit) -> tuple[int, ...]:
@@ -335,10 +361,10 @@ def convert(source: Source, directory: Directory, memory: int, silent: bool = Fa
     comm = directory.comm
     started = time.monotonic()
     bytes_before = _own_data_bytes(directory)
-    reduction = level2.reduction if level2 else 0
+    reduction, held = (level2.reduction, level2.held) if level2 else (0, 0)
     whole_rows: bool = getattr(source, "reads_whole_rows", False)  # TiffPlanes says True
-    runs = runs_of(plan_units(directory.geometry, directory.dtype.itemsize, memory, reduction,
-                              whole_rows), comm)
+    runs = runs_of(plan_units(directory.geometry, directory.dtype.itemsize, memory - held,
+                              reduction, whole_rows), comm)
     progress = Progress(comm, directory.geometry.block_count, "blockfs-write", disable=silent)
     from .zarr_chunks import stored_chunks  # here: zarr_shards imports export, which imports us
     stored = stored_chunks(source, directory.header) if level2 is None else None

@@ -9,7 +9,7 @@ the voxels that exist below it.
 import json
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -17,7 +17,7 @@ import numpy.typing as npt
 
 from . import parallel, relocate
 from .atomic import write_atomically
-from .convert import my_share
+from .convert import blocks_that_fit, my_share
 from .directory import Directory
 from .errors import BlockfsError
 from .format import Header
@@ -189,14 +189,45 @@ def check_method(method: str, dtype: npt.DTypeLike) -> None:
         raise BlockfsError(f"mode is for integer label volumes, not {np.dtype(dtype)}")
 
 
+def reduced_geometry(below: Geometry) -> Geometry:
+    """The geometry of the level made from below: extents (n + 1) // 2, the same blocks."""
+    return Geometry((below.x_extent + 1) // 2, (below.y_extent + 1) // 2,
+                    (below.z_extent + 1) // 2, *below.block_size[::-1])
+
+
+def new_level(geometry: Geometry, dtype: npt.DTypeLike, path: str, comm: "MPI.Comm | None",
+              **options: Any) -> Directory:
+    """A new volume (not yet created) of geometry at path, one data file per rank."""
+    zb, yb, xb = geometry.block_size
+    return Directory(geometry.x_extent, geometry.y_extent, geometry.z_extent, dtype, path,
+                     comm=comm, x_block_size=xb, y_block_size=yb, z_block_size=zb, **options)
+
+
 def reduced_volume(below: Directory, path: str, comm: "MPI.Comm | None",
                    **options: Any) -> Directory:
     """A new volume (not yet created) for below reduced 2x2x2 at path: extents (n + 1) // 2,
     below's dtype and block size, one data file per rank."""
-    z, y, x = ((n + 1) // 2 for n in below.shape)
-    zb, yb, xb = below.block_size
-    return Directory(x, y, z, below.dtype, path, comm=comm, x_block_size=xb, y_block_size=yb,
-                     z_block_size=zb, **options)
+    return new_level(reduced_geometry(below.geometry), below.dtype, path, comm, **options)
+
+
+def in_memory(geometry: Geometry) -> bool:
+    """Whether a level of geometry, and every level above it, is made in rank 0's memory: it
+    has at most MIN_BLOCKS_PER_RANK blocks, so rank 0 alone would write it anyway."""
+    return geometry.block_count <= MIN_BLOCKS_PER_RANK
+
+
+def held_level3_bytes(level2: Geometry, itemsize: int, memory: int, reduction: int) -> int:
+    """The bytes of level 3 that blockfs-write's pass keeps (each rank the 2x2x2 reduction of
+    the level-2 blocks it writes) so that levels 3.. are made without reading level 2 back:
+    level 3's size when it is made in memory (in_memory) from whole level-2 blocks (of even
+    sizes: no 2x2x2 group straddles two), within an eighth of the memory budget and leaving
+    the pass its 2x2x2 blocks a unit (convert.blocks_that_fit); else 0."""
+    level3 = reduced_geometry(level2)
+    nbytes = int(np.prod(level3.shape)) * itemsize
+    if not in_memory(level3) or any(n % 2 for n in level2.block_size) or nbytes > memory // 8:
+        return 0
+    fits = blocks_that_fit(level2.block_size, itemsize, memory - nbytes, reduction) >= 8
+    return nbytes if fits else 0
 
 
 def open_level2(level1: Directory, dest: str, comm: "MPI.Comm | None", resume: bool,
@@ -254,32 +285,37 @@ def level_writers(comm: "MPI.Comm | None", n_blocks: int) -> int:
 
 def make_level(source_path: str, dest_path: str, method: str, comm: "MPI.Comm | None",
                silent: bool = False, **volume_options: Any) -> None:
-    """Write the volume at dest_path, source reduced 2x2x2 (collective).
+    """Write the volume at dest_path, source reduced 2x2x2 (collective), on the first
+    level_writers ranks (on_first_ranks)."""
+    level = reduced_geometry(read_header(source_path).geometry)
+    on_first_ranks(comm, level_writers(comm, level.block_count),
+                   lambda writers: write_level(source_path, dest_path, method, writers, silent,
+                                               **volume_options))
 
-    The first level_writers ranks write it, on a communicator of their own if that is not
-    all of them; the others wait (asleep), and raise what the writers agreed on failing.
-    """
-    below = read_header(source_path).geometry
-    level = Geometry((below.x_extent + 1) // 2, (below.y_extent + 1) // 2,
-                     (below.z_extent + 1) // 2, *below.block_size[::-1])
-    writers = level_writers(comm, level.block_count)
+
+def on_first_ranks(comm: "MPI.Comm | None", writers: int,
+                   task: Callable[["MPI.Comm | None"], None]) -> None:
+    """Run task(sub) on the first `writers` ranks of comm (collective): sub is comm if that
+    is all of them, else a communicator of their own (COMM_SELF for rank 0 alone, with no
+    collective call to say so). The others wait, asleep, and raise what the writers agreed
+    on failing; a writer's own failure ends the job (parallel.program)."""
     if writers == parallel.size_of(comm):
-        write_level(source_path, dest_path, method, comm, silent, **volume_options)
+        task(comm)
         return
     assert comm is not None  # without one, the lone process is every writer
     from mpi4py import MPI
     rank = comm.Get_rank()
-    if writers == 1:  # the top levels: rank 0 alone, with no collective call to say so
+    if writers == 1:
         sub = MPI.COMM_SELF if rank == 0 else MPI.COMM_NULL
     else:
         sub = comm.Split(0 if rank < writers else MPI.UNDEFINED, rank)
     error = None
     if sub != MPI.COMM_NULL:
         try:
-            write_level(source_path, dest_path, method, sub, silent, **volume_options)
+            task(sub)
         except Exception as e:
             if not getattr(e, "raised_by_every_rank", False):
-                raise  # a rank's own failure ends the job (parallel.program)
+                raise
             error = e  # the writers agreed on it; so must the ranks left out
         finally:
             if sub != MPI.COMM_SELF:
@@ -290,6 +326,14 @@ def make_level(source_path: str, dest_path: str, method: str, comm: "MPI.Comm | 
         raise error
     if message is not None:
         raise parallel.everywhere(BlockfsError(message))
+
+
+def reduce_block(below: Directory | npt.NDArray[Any], origin: tuple[int, int, int],
+                 shape: tuple[int, int, int], method: str) -> npt.NDArray[Any]:
+    """The block at origin (x, y, z) of shape (z, y, x) of the level made from below (a volume
+    or an array), from the 2x2x2 blocks below it."""
+    (x, y, z), (zs, ys, xs) = origin, shape
+    return downsample(below[2 * z:2 * (z + zs), 2 * y:2 * (y + ys), 2 * x:2 * (x + xs)], method)
 
 
 def write_level(source_path: str, dest_path: str, method: str, comm: "MPI.Comm | None",
@@ -306,14 +350,78 @@ def write_level(source_path: str, dest_path: str, method: str, comm: "MPI.Comm |
                         f"mip {os.path.basename(os.path.dirname(dest_path))}", disable=silent)
     with target:
         for number in mine:
-            bx, by, bz = target.geometry.block_origin(number)
-            zs, ys, xs = target.get_block_size(bx, by, bz)
-            below = source[2 * bz:2 * (bz + zs), 2 * by:2 * (by + ys), 2 * bx:2 * (bx + xs)]
-            block = downsample(below, method)
-            target.write_block(block, bx, by, bz)
-            progress.update(1, below.nbytes)
+            origin = target.geometry.block_origin(number)
+            block = reduce_block(source, origin, target.get_block_size(*origin), method)
+            target.write_block(block, *origin)
+            progress.update(1, block.nbytes)
         progress.close()
     source.close()
+
+
+Pieces = dict[tuple[int, int, int], npt.NDArray[Any]]
+
+
+def make_top_levels(dest: str, first: int, levels: int, method: str, comm: "MPI.Comm | None",
+                    held: Pieces | None = None, silent: bool = False,
+                    **volume_options: Any) -> None:
+    """Make levels first..levels in rank 0's memory (collective; the other ranks wait), each
+    written and committed before the next: level first from the level below, read 2x2x2
+    blocks at a time, or from held, what blockfs-write's pass kept of it on every rank (the
+    reductions of the blocks below each wrote, by origin below; one it kept on disk only,
+    as a resumed job does, is read); every next level from the one before, in memory."""
+    gathered = None if held is None else (comm.gather(held, root=0) if comm else [held])
+
+    def top_levels(sub: "MPI.Comm | None") -> None:
+        with Directory.open(level_path(dest, first - 1)) as below:
+            geometry = reduced_geometry(below.geometry)
+            if gathered is None:
+                voxels = reduced(below, geometry, method)
+            else:
+                voxels = from_pieces(below, geometry, {k: v for part in gathered
+                                                       for k, v in part.items()}, method)
+        for level in range(first, levels + 1):
+            path = level_path(dest, level)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            target = new_level(geometry, voxels.dtype, path, sub, **volume_options)
+            target.create()
+            progress = Progress(sub, geometry.block_count,
+                                f"mip {os.path.basename(os.path.dirname(path))}", disable=silent)
+            with target:
+                target[:, :, :] = voxels
+            progress.update(geometry.block_count, voxels.nbytes)
+            progress.close()
+            if level < levels:
+                geometry = reduced_geometry(geometry)
+                voxels = reduced(voxels, geometry, method)
+
+    on_first_ranks(comm, 1, top_levels)
+
+
+def reduced(below: Directory | npt.NDArray[Any], geometry: Geometry,
+            method: str) -> npt.NDArray[Any]:
+    """below (a volume or an array) reduced 2x2x2 into an array of geometry, a block at a time,
+    so that downsample's temporaries stay a block's."""
+    voxels = np.empty(geometry.shape, below.dtype)
+    for x, y, z in geometry.block_origins():
+        zs, ys, xs = geometry.block_shape(x, y, z)
+        voxels[z:z + zs, y:y + ys, x:x + xs] = reduce_block(below, (x, y, z), (zs, ys, xs),
+                                                            method)
+    return voxels
+
+
+def from_pieces(below: Directory, geometry: Geometry, pieces: Pieces,
+                method: str) -> npt.NDArray[Any]:
+    """The level of geometry made from below as an array, from pieces: the reductions of
+    blocks below by their origin; a block below without one is read and reduced."""
+    voxels = np.empty(geometry.shape, below.dtype)
+    for x, y, z in below.geometry.block_origins():
+        piece = pieces.get((x, y, z))
+        if piece is None:
+            zs, ys, xs = below.get_block_size(x, y, z)
+            piece = downsample(below[z:z + zs, y:y + ys, x:x + xs], method)
+        zs, ys, xs = piece.shape
+        voxels[z // 2:z // 2 + zs, y // 2:y // 2 + ys, x // 2:x // 2 + xs] = piece
+    return voxels
 
 
 def info(dest: str, levels: int, voxel_size: Sequence[float], method: str = "mean"
@@ -337,11 +445,13 @@ def info(dest: str, levels: int, voxel_size: Sequence[float], method: str = "mea
 
 def build(dest: str, levels: int, voxel_size: Sequence[float] = (1, 1, 1), method: str = "mean",
           comm: "MPI.Comm | None" = None, overwrite: bool = False, silent: bool = False,
-          first: int = 2, break_lock: bool = False) -> None:
+          first: int = 2, break_lock: bool = False, held: Pieces | None = None) -> None:
     """Make levels first..levels of the pyramid in dest, each from the one below (levels
     below first exist: 1, or 1 and 2 that blockfs-write made in one pass), and write its info.
 
-    Collective: each level is committed by every rank before the next starts.
+    Collective: each level is committed by every rank before the next starts. From the
+    first level with at most MIN_BLOCKS_PER_RANK blocks up, rank 0 makes them in memory
+    (make_top_levels, where held is described).
     Existing levels are replaced only with overwrite. Each level is locked while it is
     written; a level another job is writing is refused before any is made (break_lock:
     see lock.py).
@@ -360,7 +470,13 @@ def build(dest: str, levels: int, voxel_size: Sequence[float] = (1, 1, 1), metho
             check_unlocked(level_path(dest, level), break_lock)
 
     parallel.on_rank0(comm, check_levels_unlocked, LockedError)
+    geometry = read_header(level_path(dest, first - 1)).geometry
     for level in range(first, levels + 1):
+        geometry = reduced_geometry(geometry)
+        if in_memory(geometry):
+            make_top_levels(dest, level, levels, method, comm, held if level == first else None,
+                            silent, break_lock=break_lock, **options)
+            break
         make_level(level_path(dest, level - 1), level_path(dest, level), method, comm, silent,
                    break_lock=break_lock, **options)
     parallel.on_rank0(comm, lambda: write_info(dest, levels, voxel_size, method), BlockfsError)

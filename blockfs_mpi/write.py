@@ -69,6 +69,7 @@ from . import parallel, pyramid
 from .compression import Compression
 from .convert import NextLevel, blocks_in_budget, convert, open_output, verify
 from .errors import BlockfsError
+from .geometry import Geometry
 from .identify import describe
 from .options import number_in_range, parse_command_line, voxel_size_option
 from .sources import SourceError, open_source
@@ -186,6 +187,11 @@ def main(argv: list[str] | None = None) -> None:
     if levels:
         pyramid.check_method(method, dtype)
     reduction = pyramid.reduction_bytes(method, dtype.itemsize) if levels >= 2 else 0
+    held = 0
+    if levels >= 3:  # level 3 kept in memory when small: levels 3.. made without reading 2
+        level1 = Geometry(*source.shape[::-1], *block_size[::-1])
+        held = pyramid.held_level3_bytes(pyramid.reduced_geometry(level1), dtype.itemsize,
+                                         memory, reduction)
     blocks_in_budget(block_size, dtype.itemsize, memory, reduction)
     output = args["<output>"]
     if levels:  # a pyramid: level 1 goes to <output>/1_1_1/precomputed.blockfs
@@ -206,7 +212,7 @@ def main(argv: list[str] | None = None) -> None:
     if levels >= 2:  # made in the same pass as level 1, from the voxels it holds
         level2 = NextLevel(pyramid.open_level2(directory, args["<output>"], comm, args["--resume"],
                                                args["--break-lock"]),
-                           partial(pyramid.downsample, method=method), reduction)
+                           partial(pyramid.downsample, method=method), reduction, held)
     summary = convert(source, directory, memory, silent=args["--silent"], level2=level2)
     if rank == 0:
         log.info("blockfs-write: %s", summary)
@@ -223,7 +229,8 @@ def main(argv: list[str] | None = None) -> None:
         size = from_metadata(directory.metadata) or VoxelSize(1, 1, 1)  # as resumed, too
         pyramid.build(args["<output>"], levels, size.in_nanometers(), method, comm,
                       overwrite=True, silent=args["--silent"], first=3,
-                      break_lock=args["--break-lock"])
+                      break_lock=args["--break-lock"],
+                      held=level2.above if level2 else None)
 
 
 if __name__ == "__main__":

@@ -39,6 +39,35 @@ def write_command(ranks, *args):
     return program if ranks == 0 else [mpiexec(), "-n", str(ranks), *program]
 
 
+COUNTING_READS = """
+import atexit, collections, json, runpy, sys
+from blockfs_mpi.reader import BlockReader
+reads, read = collections.Counter(), BlockReader.read
+def counted(self, number, shape):
+    reads[self.path] += 1
+    return read(self, number, shape)
+BlockReader.read = counted
+atexit.register(lambda: print("block reads " + json.dumps(reads), file=sys.stderr))
+runpy.run_module("blockfs_mpi.write", run_name="__main__")
+"""
+
+
+def reads_of_levels(stderr, folder, levels):
+    """How many blocks of each of levels every rank read, from the lines of a job run with
+    the COUNTING_READS wrapper (one a rank)."""
+    counts = [json.loads(line) for line in re.findall(r"^block reads (.*)$", stderr, re.M)]
+    assert counts, stderr
+    return [sum(c.get(pyramid.level_path(str(folder), level), 0) for c in counts)
+            for level in levels]
+
+
+def counting_write_command(ranks, *args):
+    """write_command, each process counting the blocks it reads (reads_of_levels)."""
+    command = write_command(ranks, *args)
+    at = command.index("-m")
+    return [*command[:at], "-c", COUNTING_READS, *command[at + 2:]]
+
+
 def tight_memory(block_size, itemsize, method):
     """The --memory at which a unit is 2x2x2 blocks: several units across x."""
     voxels = int(np.prod(block_size))
@@ -102,6 +131,27 @@ def test_one_pass_equals_two_pass(tmp_path, method, block, shape, ranks):
         np.testing.assert_array_equal(
             Directory.open(pyramid.level_path(str(tmp_path / "one"), 2))[:, :, :],
             reference_mean(voxels))
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("block,held", [("16", True), ("15", False)])
+def test_levels_above_2_are_made_from_what_the_pass_kept(tmp_path, block, held):
+    """Where level 3 is small (at most MIN_BLOCKS_PER_RANK blocks) the pass keeps it in
+    memory, and levels 3.. are made without reading level 2 back (no block of any level is
+    read); with odd blocks, whose 2x2x2 groups straddle level-2 blocks, level 2 is read once."""
+    voxels = microscopy_volume((75, 99, 131))
+    np.save(tmp_path / "source.npy", voxels)
+    pyr = tmp_path / "pyr"
+    result = run_checked(counting_write_command(2, tmp_path / "source.npy", pyr, "--levels=5",
+                                                "--block-size", block, "--silent"))
+    level2 = Directory.open(pyramid.level_path(str(pyr), 2)).geometry
+    assert pyramid.held_level3_bytes(level2, 2, 1 << 30, 4) == (19 * 25 * 33 * 2 if held else 0)
+    expected = [0, 0, 0, 0, 0] if held else [0, level2.block_count, 0, 0, 0]
+    assert reads_of_levels(result.stderr, pyr, range(1, 6)) == expected
+    for level in range(1, 6):
+        got = Directory.open(pyramid.level_path(str(pyr), level))
+        np.testing.assert_array_equal(got[:, :, :], voxels, err_msg=f"level {level}")
+        voxels = reference_mean(voxels)
 
 
 def test_integer_mean_is_the_general_mean():
@@ -244,9 +294,11 @@ def test_resume_keeps_the_intact_level2_frames(tmp_path):
     run_checked(write_command(3, *args))
     for level in (1, 2):
         cut_data_files(pyramid.level_path(str(tmp_path / "pyr"), level), 0.5)
-    result = run_checked(write_command(2, *args, "--resume"))
+    result = run_checked(counting_write_command(2, *args, "--resume"))
     level2 = re.search(r"level 2: (\d+) blocks written, (\d+) already present", result.stderr)
     assert int(level2[1]) > 0 and int(level2[2]) > 0, result.stderr
+    # level 3 from what the pass kept, and from the kept level-2 blocks, read once each
+    assert reads_of_levels(result.stderr, tmp_path / "pyr", (1, 2, 3)) == [0, int(level2[2]), 0]
     expected = two_pass(tmp_path / "two", voxels, (16, 16, 16), 3, "mean")
     assert_same_pyramid(tmp_path / "pyr", expected, 3)
 
