@@ -36,6 +36,7 @@ DIRECTORY_NAME = "precomputed.blockfs"
 METHODS = ("mean", "mode")
 MIN_BLOCKS_PER_RANK = 64  # a level with fewer blocks a rank is written by fewer ranks
 SLAB = 8  # planes of a block integer_mean sums at a time (even: whole pairs of planes)
+SLAB_VOXELS = 1 << 19  # fewer planes (2 at least) where SLAB of them would hold more voxels
 
 
 def scale_key(level: int) -> str:
@@ -123,14 +124,16 @@ def integer_mean(block: npt.NDArray[np.integer[Any]]) -> npt.NDArray[np.integer[
     """downsample's mean of an integer (z, y, x) array, summed one axis at a time: sums of
     integers are exact in any order (modulo 2**64 alike), so the floors are those of the
     general path, at a fraction of its time and memory. The sums are taken SLAB planes at a
-    time, copied together first if block is a view with gaps, so that they stay in the
-    processor's cache; each slab is summed in the block's own type where eight of its
-    values cannot overflow it (12-bit camera data in uint16), else wider."""
+    time (fewer in planes of over SLAB_VOXELS / SLAB voxels, so that the temporaries stay a
+    small part of block), copied together first if block is a view with gaps, so that they
+    stay in the processor's cache; each slab is summed in the block's own type where eight
+    of its values cannot overflow it (12-bit camera data in uint16), else wider."""
     out = np.empty(tuple((n + 1) // 2 for n in block.shape), block.dtype)
     counts = [np.where(np.arange((n + 1) // 2) < n // 2, 2, 1) for n in block.shape]
     whole = not any(n % 2 for n in block.shape)  # every group of 8: a shift divides
-    for start in range(0, block.shape[0], SLAB):
-        slab = np.ascontiguousarray(block[start:start + SLAB])
+    planes = max(2, min(SLAB, SLAB_VOXELS // max(1, block[0].size)) // 2 * 2)
+    for start in range(0, block.shape[0], planes):
+        slab = np.ascontiguousarray(block[start:start + planes])
         accumulate = mean_accumulator(slab)
         total = slab
         for axis in range(3):
@@ -138,9 +141,9 @@ def integer_mean(block: npt.NDArray[np.integer[Any]]) -> npt.NDArray[np.integer[
         if whole:
             total >>= 3  # floor division by 8, for signed integers too
         else:
-            total //= (counts[0][start // 2:(start + SLAB) // 2, None, None]
+            total //= (counts[0][start // 2:(start + planes) // 2, None, None]
                        * counts[1][None, :, None] * counts[2][None, None, :]).astype(accumulate)
-        out[start // 2:(start + SLAB) // 2] = total
+        out[start // 2:(start + planes) // 2] = total
     return out
 
 
@@ -173,6 +176,12 @@ def pair_sums(array: npt.NDArray[np.integer[Any]], axis: int,
     if n % 2:
         out[along(half, half + 1)] = array[along(n - 1, n)]
     return out
+
+
+def reduces_in_slabs(method: str, dtype: npt.DTypeLike) -> bool:
+    """Whether downsample's temporaries stay a few planes' (integer_mean), however large the
+    array: then a whole region can be reduced at once, not 2x2x2 blocks at a time."""
+    return method == "mean" and np.dtype(dtype).kind in "iu"
 
 
 def reduction_bytes(method: str, itemsize: int) -> int:

@@ -212,7 +212,8 @@ def main(argv: list[str] | None = None) -> None:
     if levels >= 2:  # made in the same pass as level 1, from the voxels it holds
         level2 = NextLevel(pyramid.open_level2(directory, args["<output>"], comm, args["--resume"],
                                                args["--break-lock"]),
-                           partial(pyramid.downsample, method=method), reduction, held)
+                           partial(pyramid.downsample, method=method), reduction, held,
+                           pyramid.reduces_in_slabs(method, dtype))
     summary = convert(source, directory, memory, silent=args["--silent"], level2=level2)
     if rank == 0:
         log.info("blockfs-write: %s", summary)
