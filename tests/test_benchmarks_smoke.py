@@ -87,3 +87,10 @@ def test_zarr_view_runs(environment):
                           *QUIET], env=environment)
     assert "view / faster native:" in result.stdout and "zarr / precomputed:" in result.stdout
     assert "np.asarray / volume[:, :, :]:" in result.stdout
+
+
+@pytest.mark.mpi
+def test_pyramid_one_pass_runs(environment):
+    result = run_checked([sys.executable, str(BENCHMARKS / "pyramid_one_pass.py"), "--size", "64",
+                          "--rounds", "1", *QUIET], env=environment)
+    assert "| synthetic 64^3 |" in result.stdout and "| 64 TIFF planes |" in result.stdout
