@@ -40,32 +40,32 @@ def write_command(ranks, *args):
 
 
 COUNTING_READS = """
-import atexit, collections, json, runpy, sys
+import atexit, collections, json, os, runpy
 from blockfs_mpi.reader import BlockReader
 reads, read = collections.Counter(), BlockReader.read
 def counted(self, number, shape):
     reads[self.path] += 1
     return read(self, number, shape)
 BlockReader.read = counted
-atexit.register(lambda: print("block reads " + json.dumps(reads), file=sys.stderr))
+out = os.path.join(os.environ["BLOCK_READS"], str(os.getpid()))
+atexit.register(lambda: open(out, "w").write(json.dumps(reads)))
 runpy.run_module("blockfs_mpi.write", run_name="__main__")
 """
 
 
-def reads_of_levels(stderr, folder, levels):
-    """How many blocks of each of levels every rank read, from the lines of a job run with
-    the COUNTING_READS wrapper (one a rank)."""
-    counts = [json.loads(line) for line in re.findall(r"^block reads (.*)$", stderr, re.M)]
-    assert counts, stderr
-    return [sum(c.get(pyramid.level_path(str(folder), level), 0) for c in counts)
-            for level in levels]
-
-
-def counting_write_command(ranks, *args):
-    """write_command, each process counting the blocks it reads (reads_of_levels)."""
+def counting_write(folder, ranks, *args):
+    """Run write_command with every process counting the blocks it reads: how many blocks of
+    each level of the pyramid in folder they read, in all, and the job's stderr."""
+    counts = folder.parent / "block-reads"
+    counts.mkdir()
     command = write_command(ranks, *args)
     at = command.index("-m")
-    return [*command[:at], "-c", COUNTING_READS, *command[at + 2:]]
+    result = run_checked([*command[:at], "-c", COUNTING_READS, *command[at + 2:]],
+                         env={"BLOCK_READS": str(counts)})
+    reads = [json.loads(path.read_text()) for path in counts.iterdir()]
+    assert len(reads) == max(ranks, 1), result.stderr
+    return [sum(r.get(pyramid.level_path(str(folder), level), 0) for r in reads)
+            for level in range(1, 6)], result.stderr
 
 
 def tight_memory(block_size, itemsize, method):
@@ -142,12 +142,11 @@ def test_levels_above_2_are_made_from_what_the_pass_kept(tmp_path, block, held):
     voxels = microscopy_volume((75, 99, 131))
     np.save(tmp_path / "source.npy", voxels)
     pyr = tmp_path / "pyr"
-    result = run_checked(counting_write_command(2, tmp_path / "source.npy", pyr, "--levels=5",
-                                                "--block-size", block, "--silent"))
+    reads, _ = counting_write(pyr, 2, tmp_path / "source.npy", pyr, "--levels=5",
+                              "--block-size", block, "--silent")
     level2 = Directory.open(pyramid.level_path(str(pyr), 2)).geometry
     assert pyramid.held_level3_bytes(level2, 2, 1 << 30, 4) == (19 * 25 * 33 * 2 if held else 0)
-    expected = [0, 0, 0, 0, 0] if held else [0, level2.block_count, 0, 0, 0]
-    assert reads_of_levels(result.stderr, pyr, range(1, 6)) == expected
+    assert reads == ([0, 0, 0, 0, 0] if held else [0, level2.block_count, 0, 0, 0])
     for level in range(1, 6):
         got = Directory.open(pyramid.level_path(str(pyr), level))
         np.testing.assert_array_equal(got[:, :, :], voxels, err_msg=f"level {level}")
@@ -294,11 +293,11 @@ def test_resume_keeps_the_intact_level2_frames(tmp_path):
     run_checked(write_command(3, *args))
     for level in (1, 2):
         cut_data_files(pyramid.level_path(str(tmp_path / "pyr"), level), 0.5)
-    result = run_checked(counting_write_command(2, *args, "--resume"))
-    level2 = re.search(r"level 2: (\d+) blocks written, (\d+) already present", result.stderr)
-    assert int(level2[1]) > 0 and int(level2[2]) > 0, result.stderr
+    reads, stderr = counting_write(tmp_path / "pyr", 2, *args, "--resume")
+    level2 = re.search(r"level 2: (\d+) blocks written, (\d+) already present", stderr)
+    assert int(level2[1]) > 0 and int(level2[2]) > 0, stderr
     # level 3 from what the pass kept, and from the kept level-2 blocks, read once each
-    assert reads_of_levels(result.stderr, tmp_path / "pyr", (1, 2, 3)) == [0, int(level2[2]), 0]
+    assert reads[:3] == [0, int(level2[2]), 0]
     expected = two_pass(tmp_path / "two", voxels, (16, 16, 16), 3, "mean")
     assert_same_pyramid(tmp_path / "pyr", expected, 3)
 
