@@ -83,19 +83,8 @@ def idle_barrier(comm: MPI.Comm | None) -> None:
     if comm is None or comm.Get_size() < 2:
         return
     request = comm.Ibarrier()
-    wait_idly(request.Test)
-
-
-def idle_recv(comm: MPI.Comm, source: int, tag: int) -> Any:
-    """comm.recv that sleeps while it waits for the message (see idle_barrier)."""
-    wait_idly(lambda: comm.iprobe(source=source, tag=tag))
-    return comm.recv(source=source, tag=tag)
-
-
-def wait_idly(ready: Callable[[], bool]) -> None:
-    """Sleep until ready() says so, testing it at growing intervals (up to IDLE_POLL_MAX)."""
     delay = IDLE_POLL_FIRST
-    while not ready():
+    while not request.Test():
         time.sleep(delay)
         delay = min(2 * delay, IDLE_POLL_MAX)
 

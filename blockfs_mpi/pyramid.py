@@ -9,7 +9,7 @@ the voxels that exist below it.
 import json
 import logging
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -371,71 +371,39 @@ Pieces = dict[tuple[int, int, int], npt.NDArray[Any]]
 
 
 def make_top_levels(dest: str, first: int, levels: int, method: str, comm: "MPI.Comm | None",
-                    held: Pieces | None = None, **volume_options: Any) -> None:
-    """Make levels first..levels, the small top of a pyramid, in memory (collective). Rank 0
-    makes level first from the level below, read 2x2x2 blocks at a time, or from held, what
-    blockfs-write's pass kept of it on every rank (the reductions of the blocks below each
-    wrote, by origin below; a block below none kept, as in a resumed job, is read), and
-    every next level from the one before. Level first + i is written and committed by rank
-    i % size alone, rank 0 sending it the voxels, so that the levels are written side by
-    side; an error that a writer's every rank raised is raised on every rank."""
+                    held: Pieces | None = None, silent: bool = False,
+                    **volume_options: Any) -> None:
+    """Make levels first..levels in rank 0's memory (collective; the other ranks wait), each
+    written and committed before the next: level first from the level below, read 2x2x2
+    blocks at a time, or from held, what blockfs-write's pass kept of it on every rank (the
+    reductions of the blocks below each wrote, by origin below; one it kept on disk only,
+    as a resumed job does, is read); every next level from the one before, in memory."""
     gathered = None if held is None else (comm.gather(held, root=0) if comm else [held])
-    rank, size = parallel.rank_of(comm), parallel.size_of(comm)
-    writer = {level: (level - first) % size for level in range(first, levels + 1)}
-    mine: list[tuple[int, Geometry, npt.NDArray[Any]]] = []
-    if rank == 0:
-        pieces = None if gathered is None else {k: v for part in gathered for k, v in part.items()}
-        for level, geometry, voxels in top_levels(dest, first, levels, method, pieces):
-            if writer[level] == 0:
-                mine.append((level, geometry, voxels))
+
+    def top_levels(sub: "MPI.Comm | None") -> None:
+        with Directory.open(level_path(dest, first - 1)) as below:
+            geometry = reduced_geometry(below.geometry)
+            if gathered is None:
+                voxels = reduced(below, geometry, method)
             else:
-                assert comm is not None  # more writers than this process
-                comm.send((geometry, voxels), dest=writer[level], tag=level)
-    else:
-        assert comm is not None
-        mine = [(level, *parallel.idle_recv(comm, 0, level)) for level in writer
-                if writer[level] == rank]
-    error = None
-    try:
-        for level, geometry, voxels in mine:
-            write_whole_level(voxels, geometry, level_path(dest, level), comm, **volume_options)
-    except Exception as e:
-        if not getattr(e, "raised_by_every_rank", False):
-            raise  # a rank's own failure ends the job (parallel.program)
-        error = f"rank {rank}: {e}"
-    parallel.idle_barrier(comm)
-    parallel.fail_together(comm, error, BlockfsError)
-    if rank == 0:
-        log.info("%s: levels %d-%d made in memory, written by %d rank(s)", dest, first, levels,
-                 min(size, levels - first + 1))
+                voxels = from_pieces(below, geometry, {k: v for part in gathered
+                                                       for k, v in part.items()}, method)
+        for level in range(first, levels + 1):
+            path = level_path(dest, level)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            target = new_level(geometry, voxels.dtype, path, sub, **volume_options)
+            target.create()
+            progress = Progress(sub, geometry.block_count,
+                                f"mip {os.path.basename(os.path.dirname(path))}", disable=silent)
+            with target:
+                target[:, :, :] = voxels
+            progress.update(geometry.block_count, voxels.nbytes)
+            progress.close()
+            if level < levels:
+                geometry = reduced_geometry(geometry)
+                voxels = reduced(voxels, geometry, method)
 
-
-def top_levels(dest: str, first: int, levels: int, method: str, pieces: Pieces | None
-               ) -> Iterator[tuple[int, Geometry, npt.NDArray[Any]]]:
-    """(level, geometry, voxels) of levels first..levels, for make_top_levels."""
-    with Directory.open(level_path(dest, first - 1)) as below:
-        geometry = reduced_geometry(below.geometry)
-        voxels = (reduced(below, geometry, method) if pieces is None
-                  else from_pieces(below, geometry, pieces, method))
-    for level in range(first, levels + 1):
-        yield level, geometry, voxels
-        if level < levels:
-            geometry = reduced_geometry(geometry)
-            voxels = reduced(voxels, geometry, method)
-
-
-def write_whole_level(voxels: npt.NDArray[Any], geometry: Geometry, path: str,
-                      comm: "MPI.Comm | None", **volume_options: Any) -> None:
-    """Write voxels as the new volume of geometry at path, by this rank alone."""
-    alone = None
-    if comm is not None:
-        from mpi4py import MPI
-        alone = MPI.COMM_SELF
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    target = new_level(geometry, voxels.dtype, path, alone, **volume_options)
-    target.create()
-    with target:
-        target[:, :, :] = voxels
+    on_first_ranks(comm, 1, top_levels)
 
 
 def reduced(below: Directory | npt.NDArray[Any], geometry: Geometry,
@@ -516,7 +484,7 @@ def build(dest: str, levels: int, voxel_size: Sequence[float] = (1, 1, 1), metho
         geometry = reduced_geometry(geometry)
         if in_memory(geometry):
             make_top_levels(dest, level, levels, method, comm, held if level == first else None,
-                            break_lock=break_lock, **options)
+                            silent, break_lock=break_lock, **options)
             break
         make_level(level_path(dest, level - 1), level_path(dest, level), method, comm, silent,
                    break_lock=break_lock, **options)
