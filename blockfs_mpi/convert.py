@@ -335,19 +335,24 @@ class NextLevel:
         """Reduce region, the voxels of unit as dtype, into the level-2 blocks at origins (at
         once with whole_units, else one 2x2x2 group of blocks at a time), and write them."""
         z0, _, y0, _, x0, _ = unit
-        reduced = self.reduce(region.astype(dtype, copy=False)) if self.whole_units else None
+        z2, y2, x2 = z0 // 2, y0 // 2, x0 // 2  # where the unit starts in level 2
+        reduced = above = None
+        if self.whole_units:
+            reduced = self.reduce(region.astype(dtype, copy=False))
+            above = None if self.above is None else self.reduce(reduced)
         for x, y, z in origins:
             zs, ys, xs = self.directory.get_block_size(x, y, z)
             if reduced is not None:  # unit starts at even voxels: its halves are level 2's
-                block = reduced[z - z0 // 2:z + zs - z0 // 2, y - y0 // 2:y + ys - y0 // 2,
-                                x - x0 // 2:x + xs - x0 // 2]
+                block = reduced[z - z2:z - z2 + zs, y - y2:y - y2 + ys, x - x2:x - x2 + xs]
             else:
                 below = region[2 * z - z0:2 * (z + zs) - z0, 2 * y - y0:2 * (y + ys) - y0,
                                2 * x - x0:2 * (x + xs) - x0]
                 block = self.reduce(below.astype(dtype, copy=False))
             self.directory.write_block(block, x, y, z)
-            if self.above is not None:
-                self.above[(x, y, z)] = self.reduce(block)
+            if self.above is not None:  # level-2 blocks held are of even sizes: so are offsets
+                self.above[(x, y, z)] = self.reduce(block) if above is None else above[
+                    (z - z2) // 2:(z - z2 + zs + 1) // 2, (y - y2) // 2:(y - y2 + ys + 1) // 2,
+                    (x - x2) // 2:(x - x2 + xs + 1) // 2]
 
 
 def halved(unit: Unit) -> tuple[int, ...]:

@@ -28,7 +28,7 @@ from blockfs_mpi.lock import VolumeLock
 from blockfs_mpi.reader import read_header
 from blockfs_mpi.synthetic import SyntheticVolume
 from conftest import kill_group, microscopy_volume, mpiexec, peak_rss_of_write, run_checked
-from test_pyramid import reference_mean
+from test_pyramid import reference_mean, reference_mode
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -134,23 +134,31 @@ def test_one_pass_equals_two_pass(tmp_path, method, block, shape, ranks):
 
 
 @pytest.mark.mpi
-@pytest.mark.parametrize("block,held", [("16", True), ("15", False)])
-def test_levels_above_2_are_made_from_what_the_pass_kept(tmp_path, block, held):
+@pytest.mark.parametrize("block,method,held", [("16", "mean", True), ("15", "mean", False),
+                                               ("16,32,24", "mode", True)])
+def test_levels_above_2_are_made_from_what_the_pass_kept(tmp_path, block, method, held):
     """Where level 3 is small (at most MIN_BLOCKS_PER_RANK blocks) the pass keeps it in
     memory, and levels 3.. are made without reading level 2 back (no block of any level is
-    read); with odd blocks, whose 2x2x2 groups straddle level-2 blocks, level 2 is read once."""
-    voxels = microscopy_volume((75, 99, 131))
+    read), for mean (level 2 reduced a unit at a time) and mode (a block at a time); with odd
+    blocks, whose 2x2x2 groups straddle level-2 blocks, level 2 is read once."""
+    shape = (75, 99, 131)
+    voxels = microscopy_volume(shape) if method == "mean" else labels_volume(shape)
     np.save(tmp_path / "source.npy", voxels)
     pyr = tmp_path / "pyr"
     reads, _ = counting_write(pyr, 2, tmp_path / "source.npy", pyr, "--levels=5",
-                              "--block-size", block, "--silent")
+                              "--block-size", block, "--silent",
+                              *(["--labels"] if method == "mode" else []))
     level2 = Directory.open(pyramid.level_path(str(pyr), 2)).geometry
-    assert pyramid.held_level3_bytes(level2, 2, 1 << 30, 4) == (19 * 25 * 33 * 2 if held else 0)
+    level3_bytes = 19 * 25 * 33 * voxels.dtype.itemsize
+    reduction = pyramid.reduction_bytes(method, voxels.dtype.itemsize)
+    assert pyramid.held_level3_bytes(level2, voxels.dtype.itemsize, 1 << 30, reduction) == (
+        level3_bytes if held else 0)
     assert reads == ([0, 0, 0, 0, 0] if held else [0, level2.block_count, 0, 0, 0])
+    reference = reference_mean if method == "mean" else reference_mode
     for level in range(1, 6):
         got = Directory.open(pyramid.level_path(str(pyr), level))
         np.testing.assert_array_equal(got[:, :, :], voxels, err_msg=f"level {level}")
-        voxels = reference_mean(voxels)
+        voxels = reference(voxels)
 
 
 def test_integer_mean_is_the_general_mean():
