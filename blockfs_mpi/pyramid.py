@@ -35,6 +35,7 @@ log = logging.getLogger("blockfs_mpi")
 DIRECTORY_NAME = "precomputed.blockfs"
 METHODS = ("mean", "mode")
 MIN_BLOCKS_PER_RANK = 64  # a level with fewer blocks a rank is written by fewer ranks
+TOP_LEVEL_BYTES = 256 << 20  # the most a level made in memory may hold (see in_memory)
 SLAB = 8  # planes of a block integer_mean sums at a time (even: whole pairs of planes)
 SLAB_VOXELS = 1 << 19  # fewer planes (2 at least) where SLAB of them would hold more voxels
 
@@ -219,10 +220,12 @@ def reduced_volume(below: Directory, path: str, comm: "MPI.Comm | None",
     return new_level(reduced_geometry(below.geometry), below.dtype, path, comm, **options)
 
 
-def in_memory(geometry: Geometry) -> bool:
+def in_memory(geometry: Geometry, itemsize: int) -> bool:
     """Whether a level of geometry, and every level above it, is made in rank 0's memory: it
-    has at most MIN_BLOCKS_PER_RANK blocks, so rank 0 alone would write it anyway."""
-    return geometry.block_count <= MIN_BLOCKS_PER_RANK
+    has at most MIN_BLOCKS_PER_RANK blocks, so rank 0 alone would write it anyway, in at most
+    TOP_LEVEL_BYTES (blocks of 256^3 would need gigabytes)."""
+    return (geometry.block_count <= MIN_BLOCKS_PER_RANK
+            and int(np.prod(geometry.shape)) * itemsize <= TOP_LEVEL_BYTES)
 
 
 def held_level3_bytes(level2: Geometry, itemsize: int, memory: int, reduction: int) -> int:
@@ -233,7 +236,8 @@ def held_level3_bytes(level2: Geometry, itemsize: int, memory: int, reduction: i
     the pass its 2x2x2 blocks a unit (convert.blocks_that_fit); else 0."""
     level3 = reduced_geometry(level2)
     nbytes = int(np.prod(level3.shape)) * itemsize
-    if not in_memory(level3) or any(n % 2 for n in level2.block_size) or nbytes > memory // 8:
+    if (not in_memory(level3, itemsize) or any(n % 2 for n in level2.block_size)
+            or nbytes > memory // 8):
         return 0
     fits = blocks_that_fit(level2.block_size, itemsize, memory - nbytes, reduction) >= 8
     return nbytes if fits else 0
@@ -459,8 +463,8 @@ def build(dest: str, levels: int, voxel_size: Sequence[float] = (1, 1, 1), metho
     below first exist: 1, or 1 and 2 that blockfs-write made in one pass), and write its info.
 
     Collective: each level is committed by every rank before the next starts. From the
-    first level with at most MIN_BLOCKS_PER_RANK blocks up, rank 0 makes them in memory
-    (make_top_levels, where held is described).
+    first level small enough (in_memory) up, rank 0 makes them in memory (make_top_levels,
+    where held is described).
     Existing levels are replaced only with overwrite. Each level is locked while it is
     written; a level another job is writing is refused before any is made (break_lock:
     see lock.py).
@@ -469,6 +473,7 @@ def build(dest: str, levels: int, voxel_size: Sequence[float] = (1, 1, 1), metho
         raise BlockfsError(f"--levels must be at least 1, not {levels}")
     base = Directory.open(level_path(dest, 1))
     check_method(method, base.dtype)
+    itemsize = base.dtype.itemsize
     options = dict(compression=base.compression, compression_level=base.compression_level,
                    shuffle=base.header.shuffle)
     base.close()
@@ -482,7 +487,7 @@ def build(dest: str, levels: int, voxel_size: Sequence[float] = (1, 1, 1), metho
     geometry = read_header(level_path(dest, first - 1)).geometry
     for level in range(first, levels + 1):
         geometry = reduced_geometry(geometry)
-        if in_memory(geometry):
+        if in_memory(geometry, itemsize):
             make_top_levels(dest, level, levels, method, comm, held if level == first else None,
                             silent, break_lock=break_lock, **options)
             break

@@ -9,6 +9,7 @@ import pytest
 
 from blockfs_mpi import Directory, pyramid
 from blockfs_mpi.errors import BlockfsError
+from blockfs_mpi.geometry import Geometry
 from blockfs_mpi.options import voxel_size_option
 from blockfs_mpi.reader import BlockReader, read_header
 from conftest import microscopy_volume, mpiexec, run_checked, write_array
@@ -257,3 +258,14 @@ def test_a_writer_rank_failing_on_a_small_level_ends_the_job(tmp_path):
     result = run_checked([mpiexec(), "-n", "3", sys.executable, "-m", "blockfs_mpi.downsample",
                           path, "--levels=2", "--silent"], expect_failure=True, timeout=60)
     assert "[rank 0] error:" in result.stderr and "block 0" in result.stderr, result.stderr
+
+
+def test_which_levels_are_made_in_memory():
+    """A level is made in rank 0's memory when it has at most MIN_BLOCKS_PER_RANK blocks and
+    TOP_LEVEL_BYTES of voxels: wide voxels or large blocks keep a level of few blocks out."""
+    assert pyramid.TOP_LEVEL_BYTES == 256 << 20
+    level = Geometry(256, 256, 256)  # 4 x 4 x 4 blocks of 64^3
+    assert level.block_count == pyramid.MIN_BLOCKS_PER_RANK and pyramid.in_memory(level, 8)
+    assert not pyramid.in_memory(Geometry(256, 256, 257), 1)  # 80 blocks
+    large = Geometry(512, 512, 512, 128, 128, 128)  # 64 blocks of 128^3
+    assert pyramid.in_memory(large, 2) and not pyramid.in_memory(large, 4)  # 256, 512 MiB
