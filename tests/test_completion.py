@@ -161,7 +161,9 @@ def test_resume_with_fewer_planes_says_so(tmp_path, written):
 def test_ctrl_c_says_how_to_continue(tmp_path):
     """Ctrl-C (SIGINT to the program) ends it with status 130 and a hint to --resume. The
     job starts with SIGINT at its default: a suite run in the background of a shell without
-    job control inherits it ignored, and Python then ignores it too."""
+    job control inherits it ignored, and Python then ignores it too. A Ctrl-C while the writer
+    processes start ends it, about one run in twenty here, by SIGINT itself after the same
+    message (as a shell shows it, status 130 too): both are accepted."""
     output = tmp_path / "out.blockfs"
     job = subprocess.Popen([sys.executable, "-m", "blockfs_mpi.write", "synthetic:128x512x512",
                             str(output), "--silent", "--level", "9"],
@@ -178,7 +180,7 @@ def test_ctrl_c_says_how_to_continue(tmp_path):
         _, err = job.communicate(timeout=60)
     finally:
         job.kill()
-    assert job.returncode == 130, err
+    assert job.returncode in (130, -signal.SIGINT), err
     assert "interrupted; rerun the same command with --resume to continue where it stopped" \
         in err
     assert "incomplete" in program("info", output, expect_failure=True).stdout
