@@ -9,8 +9,9 @@ once, untimed, as write_tiff.py does). Each round times level 1 alone and
 --levels 5 (in turn first), by wall clock of the whole mpiexec job (Python start-up
 included, as a user waits for it); before every run the outputs are deleted and the
 disk synced, untimed, so that each run creates new files and none writes back
-another's pages; the package is compiled to bytecode first, as an installed copy is. Prints the median and range of each, the ratio of the medians
-(issue 19's target: <= 1.2) and the median and range of the ratios of each round's pair.
+another's pages; the package is compiled to bytecode first, as an installed copy is.
+Prints the median and range of each, the ratio of the medians (issue 19's target:
+<= 1.2) and the median and range of the ratios of each round's pair.
 """
 import argparse
 import os

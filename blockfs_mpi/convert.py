@@ -19,7 +19,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import numpy as np
@@ -319,7 +319,7 @@ class NextLevel:
     reduction: int
     held: int = 0
     whole_units: bool = False
-    above: dict[Origin, npt.NDArray[Any]] | None = None
+    above: dict[Origin, npt.NDArray[Any]] | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         if self.held:
